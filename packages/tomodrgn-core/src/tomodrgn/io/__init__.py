@@ -1,0 +1,1 @@
+"""Reading and writing MRC stacks/volumes and STAR particle metadata."""

@@ -1,0 +1,57 @@
+"""Contrast transfer function, RELION conventions.
+
+Defocus U/V in Å (positive = underfocus), astigmatism angle in degrees (from the x axis), voltage in kV,
+spherical aberration Cs in mm, amplitude contrast w (fraction), phase shift in degrees, optional B-factor (Å²).
+Frequencies in Å⁻¹. ``ctf = −(sqrt(1−w²)·sin γ + w·cos γ)`` with ``γ = π·λ·Δf·k² − π/2·Cs·λ³·k⁴ + φ``,
+which equals RELION's sign convention (negative at low frequency for underfocus: dark particles).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def electron_wavelength(voltage_kv: float | torch.Tensor) -> float | torch.Tensor:
+    """Relativistic electron wavelength in Å for an acceleration voltage in kV."""
+    v = voltage_kv * 1e3
+    if isinstance(v, torch.Tensor):
+        return 12.2642598 / torch.sqrt(v + 0.97848e-6 * v * v)
+    return 12.2642598 / math.sqrt(v + 0.97848e-6 * v * v)
+
+
+def compute_ctf(
+    freqs: torch.Tensor,
+    defocus_u: torch.Tensor,
+    defocus_v: torch.Tensor,
+    defocus_angle: torch.Tensor,
+    voltage: torch.Tensor,
+    cs: torch.Tensor,
+    amplitude_contrast: torch.Tensor,
+    phase_shift: torch.Tensor | None = None,
+    bfactor: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """CTF at ``freqs`` (..., n, 2) Å⁻¹ for parameters broadcastable to ``freqs[..., 0]``'s leading shape + (1,).
+
+    Each parameter has shape (...,) (one value per image); the result has shape (..., n).
+    """
+
+    def col(p: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(p, dtype=freqs.dtype, device=freqs.device)[..., None]
+
+    kx, ky = freqs[..., 0], freqs[..., 1]
+    k2 = kx * kx + ky * ky
+    angle = torch.atan2(ky, kx)
+    lam = electron_wavelength(col(voltage))
+    du, dv, ang = col(defocus_u), col(defocus_v), torch.deg2rad(col(defocus_angle))
+    defocus = 0.5 * (du + dv) + 0.5 * (du - dv) * torch.cos(2.0 * (angle - ang))
+    cs_a = col(cs) * 1e7
+    gamma = math.pi * lam * defocus * k2 - 0.5 * math.pi * cs_a * lam**3 * k2 * k2
+    if phase_shift is not None:
+        gamma = gamma + torch.deg2rad(col(phase_shift))
+    w = col(amplitude_contrast)
+    ctf = -(torch.sqrt(1.0 - w * w) * torch.sin(gamma) + w * torch.cos(gamma))
+    if bfactor is not None:
+        ctf = ctf * torch.exp(-col(bfactor) / 4.0 * k2)
+    return ctf
