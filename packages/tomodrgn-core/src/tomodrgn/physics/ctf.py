@@ -2,8 +2,9 @@
 
 Defocus U/V in Å (positive = underfocus), astigmatism angle in degrees (from the x axis), voltage in kV,
 spherical aberration Cs in mm, amplitude contrast w (fraction), phase shift in degrees, optional B-factor (Å²).
-Frequencies in Å⁻¹. ``ctf = −(sqrt(1−w²)·sin γ + w·cos γ)`` with ``γ = π·λ·Δf·k² − π/2·Cs·λ³·k⁴ + φ``,
-which equals RELION's sign convention (negative at low frequency for underfocus: dark particles).
+Frequencies in Å⁻¹. ``ctf = sqrt(1−w²)·sin γ + w·cos γ`` with ``γ = π·λ·Δf·k² − π/2·Cs·λ³·k⁴ + φ``: RELION's
+``getCTF`` (``−sin(K1·Δf'·k² + K2·k⁴ − φ − atan(w/√(1−w²)))`` with Δf' = −Δf), positive (+w) at k = 0, as for
+contrast-inverted (white-particle) images. Checked against teamtomo's torch-ctf in the tests.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def compute_ctf(
     if phase_shift is not None:
         gamma = gamma + torch.deg2rad(col(phase_shift))
     w = col(amplitude_contrast)
-    ctf = -(torch.sqrt(1.0 - w * w) * torch.sin(gamma) + w * torch.cos(gamma))
+    ctf = torch.sqrt(1.0 - w * w) * torch.sin(gamma) + w * torch.cos(gamma)
     if bfactor is not None:
         ctf = ctf * torch.exp(-col(bfactor) / 4.0 * k2)
     return ctf
