@@ -20,11 +20,26 @@ def triton_available() -> bool:
 
 
 def resolve_backend(backend: Backend, device: torch.device) -> str:
-    """``auto`` → ``triton`` on CUDA when Triton imports, else ``torch``."""
+    """``auto`` → ``triton`` on CUDA when Triton imports, else ``torch``.
+
+    ``triton`` on a non-CUDA device is allowed only when the kernels run in the Triton CPU interpreter
+    (``TRITON_INTERPRET=1`` set before Triton was imported); otherwise it raises a RuntimeError saying so.
+    """
+    if backend not in ("auto", "torch", "triton"):
+        raise ValueError(f"unknown lattice-mask backend {backend!r}: expected 'auto', 'torch' or 'triton'")
     if backend == "auto":
         return "triton" if device.type == "cuda" and triton_available() else "torch"
-    if backend == "triton" and not triton_available():
-        raise RuntimeError("backend 'triton' requested but Triton is not installed (pip install triton)")
+    if backend == "triton":
+        if not triton_available():
+            raise RuntimeError("backend 'triton' requested but Triton is not installed (pip install triton)")
+        if device.type != "cuda":
+            from tomodrgn.kernels.lattice_mask_triton import interpreter_active
+
+            if not interpreter_active():
+                raise RuntimeError(
+                    f"backend 'triton' needs CUDA tensors (got device '{device}'); use backend='torch' or 'auto' "
+                    "on CPU, or set TRITON_INTERPRET=1 before Triton is imported to use the CPU interpreter"
+                )
     return backend
 
 
