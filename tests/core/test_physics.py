@@ -139,7 +139,9 @@ def test_translate_hartley_matches_real_space_shift():
     h = torch.from_numpy(symmetrize_ht(ht2_center(img)).ravel())
     expected = symmetrize_ht(ht2_center(shifted)).ravel()[idx]
     freqs = torch.from_numpy(lat.freqs2d(pixel)[idx])
-    out = translate_hartley(h[idx], h[n - 1 - idx], freqs, torch.tensor([-3.0 * pixel, 2.0 * pixel], dtype=torch.float64))
+    out = translate_hartley(
+        h[idx], h[n - 1 - idx], freqs, torch.tensor([-3.0 * pixel, 2.0 * pixel], dtype=torch.float64)
+    )
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-8)
 
 
@@ -180,7 +182,11 @@ def test_ctf_matches_torch_ctf():
         rfft=False,
         fftshift=True,
     ).squeeze()
-    ky, kx = torch.meshgrid(torch.fft.fftshift(torch.fft.fftfreq(D, d=pixel)), torch.fft.fftshift(torch.fft.fftfreq(D, d=pixel)), indexing="ij")
+    ky, kx = torch.meshgrid(
+        torch.fft.fftshift(torch.fft.fftfreq(D, d=pixel)),
+        torch.fft.fftshift(torch.fft.fftfreq(D, d=pixel)),
+        indexing="ij",
+    )
     freqs = torch.stack([kx, ky], -1).reshape(-1, 2).double()
     ours = compute_ctf(freqs, *(torch.tensor(v, dtype=torch.float64) for v in (dfu, dfv, ang, 300.0, 2.7, 0.1)))
     np.testing.assert_allclose(ours.reshape(D, D).numpy(), ref.double().numpy(), atol=2e-3)
