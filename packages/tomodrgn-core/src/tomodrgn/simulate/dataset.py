@@ -1,0 +1,298 @@
+"""Simulated sub-tomogram tilt-series datasets with ground truth (Warp/M image-series STAR + per-particle stacks).
+
+Outputs under ``outdir``:
+- ``particles/<tomo>_<NNNNN>.mrcs``: one stack per particle, its kept tilts in acquisition (dose) order;
+- ``particles.star``: optics block + one row per tilt image (Warp/M image-series flavour, see DESIGN.md §2);
+- ``volumes/class_XX.mrc``: ground-truth volumes (one per class; for ``continuous`` one per path bin, at its centre);
+- ``labels.txt``: one integer label per particle (STAR particle order);
+- ``truth.npz``: per-particle and per-image ground truth (see :func:`simulate_dataset`).
+
+Default pixel size: 419.2 Å / D (a 419.2 Å box: 13.1 Å at D = 32, 6.55 Å at D = 64), as in DESIGN.md §3.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+import torch
+
+from tomodrgn.io.mrc import write_mrc
+from tomodrgn.physics.pose import matrix_to_euler, random_rotations
+from tomodrgn.simulate.forward import central_slices, filtered_images, half_grid, volume_spectra
+from tomodrgn.simulate.geometry import kept_tilts, place_particles, tilt_rotations, tilt_series
+from tomodrgn.simulate.phantom import render, render_particle
+from tomodrgn.simulate.presets import Preset, get_preset
+
+DEFAULT_BOX_ANGSTROM = 419.2
+PARTICLES_PER_TOMOGRAM = 50
+_CHUNK = 128  # particles per batch (fixed: the noise stream depends on it)
+
+
+@dataclass
+class SimulatedDataset:
+    """Paths and ground truth of a simulated dataset (see module docstring for the layout)."""
+
+    star_path: Path
+    volume_paths: list[Path]
+    labels: np.ndarray
+    labels_path: Path
+    truth_path: Path
+    pixel_size: float
+    box_size: int
+    particle_names: list[str]
+    preset: str = "4-class"
+    tomogram_names: list[str] = field(default_factory=list)
+    tomogram_shape: tuple[int, int, int] = (64, 256, 256)
+
+
+def _split_counts(n: int, parts: int) -> np.ndarray:
+    return np.array([len(a) for a in np.array_split(np.arange(n), parts)])
+
+
+def simulate_dataset(
+    outdir: str | Path,
+    preset: str = "4-class",
+    n_particles: int = 1000,
+    box_size: int = 32,
+    pixel_size: float | None = None,
+    n_tilts: int = 41,
+    max_tilt: float = 60.0,
+    tilt_step: float = 3.0,
+    dose_per_tilt: float = 3.0,
+    snr: float | None = 0.05,
+    defocus_range: tuple[float, float] = (20000.0, 40000.0),
+    drop_tilts: int = 0,
+    seed: int = 0,
+    voltage: float = 300.0,
+    cs: float = 2.7,
+    amplitude_contrast: float = 0.1,
+    n_tomograms: int | None = None,
+    tomogram_shape: tuple[int, int, int] | None = None,
+    shift_std: float = 0.0,
+    astigmatism: float = 400.0,
+    dose_filter: bool = True,
+    oversample: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimulatedDataset:
+    """Simulate a tilt-series particle dataset with known structure, poses, CTF and doses.
+
+    Units: Å (pixel size, defocus, shifts), e⁻/Å² (dose_per_tilt), degrees (tilts), kV, mm (Cs).
+    - Poses: uniform random SO(3) per particle (RELION matrices); tilt image pose tilt_about_y(θ) @ R_particle, and
+      the STAR Euler angles are exactly that matrix's RELION ZYZ angles.
+    - Tilts: dose-symmetric scheme, cumulative dose (i+1)·dose_per_tilt in acquisition order i; stacks and STAR rows
+      per particle in acquisition order. ``drop_tilts`` > 0: each particle loses 0…drop_tilts random tilts (never
+      the 0° one; remaining doses unchanged).
+    - CTF: defocus uniform in ``defocus_range`` per particle, astigmatism |U − V| uniform in [0, astigmatism] Å,
+      angle uniform in [0, 180)°; exposure filter exp(−N/2Ne(k)) unless ``dose_filter`` is False.
+    - Noise: white gaussian with variance σ₀²/cos θ, σ₀² = mean over particles of the variance (over the box) of the
+      noiseless 0° image / snr. ``snr`` None or inf: noiseless.
+    - Shifts: gaussian in-plane shifts with std ``shift_std`` Å per image (0: none), convention of
+      :func:`tomodrgn.physics.pose.shift_phase` (image = projection translated by the origin).
+    - Particles are placed at random non-overlapping whole-pixel positions in ``n_tomograms`` tomograms named
+      ``tomo00, tomo01, …`` of ``tomogram_shape`` (Z, Y, X) px (default (2D, 8D, 8D), ≤ 50 particles each).
+    ``progress(done, total)`` is called after each batch of particles.
+
+    truth.npz holds per particle: ``particle_names``, ``tomogram``, ``position_px`` (x, y, z), ``rotation`` (n, 3, 3),
+    ``label``, ``coordinate`` (continuous path position in [0, 1], NaN for discrete presets), ``amplitudes``,
+    ``offsets`` (component weights/translations in box fractions), ``defocus_u/v/angle``, ``n_tilts``; per image
+    (STAR row order): ``image_particle``, ``image_tilt_index`` (acquisition index), ``image_tilt``, ``image_dose``,
+    ``image_rotation``, ``image_shift`` (Å); and ``tilt_scheme``, ``dose_scheme``, ``pixel_size``, ``box_size``,
+    ``noise_std`` (σ₀), ``snr``, ``preset``, ``seed``, ``tomogram_names``, ``tomogram_shape``.
+    """
+    outdir = Path(outdir)
+    d = int(box_size)
+    if d % 2 or d < 8:
+        raise ValueError(f"box_size must be even and ≥ 8, got {box_size}")
+    if n_particles < 1:
+        raise ValueError(f"n_particles must be ≥ 1, got {n_particles}")
+    if snr is not None and not snr > 0:
+        raise ValueError(f"snr must be > 0 (or None/inf for noiseless), got {snr}")
+    noiseless = snr is None or math.isinf(snr)
+    apix = DEFAULT_BOX_ANGSTROM / d if pixel_size is None else float(pixel_size)
+    spec: Preset = get_preset(preset)
+    tomogram_shape = (2 * d, 8 * d, 8 * d) if tomogram_shape is None else tuple(int(s) for s in tomogram_shape)
+    if n_tomograms is None:
+        n_tomograms = math.ceil(n_particles / PARTICLES_PER_TOMOGRAM)
+    n_tomograms = max(1, min(int(n_tomograms), n_particles))
+
+    r_conf, r_pose, r_ctf, r_drop, r_place, r_shift, r_noise = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)
+    )
+    angles, doses = tilt_series(n_tilts, max_tilt, tilt_step, dose_per_tilt)
+    n, t = n_particles, len(angles)
+    conf = spec.sample(n, r_conf)
+    rot_p = random_rotations(n, r_pose)
+    df = r_ctf.uniform(*defocus_range, size=n)
+    astig = r_ctf.uniform(0.0, astigmatism, size=n)
+    df_u, df_v, df_ang = df + astig / 2, df - astig / 2, r_ctf.uniform(0.0, 180.0, size=n)
+    keep = kept_tilts(n, t, drop_tilts, r_drop)
+    shifts_all = r_shift.normal(0.0, shift_std, size=(n, t, 2)) if shift_std > 0 else np.zeros((n, t, 2))
+    counts = _split_counts(n, n_tomograms)
+    tomo_names = [f"tomo{i:02d}" for i in range(n_tomograms)]
+    tomo_of = np.repeat(np.arange(n_tomograms), counts)
+    local_idx = np.concatenate([np.arange(c) for c in counts])
+    positions = np.concatenate([place_particles(int(c), tomogram_shape, d, r_place) for c in counts])
+    names = [f"{tomo_names[g]}_{j:05d}" for g, j in zip(tomo_of, local_idx)]
+
+    # ground-truth volumes
+    (outdir / "volumes").mkdir(parents=True, exist_ok=True)
+    (outdir / "particles").mkdir(parents=True, exist_ok=True)
+    ref = spec.reference
+    ref_vols = np.stack(
+        [render_particle(spec.phantom, d, ref.amplitudes[k], ref.offsets[k] * d) for k in range(len(ref.labels))]
+    )
+    volume_paths = [
+        write_mrc(outdir / "volumes" / f"class_{k:02d}.mrc", v, apix) for k, v in enumerate(ref_vols.astype(np.float32))
+    ]
+    discrete = np.all(conf.offsets == 0)
+    if discrete:
+        spectra = volume_spectra(ref_vols, oversample)
+    else:
+        spectra = volume_spectra(np.stack([render(b, d) for b in spec.phantom.components]), oversample)
+    coords = torch.from_numpy(half_grid(d)[0].astype(np.float64))
+    rot_t = tilt_rotations(rot_p, angles)  # (n, T, 3, 3)
+    ctf_p = np.stack([df_u, df_v, df_ang, np.full(n, voltage), np.full(n, cs), np.full(n, amplitude_contrast),
+                      np.zeros(n)], axis=1)  # fmt: skip
+
+    def images(pi: np.ndarray, ti: np.ndarray) -> torch.Tensor:
+        """Noiseless images for (particle, tilt) index pairs."""
+        rots = torch.from_numpy(rot_t[pi, ti])
+        if discrete:
+            sl = central_slices(spectra, rots, coords, volume_index=conf.labels[pi])
+        else:
+            sl = central_slices(
+                spectra, rots, coords, amplitudes=torch.from_numpy(conf.amplitudes[pi]),
+                offsets_px=torch.from_numpy(conf.offsets[pi] * d),
+            )  # fmt: skip
+        return filtered_images(
+            sl, apix, d, ctf_p[pi], doses[ti] if dose_filter else None,
+            shifts_all[pi, ti] if shift_std > 0 else None, voltage,
+        )  # fmt: skip
+
+    noise_std = 0.0
+    if not noiseless:
+        zero = int(np.argmin(np.abs(angles)))
+        var0 = []
+        for s in range(0, n, _CHUNK * 8):
+            pi = np.arange(s, min(n, s + _CHUNK * 8))
+            var0.append(images(pi, np.full(len(pi), zero)).double().var(dim=(-2, -1), unbiased=False))
+        noise_std = float(torch.cat(var0).mean() / snr) ** 0.5
+    gen = torch.Generator().manual_seed(int(r_noise.integers(2**62)))
+
+    cos_t = np.cos(np.deg2rad(angles))
+    img_particle, img_tilt = [], []
+    for s in range(0, n, _CHUNK):
+        pis = np.arange(s, min(n, s + _CHUNK))
+        pi, ti = np.nonzero(keep[pis])
+        pi = pis[pi]
+        imgs = images(pi, ti)
+        if not noiseless:
+            scale = torch.from_numpy(noise_std / np.sqrt(cos_t[ti])).to(imgs.dtype)[:, None, None]
+            imgs = imgs + scale * torch.randn(imgs.shape, generator=gen, dtype=imgs.dtype)
+        arr = imgs.numpy()
+        bounds = np.concatenate([[0], np.cumsum(keep[pis].sum(1))])
+        for j, p in enumerate(pis):
+            write_mrc(outdir / "particles" / f"{names[p]}.mrcs", arr[bounds[j] : bounds[j + 1]], apix, is_stack=True)
+        img_particle.append(pi)
+        img_tilt.append(ti)
+        if progress is not None:
+            progress(int(pis[-1] + 1), n)
+    img_particle = np.concatenate(img_particle)
+    img_tilt = np.concatenate(img_tilt)
+    # 1-based position of each image within its particle's stack
+    stack_index = np.concatenate([np.arange(1, c + 1) for c in keep.sum(1)])
+
+    img_rot = rot_t[img_particle, img_tilt]
+    rot_e, tilt_e, psi_e = matrix_to_euler(img_rot)
+    img_shift = shifts_all[img_particle, img_tilt]
+    img_dose = doses[img_tilt]
+    img_angle = angles[img_tilt]
+    particles = pd.DataFrame(
+        {
+            "rlnImageName": [f"{k}@particles/{names[p]}.mrcs" for k, p in zip(stack_index, img_particle)],
+            "rlnGroupName": [names[p] for p in img_particle],
+            "rlnMicrographName": [tomo_names[tomo_of[p]] for p in img_particle],
+            "rlnCoordinateX": positions[img_particle, 0],
+            "rlnCoordinateY": positions[img_particle, 1],
+            "rlnCoordinateZ": positions[img_particle, 2],
+            "rlnAngleRot": rot_e,
+            "rlnAngleTilt": tilt_e,
+            "rlnAnglePsi": psi_e,
+            "rlnOriginXAngst": img_shift[:, 0],
+            "rlnOriginYAngst": img_shift[:, 1],
+            "rlnDefocusU": df_u[img_particle],
+            "rlnDefocusV": df_v[img_particle],
+            "rlnDefocusAngle": df_ang[img_particle],
+            "rlnPhaseShift": np.zeros(len(img_particle)),
+            "rlnCtfBfactor": -4.0 * img_dose,
+            "rlnCtfScalefactor": np.cos(np.deg2rad(img_angle)),
+            "rlnOpticsGroup": np.ones(len(img_particle), dtype=np.int64),
+        }
+    )
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroup": [1],
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnImagePixelSize": [apix],
+            "rlnImageSize": [d],
+            "rlnImageDimensionality": [2],
+            "rlnVoltage": [float(voltage)],
+            "rlnSphericalAberration": [float(cs)],
+            "rlnAmplitudeContrast": [float(amplitude_contrast)],
+        }
+    )
+    star_path = outdir / "particles.star"
+    starfile.write({"optics": optics, "particles": particles}, star_path, overwrite=True, float_format="%.6f")
+    labels_path = outdir / "labels.txt"
+    np.savetxt(labels_path, conf.labels, fmt="%d")
+    truth_path = outdir / "truth.npz"
+    np.savez(
+        truth_path,
+        particle_names=np.array(names),
+        tomogram=tomo_of,
+        position_px=positions,
+        rotation=rot_p,
+        label=conf.labels,
+        coordinate=conf.coordinate,
+        amplitudes=conf.amplitudes,
+        offsets=conf.offsets,
+        defocus_u=df_u,
+        defocus_v=df_v,
+        defocus_angle=df_ang,
+        n_tilts=keep.sum(1),
+        image_particle=img_particle,
+        image_tilt_index=img_tilt,
+        image_tilt=img_angle,
+        image_dose=img_dose,
+        image_rotation=img_rot,
+        image_shift=img_shift,
+        tilt_scheme=angles,
+        dose_scheme=doses,
+        pixel_size=apix,
+        box_size=d,
+        noise_std=noise_std,
+        snr=np.inf if noiseless else float(snr),
+        preset=spec.name,
+        seed=seed,
+        tomogram_names=np.array(tomo_names),
+        tomogram_shape=np.array(tomogram_shape),
+    )
+    return SimulatedDataset(
+        star_path=star_path,
+        volume_paths=volume_paths,
+        labels=np.asarray(conf.labels, dtype=np.int64),
+        labels_path=labels_path,
+        truth_path=truth_path,
+        pixel_size=apix,
+        box_size=d,
+        particle_names=names,
+        preset=spec.name,
+        tomogram_names=tomo_names,
+        tomogram_shape=tomogram_shape,
+    )
