@@ -199,3 +199,8 @@ def test_dose_symmetric_scheme():
     assert t.size == 41
     assert t[:5].tolist() == [0.0, 3.0, 6.0, -3.0, -6.0]
     assert sorted(t.tolist()) == [3.0 * i for i in range(-20, 21)]
+
+
+def test_dose_per_tilt_ignores_gaps_from_dropped_tilts():
+    dose = 3.0 * np.array([1, 2, 4, 5, 8])  # tilts 3, 6 and 7 were dropped
+    np.testing.assert_allclose(dose_per_tilt(dose), np.full(5, 3.0))

@@ -49,12 +49,17 @@ def dose_weights(cumulative_dose: np.ndarray, freq: np.ndarray, voltage_kv: floa
 def dose_per_tilt(cumulative_dose: np.ndarray) -> np.ndarray:
     """Dose of each tilt's own exposure (e⁻/Å²), from cumulative doses in any order (last axis = tilts).
 
-    Sorted by cumulative dose, each tilt's dose is the step from the one before (the first: its own cumulative dose).
+    Sorted by cumulative dose, each tilt's dose is the step from the one before (the first: its own cumulative
+    dose). A particle whose tilt series lost images has larger steps across the gaps; those steps are capped at the
+    particle's smallest positive step, so a dropped tilt does not lower the next tilt's mid-exposure dose.
     """
     n = np.asarray(cumulative_dose, dtype=np.float64)
     order = np.argsort(n, axis=-1, kind="stable")
     s = np.take_along_axis(n, order, axis=-1)
     steps = np.diff(s, axis=-1, prepend=0.0)
+    positive = np.where(steps > 0, steps, np.inf)
+    smallest = positive.min(axis=-1, keepdims=True)
+    steps = np.where(np.isfinite(smallest), np.minimum(steps, smallest), steps)
     out = np.empty_like(n)
     np.put_along_axis(out, order, steps, axis=-1)
     return out
