@@ -1,0 +1,350 @@
+"""``analyze_run``: the standard analysis of a training run, and ``evaluate_against_truth`` for simulated data.
+
+Outputs of ``analyze_run`` under ``<run_dir>/analyze.<epoch>/`` (DESIGN §7)::
+
+    z_pca.png, z_pca_variance.png, z_umap.png, loss.png     latent plots (density + k-means colours), loss curve
+    z_pca.npy, z_umap.npy                                   2-D coordinates per particle
+    kmeans<k>/labels.npy, centres.npy, centre_indices.txt   k-means labels (STAR particle order) and on-data centres
+    kmeans<k>/cluster_NNN.txt (.star)                       per-cluster particle index lists (and filtered STARs)
+    kmeans<k>/vol_NNN.mrc                                   volume at the particle nearest each centre
+    pc1/vol_NNN.mrc, pc1/z_values.txt (pc2 likewise)        volumes along PC traversals (5th→95th percentile)
+    spatial/neighbours.csv, spatial/summary_same_cluster.csv  nearest neighbours in tomograms (when the STAR has
+                                                            coordinates), chimerax/<tomogram>.cxc placing them
+    report.md                                               links to all of the above
+
+The decoder is an argument (``z (n, zdim) -> volumes (n, D, D, D)``), by default
+``tomodrgn.training.evaluate.load_model(run_dir, epoch).decode``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tomodrgn.analysis import plots
+from tomodrgn.analysis.latent import PCAResult, kmeans, nearest_to_centres, pc_traversal, pca, umap_embed
+from tomodrgn.analysis.metrics import ConfusionResult, adjusted_rand_index, cc, confusion_matrix
+from tomodrgn.analysis.report import image, link, table, write_report
+from tomodrgn.analysis.volumes import Decoder, list_epochs
+from tomodrgn.export.selections import write_index_list
+from tomodrgn.io.mrc import write_mrc
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``, called as each stage advances."""
+
+
+@dataclass
+class AnalysisResult:
+    """What :func:`analyze_run` computed and wrote (paths are absolute)."""
+
+    outdir: Path
+    epoch: int | None
+    z: np.ndarray
+    pca: PCAResult
+    umap: np.ndarray | None
+    labels: np.ndarray
+    centres: np.ndarray
+    centre_indices: np.ndarray
+    pixel_size: float
+    files: dict[str, Path | list[Path]] = field(default_factory=dict)
+    report: Path | None = None
+
+
+def _load_z(run_dir: Path, epoch: int | None) -> tuple[np.ndarray, int | None]:
+    if epoch is not None:
+        path = run_dir / f"z.{epoch}.npy"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found (epochs with latents: {list_epochs(run_dir)})")
+        return np.load(path), epoch
+    epochs = list_epochs(run_dir)
+    if (run_dir / "z.npy").exists():
+        return np.load(run_dir / "z.npy"), (epochs[-1] if epochs else None)
+    if epochs:
+        return np.load(run_dir / f"z.{epochs[-1]}.npy"), epochs[-1]
+    raise FileNotFoundError(f"no z.npy or z.N.npy in {run_dir}: is it a tomodrgn training run (vae mode)?")
+
+
+def _run_metadata(run_dir: Path, epoch: int | None) -> tuple[dict, dict]:
+    """(config.json, dataset metadata of the epoch's checkpoint: star_path, pixel_size of decoded volumes …).
+
+    Either is {} when absent; an unreadable checkpoint gives a warning naming it.
+    """
+    cfg_path = run_dir / "config.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    dataset: dict = {}
+    try:
+        from tomodrgn.training.checkpoint import find_checkpoint, load_checkpoint
+
+        dataset = dict(load_checkpoint(find_checkpoint(run_dir, epoch)).get("dataset") or {})
+    except FileNotFoundError:
+        pass
+    except (ValueError, ImportError) as e:
+        warnings.warn(f"no dataset metadata from the checkpoint in {run_dir}: {e}", stacklevel=3)
+    return cfg, dataset
+
+
+def _star_of(*metas: Mapping) -> Path | None:
+    for meta in metas:
+        for key in ("star_path", "star", "particles"):
+            if meta.get(key):
+                return Path(meta[key])
+    return None
+
+
+def _as_2d(coords: np.ndarray) -> np.ndarray:
+    return coords[:, :2] if coords.shape[1] >= 2 else np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+
+
+def _decode_to_files(
+    decode: Decoder, z: np.ndarray, paths: list[Path], pixel_size: float, chunk: int, stage: str, progress
+) -> None:
+    for start in range(0, len(z), chunk):
+        vols = np.asarray(decode(z[start : start + chunk]))
+        if vols.ndim == 3:
+            vols = vols[None]
+        for v, p in zip(vols, paths[start : start + chunk]):
+            write_mrc(p, v, pixel_size)
+        if progress is not None:
+            progress(stage, min(start + chunk, len(z)), len(z))
+
+
+def _spatial_outputs(series, labels, vol_paths, pixel_size, out: Path, files: dict) -> list[str]:
+    """Nearest neighbours per tomogram and cluster (CSV) and ChimeraX scripts placing each particle's cluster
+    volume in its tomogram; returns report lines."""
+    from tomodrgn.analysis.spatial import nearest_neighbours, neighbour_summary, particle_poses, particle_positions
+    from tomodrgn.export.chimerax import write_chimerax_scripts
+
+    sdir = out / "spatial"
+    sdir.mkdir(exist_ok=True)
+    tomos, pos = particle_positions(series)
+    rots = particle_poses(series)
+    nn_all = nearest_neighbours(pos, tomos, rots)
+    nn_same = nearest_neighbours(pos, tomos, rots, labels)
+    per_particle = pd.DataFrame(
+        {
+            "particle": series.particle_names,
+            "tomogram": tomos,
+            "cluster": labels,
+            "nn_index": nn_all.index,
+            "nn_distance_A": nn_all.distance,
+            **{f"nn_dir_ref_{a}": nn_all.direction_ref[:, i] for i, a in enumerate("xyz")},
+            "nn_same_cluster_index": nn_same.index,
+            "nn_same_cluster_distance_A": nn_same.distance,
+        }
+    )
+    files["neighbours"] = sdir / "neighbours.csv"
+    per_particle.to_csv(files["neighbours"], index=False)
+    summary = neighbour_summary(nn_same, labels)
+    files["neighbour_summary"] = sdir / "summary_same_cluster.csv"
+    summary.to_csv(files["neighbour_summary"], index=False)
+    files["chimerax"] = write_chimerax_scripts(
+        out / "chimerax", [vol_paths[c] for c in labels], pos, rots, tomos, series.box_size, pixel_size, labels
+    )
+    return [
+        "Nearest neighbour of each particle in its tomogram (any cluster, and same cluster only); directions in "
+        "the particle's reference frame (d_ref = Aᵀ d, see tomodrgn.analysis.spatial).",
+        link(files["neighbours"], out),
+        link(files["neighbour_summary"], out),
+        "ChimeraX scripts placing each particle's cluster volume in its tomogram (open with `chimerax <file>`):",
+        *[link(p, out) for p in files["chimerax"]],
+    ]
+
+
+def analyze_run(
+    run_dir: str | Path,
+    epoch: int | None = None,
+    k: int = 20,
+    decode: Decoder | None = None,
+    n_pc_traversal: int = 10,
+    umap: bool = True,
+    outdir: str | Path | None = None,
+    progress: Progress | None = None,
+    pixel_size: float | None = None,
+    star: str | Path | None = None,
+    seed: int = 0,
+    chunk_size: int = 8,
+) -> AnalysisResult:
+    """Standard analysis of a training run (see the module docstring for the files written).
+
+    ``epoch`` None: the latest (``z.npy``). ``k`` is clipped to the particle count. ``pixel_size`` (Å) of written
+    volumes defaults to the model's, else the run's metadata. ``star`` (default: the training STAR recorded in the
+    run) enables per-cluster filtered STAR files; a STAR that cannot be read is reported and skipped.
+    """
+    run_dir = Path(run_dir).absolute()
+    z, epoch = _load_z(run_dir, epoch)
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"latents in {run_dir} have shape {z.shape}, expected (n_particles, zdim)")
+    if decode is None:
+        from tomodrgn.training.evaluate import load_model
+
+        model = load_model(run_dir, epoch)
+        decode = model.decode
+        cfg, dataset = model.config.to_dict(), dict(model.metadata)
+    else:
+        cfg, dataset = _run_metadata(run_dir, epoch)
+    if pixel_size is None:
+        # decoded volumes have the training box's pixel size (after any Fourier crop): checkpoint metadata first
+        pixel_size = dataset.get("pixel_size") or cfg.get("pixel_size")
+        if pixel_size is None:
+            raise ValueError(f"pixel size unknown for {run_dir}: pass pixel_size= (Å)")
+    pixel_size = float(pixel_size)
+    out = Path(outdir) if outdir is not None else run_dir / (f"analyze.{epoch}" if epoch is not None else "analyze")
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path | list[Path]] = {}
+    notes: list[str] = []
+
+    def step(stage: str, done: int = 1, total: int = 1) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
+    n, zdim = z.shape
+    # latent: PCA, k-means, UMAP
+    res_pca = pca(z)
+    k_eff = min(k, n)
+    if k_eff < k:
+        notes.append(f"k = {k} reduced to the particle count {n}.")
+    labels, centres = kmeans(z, k_eff, seed)
+    centre_idx = nearest_to_centres(z, centres)
+    pc2d = _as_2d(res_pca.coords)
+    centres_pc = _as_2d((centres - res_pca.mean) @ res_pca.components.T)
+    np.save(out / "z_pca.npy", res_pca.coords)
+    files["z_pca"] = plots.plot_latent(pc2d, out / "z_pca.png", labels, centres_pc, ("PC1", "PC2"), "z PCA")
+    files["z_pca_variance"] = plots.plot_explained_variance(
+        res_pca.explained_variance_ratio, out / "z_pca_variance.png"
+    )
+    step("latent")
+    emb = None
+    if umap:
+        emb = umap_embed(z, seed)
+        np.save(out / "z_umap.npy", emb)
+        files["z_umap"] = plots.plot_latent(
+            emb, out / "z_umap.png", labels, emb[centre_idx], ("UMAP1", "UMAP2"), "z UMAP"
+        )
+        step("umap")
+    log = run_dir / "train.log"
+    if log.exists():
+        try:
+            files["loss"] = plots.plot_loss(log, out / "loss.png")
+        except ValueError as e:
+            notes.append(f"No loss plot: {e}.")
+
+    # clusters: labels, index lists, on-data centre volumes, filtered STARs
+    kdir = out / f"kmeans{k_eff}"
+    kdir.mkdir(exist_ok=True)
+    np.save(kdir / "labels.npy", labels)
+    np.save(kdir / "centres.npy", centres)
+    write_index_list(kdir / "centre_indices.txt", centre_idx, "particle nearest each k-means centre, cluster order")
+    lists = [
+        write_index_list(kdir / f"cluster_{c:03d}.txt", np.flatnonzero(labels == c), f"cluster {c} of {k_eff}")
+        for c in range(k_eff)
+    ]
+    files["cluster_lists"] = lists
+    vol_paths = [kdir / f"vol_{c:03d}.mrc" for c in range(k_eff)]
+    _decode_to_files(decode, z[centre_idx], vol_paths, pixel_size, chunk_size, "cluster volumes", progress)
+    files["cluster_volumes"] = vol_paths
+    star = Path(star) if star is not None else _star_of(dataset, cfg)
+    spatial_lines: list[str] = []
+    if star is not None:
+        try:
+            from tomodrgn.export.selections import filter_star
+            from tomodrgn.io.particles import read_particles
+
+            series = read_particles(star, pixel_size=cfg.get("pixel_size"))  # stack Å/px override
+            if series.n_particles != n:
+                raise ValueError(f"{star} has {series.n_particles} particles but z has {n}")
+            files["cluster_stars"] = [
+                filter_star(series, kdir / f"cluster_{c:03d}.star", labels=labels, keep=[c]) for c in range(k_eff)
+            ]
+        except (OSError, ValueError) as e:
+            notes.append(f"No per-cluster STAR files: {e}.")
+            series = None
+        if series is not None and series.position is not None:
+            spatial_lines = _spatial_outputs(series, labels, vol_paths, pixel_size, out, files)
+    step("clusters")
+
+    # PC traversals
+    traversals: dict[int, np.ndarray] = {}
+    for pc in (1, 2):
+        if pc > min(zdim, n) or n_pc_traversal < 1:
+            continue
+        zp, values = pc_traversal(z, pc, n_pc_traversal)
+        pdir = out / f"pc{pc}"
+        pdir.mkdir(exist_ok=True)
+        np.savetxt(pdir / "z_values.txt", zp, header=f"z along PC{pc}; PC{pc} values: {np.round(values, 4).tolist()}")
+        paths = [pdir / f"vol_{j:03d}.mrc" for j in range(n_pc_traversal)]
+        _decode_to_files(decode, zp, paths, pixel_size, chunk_size, f"PC{pc} traversal", progress)
+        files[f"pc{pc}_volumes"] = paths
+        traversals[pc] = values
+
+    # report
+    sizes = np.bincount(labels, minlength=k_eff)
+    rows = [
+        {
+            "cluster": c,
+            "particles": int(sizes[c]),
+            "centre particle": int(centre_idx[c]),
+            "volume": link(vol_paths[c], out),
+            "list": link(lists[c], out),
+            **({"star": link(files["cluster_stars"][c], out)} if "cluster_stars" in files else {}),
+        }
+        for c in range(k_eff)
+    ]
+    latent_lines = [f"{n} particles, zdim {zdim}, epoch {epoch}; volumes at {pixel_size:g} Å/px.", *notes]
+    latent_lines += [image(files["z_pca"], out, "z PCA"), image(files["z_pca_variance"], out, "explained variance")]
+    if "z_umap" in files:
+        latent_lines.append(image(files["z_umap"], out, "z UMAP"))
+    if "loss" in files:
+        latent_lines.append(image(files["loss"], out, "loss"))
+    sections = [("Latent space", latent_lines), (f"k-means (k = {k_eff})", table(rows))]
+    if spatial_lines:
+        sections.append(("Particles in their tomograms", spatial_lines))
+    for pc, values in traversals.items():
+        sections.append(
+            (
+                f"PC{pc} traversal",
+                [f"PC{pc} from {values[0]:.3g} to {values[-1]:.3g} (5th to 95th percentile)."]
+                + [link(p, out) for p in files[f"pc{pc}_volumes"]],
+            )
+        )
+    report = write_report(out / "report.md", f"tomoDRGN analysis of {run_dir.name}", sections)
+    step("report")
+    return AnalysisResult(out, epoch, z, res_pca, emb, labels, centres, centre_idx, pixel_size, files, report)
+
+
+@dataclass
+class TruthEvaluation:
+    """Agreement of predicted clusters with ground truth: ``ari``, matched ``confusion``, and ``cc_per_class``
+    (true class → real-space CC of its volume with the volume of the predicted cluster matched to it)."""
+
+    ari: float
+    confusion: ConfusionResult
+    cc_per_class: dict
+
+
+def evaluate_against_truth(
+    labels_true: np.ndarray,
+    labels_pred: np.ndarray,
+    volumes_pred: Mapping | np.ndarray | None = None,
+    volumes_true: Mapping | np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> TruthEvaluation:
+    """ARI, Hungarian-matched confusion matrix and per-class volume CC.
+
+    ``volumes_pred[p]`` is the volume of predicted cluster ``p`` and ``volumes_true[t]`` of true class ``t``
+    (arrays indexed by integer label, or mappings); classes without a matched cluster get CC NaN.
+    """
+    conf = confusion_matrix(labels_true, labels_pred)
+    ccs: dict = {}
+    if volumes_pred is not None and volumes_true is not None:
+        inverse = {t: p for p, t in conf.mapping.items()}
+        for t in conf.true_labels.tolist():
+            p = inverse.get(t)
+            ccs[t] = float("nan") if p is None else cc(volumes_pred[p], volumes_true[t], mask)
+    return TruthEvaluation(adjusted_rand_index(labels_true, labels_pred), conf, ccs)

@@ -1,0 +1,94 @@
+"""Particle selections: filtered STAR files and plain-text index lists.
+
+Index lists are 0-based particle indices in the training STAR's particle order (order of first appearance of each
+particle), one integer per line; ``#`` starts a comment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from tomodrgn.io.particles import ParticleSeries, write_particle_subset
+
+
+def select_indices(
+    n_particles: int,
+    indices: Iterable[int] | None = None,
+    labels: np.ndarray | None = None,
+    keep: Iterable | None = None,
+    invert: bool = False,
+) -> np.ndarray:
+    """Sorted particle indices chosen by ``indices`` or by ``labels`` (n_particles,) whose value is in ``keep``;
+    ``invert`` returns the complement (the particles to exclude become the ones kept)."""
+    if (indices is None) == (labels is None):
+        raise ValueError("give exactly one of indices or labels")
+    chosen = np.zeros(n_particles, dtype=bool)
+    if indices is not None:
+        idx = np.asarray(list(indices), dtype=np.int64)
+        bad = idx[(idx < 0) | (idx >= n_particles)]
+        if bad.size:
+            raise ValueError(f"particle index {int(bad[0])} out of range 0..{n_particles - 1}")
+        chosen[idx] = True
+    else:
+        labels = np.asarray(labels)
+        if len(labels) != n_particles:
+            raise ValueError(f"{len(labels)} labels for {n_particles} particles")
+        if keep is None:
+            raise ValueError("selecting by labels needs keep= (the label values to keep)")
+        chosen = np.isin(labels, np.asarray(list(keep)))
+    if invert:
+        chosen = ~chosen
+    return np.flatnonzero(chosen).astype(np.int64)
+
+
+def filter_star(
+    series: ParticleSeries,
+    out_star: str | Path,
+    *,
+    indices: Iterable[int] | None = None,
+    labels: np.ndarray | None = None,
+    keep: Iterable | None = None,
+    invert: bool = False,
+) -> Path:
+    """Write the selected particles (see :func:`select_indices`) as a STAR file of the input's flavour with every
+    column kept (:func:`tomodrgn.io.particles.write_particle_subset`)."""
+    chosen = select_indices(series.n_particles, indices, labels, keep, invert)
+    return write_particle_subset(series, chosen, out_star)
+
+
+def write_index_list(path: str | Path, indices: Iterable[int], comment: str | None = None) -> Path:
+    """Write particle indices, one per line (optional leading ``# comment``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "".join(f"{int(i)}\n" for i in indices)
+    path.write_text((f"# {comment}\n" if comment else "") + body)
+    return path
+
+
+def read_index_list(path: str | Path) -> np.ndarray:
+    """Read an index list written by :func:`write_index_list` (also plain whitespace-separated integers)."""
+    out = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        for tok in line.split():
+            try:
+                out.append(int(tok))
+            except ValueError:
+                raise ValueError(f"{path}, line {n}: {tok!r} is not a particle index") from None
+    return np.asarray(out, dtype=np.int64)
+
+
+def write_keep_exclude(
+    outdir: str | Path, stem: str, keep_indices: Iterable[int], n_particles: int
+) -> tuple[Path, Path]:
+    """Write ``<stem>.keep.txt`` (the given indices) and ``<stem>.exclude.txt`` (all others) under ``outdir``."""
+    keep = select_indices(n_particles, indices=keep_indices)
+    exclude = select_indices(n_particles, indices=keep, invert=True)
+    outdir = Path(outdir)
+    return (
+        write_index_list(outdir / f"{stem}.keep.txt", keep, f"{len(keep)} of {n_particles} particles kept"),
+        write_index_list(outdir / f"{stem}.exclude.txt", exclude, f"{len(exclude)} of {n_particles} excluded"),
+    )
