@@ -8,27 +8,43 @@ neighbour appears at the same ``d_ref`` for every particle.
 
 Tilt-image poses in a STAR file combine the particle pose with the stage tilt: ``A_image = T(tilt) @ A`` with
 ``T = tilt_about_y`` (a passive rotation about the image y axis, as the simulator and RELION use). The particle
-pose is recovered from the image nearest 0° tilt: ``A = T(tilt)ᵀ @ A_image``.
+pose is taken from the image nearest 0° tilt (see :func:`particle_poses`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from tomodrgn.physics.pose import tilt_about_y
+from tomodrgn.io.errors import InputError
+
+
+def lowest_tilt_rotations(rotation: np.ndarray, tilt: np.ndarray, image_indices: Sequence[np.ndarray]) -> np.ndarray:
+    """Pose per particle (n_particles, 3, 3): the rotation of its image with the smallest ``|tilt|`` (degrees)."""
+    out = np.empty((len(image_indices), 3, 3))
+    for i, rows in enumerate(image_indices):
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            raise InputError(f"particle {i} has no tilt images")
+        out[i] = rotation[rows[np.argmin(np.abs(tilt[rows]))]]
+    return out
 
 
 def particle_poses(series) -> np.ndarray:
-    """Particle orientations (n_particles, 3, 3) in the tomogram frame from a ``ParticleSeries``'s tilt images."""
-    out = np.empty((series.n_particles, 3, 3))
-    for p, rows in enumerate(series.image_indices):
-        r = rows[np.argmin(np.abs(series.tilt[rows]))]
-        out[p] = tilt_about_y(np.asarray(series.tilt[r])).T @ series.rotation[r]
-    return out
+    """Pose A (n_particles, 3, 3) of each particle of a ``ParticleSeries`` in the tomogram frame.
+
+    The per-particle pose when the reader stored one (``series.particle_rotation``), else the pose of the particle's
+    lowest-|tilt| image (the 0° image of a dose-symmetric series, whose image frame is the tomogram frame; Warp
+    STARs store |tilt| only, so a non-zero lowest tilt is not undone).
+    """
+    per_particle = getattr(series, "particle_rotation", None)
+    if per_particle is not None:
+        return np.asarray(per_particle, dtype=np.float64).reshape(-1, 3, 3)
+    return lowest_tilt_rotations(np.asarray(series.rotation), np.asarray(series.tilt), series.image_indices)
 
 
 def particle_positions(series) -> tuple[np.ndarray, np.ndarray]:

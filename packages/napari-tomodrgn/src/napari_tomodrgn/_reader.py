@@ -1,0 +1,136 @@
+"""napari reader: MRC volumes/stacks, STAR particle files (→ Points + Vectors) and tomoDRGN run folders.
+
+World coordinates are Å everywhere: an MRC layer gets its voxel size (Å) as scale, and particle points are given in
+voxels of the STAR's pixel size with that pixel size as scale, so a tomogram and its particles line up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LayerData = tuple[Any, dict, str]
+MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".map")
+STAR_SUFFIXES = (".star",)
+
+
+def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """Return :func:`read` if every path is an MRC file, a STAR file or a folder holding such files, else None."""
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    if not paths:
+        return None
+    for p in map(Path, paths):
+        if p.is_dir():
+            if not _folder_files(p) and not is_run_folder(p):
+                return None
+        elif p.suffix.lower() not in MRC_SUFFIXES + STAR_SUFFIXES:
+            return None
+    return read
+
+
+def read(path: str | list[str]) -> list[LayerData]:
+    """Layer data for each path (a folder contributes its MRC volumes and STAR particle files)."""
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    layers: list[LayerData] = []
+    for p in map(Path, paths):
+        if p.is_dir() and is_run_folder(p):
+            layers.extend(read_run_folder(p))
+        files = _folder_files(p) if p.is_dir() else [p]
+        for f in files:
+            layers.extend(read_mrc_layer(f) if f.suffix.lower() in MRC_SUFFIXES else read_star_layers(f))
+    return layers
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A tomoDRGN training run folder: ``config.json`` and a checkpoint ``weights.pt``."""
+    return (folder / "config.json").is_file() and (folder / "weights.pt").exists()
+
+
+def read_run_folder(folder: Path, k: int = 8) -> list[LayerData]:
+    """Latest checkpoint of a run: its volume at the mean z, and the training particles coloured by k-means of z."""
+    from napari_tomodrgn._run import load_run
+    from tomodrgn.analysis.latent import kmeans
+    from tomodrgn.analysis.overlay import particle_overlay
+
+    run = load_run(folder)
+    ps = run.pixel_size
+    vol_meta = {
+        "name": f"{folder.name} volume (epoch {run.model.epoch})",
+        "scale": (ps, ps, ps),
+        "metadata": {"path": str(folder), "pixel_size": ps, "epoch": run.model.epoch},
+    }
+    layers: list[LayerData] = [(run.mean_volume(), vol_meta, "image")]
+    if run.series.position is not None:
+        labels = None if run.z is None else kmeans(run.z, min(k, len(run.z)))[0]
+        ov = particle_overlay(run.series, labels=labels)
+        star = run.series.star_path
+        layers += overlay_layers(ov, name=folder.name, box_size=run.series.box_size, star_path=str(star),
+                                 series=run.series)  # fmt: skip
+    return layers
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """MRC and STAR files directly in ``folder`` and in its ``analysis*`` subfolders (a run folder), sorted."""
+    found = [f for f in sorted(folder.iterdir()) if f.is_file() and f.suffix.lower() in MRC_SUFFIXES + STAR_SUFFIXES]
+    for sub in sorted(folder.glob("analysis*")):
+        if sub.is_dir():
+            found += [f for f in sorted(sub.rglob("*")) if f.is_file() and f.suffix.lower() in MRC_SUFFIXES]
+    return found
+
+
+def read_mrc_layer(path: Path) -> list[LayerData]:
+    """One Image layer; scale = voxel size (Å) on spatial axes (a ``.mrcs`` stack's first axis is the image index)."""
+    from tomodrgn.io.mrc import read_mrc
+
+    data, pixel_size = read_mrc(path)
+    ps = round(pixel_size, 5) if pixel_size > 0 else 1.0  # header voxel sizes are float32
+    if data.ndim == 3 and path.suffix.lower() == ".mrcs":
+        scale = (1.0, ps, ps)
+    else:
+        scale = (ps,) * data.ndim
+    meta = {"name": path.stem, "scale": scale, "metadata": {"path": str(path), "pixel_size": ps}}
+    return [(data, meta, "image")]
+
+
+def read_star_layers(path: Path) -> list[LayerData]:
+    """Points (particle positions) + Vectors (reference z axis) for a STAR file with positions; else no layer."""
+    from tomodrgn.analysis.overlay import particle_overlay
+    from tomodrgn.io.particles import read_particles
+
+    series = read_particles(path)
+    if getattr(series, "position", None) is None:
+        return []
+    ov = particle_overlay(series)
+    return overlay_layers(ov, name=path.stem, box_size=series.box_size, star_path=str(path), series=series)
+
+
+def overlay_layers(ov: Any, *, name: str, box_size: int, star_path: str, series: Any) -> list[LayerData]:
+    """Points + Vectors layer data for a :class:`~tomodrgn.analysis.overlay.ParticleOverlay` (scale = pixel size)."""
+    scale = (ov.pixel_size,) * 3
+    names = np.asarray(series.particle_names, dtype=object)[ov.particle_indices]
+    features = {"particle": ov.particle_indices, "name": names.astype(str)}
+    if ov.labels is not None:
+        features["cluster"] = ov.labels
+    meta = {"star_path": star_path, "pixel_size": ov.pixel_size}
+    size = max(box_size * series.pixel_size / ov.pixel_size / 4, 2.0)
+    points = (
+        ov.positions,
+        {
+            "name": f"{name} particles",
+            "scale": scale,
+            "size": size,
+            "face_color": ov.colors,
+            "features": features,
+            "metadata": meta,
+        },
+        "points",
+    )
+    vectors = (
+        ov.vectors(length=size * 2),
+        {"name": f"{name} directions", "scale": scale, "edge_width": 1.0, "edge_color": ov.colors, "metadata": meta},
+        "vectors",
+    )
+    return [points, vectors]

@@ -1,0 +1,75 @@
+"""A trained run as the widgets use it: model, latent means z, the training particles, and a volume cache."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class LoadedRun:
+    """Model (:class:`tomodrgn.training.evaluate.TrainedModel`), z (n, zdim) in STAR particle order, particles."""
+
+    run_dir: Path
+    model: Any
+    z: np.ndarray | None
+    series: Any
+    cache_size: int = 32
+    _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+
+    @property
+    def pixel_size(self) -> float:
+        return float(self.model.pixel_size)
+
+    def volume(self, particle: int) -> np.ndarray:
+        """Decoded volume (D, D, D) at particle ``particle``'s z (homogeneous: the one volume), LRU-cached."""
+        key = int(particle) if self.z is not None else -1
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        vol = self.model.decode(None if self.z is None else self.z[key : key + 1])[0]
+        self._cache[key] = vol
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return vol
+
+    def mean_volume(self) -> np.ndarray:
+        """Volume (D, D, D) at the mean of z (homogeneous: the one volume)."""
+        z = None if self.z is None else self.z.mean(axis=0, keepdims=True)
+        return self.model.decode(z)[0]
+
+    def volumes(self, particles: np.ndarray) -> list[np.ndarray]:
+        return [self.volume(int(p)) for p in particles]
+
+
+def load_run(run_dir: str | Path, epoch: int | None = None, star: str | Path | None = None) -> LoadedRun:
+    """Load a training run folder: the checkpoint (latest or ``epoch``), its z and the training STAR.
+
+    The STAR is the one recorded in the checkpoint unless ``star`` is given. Raises FileNotFoundError naming the
+    missing file.
+    """
+    from napari_tomodrgn._torch_setup import prepare_torch
+
+    prepare_torch()
+    from tomodrgn.io.particles import read_particles
+    from tomodrgn.training.evaluate import load_model
+
+    run_dir = Path(run_dir)
+    model = load_model(run_dir, epoch)
+    z = None
+    if model.zdim:
+        zfile = run_dir / f"z.{model.epoch}.npy"
+        if not zfile.is_file():
+            zfile = run_dir / "z.npy"
+        if not zfile.is_file():
+            raise FileNotFoundError(f"{run_dir}: no latent file z.{model.epoch}.npy or z.npy")
+        z = np.load(zfile)
+    star_path = Path(star) if star is not None else Path(model.metadata["star_path"])
+    series = read_particles(star_path, pixel_size=model.config.pixel_size)
+    if z is not None and len(z) != series.n_particles:
+        raise ValueError(f"{run_dir}: z has {len(z)} rows but {star_path} has {series.n_particles} particles")
+    return LoadedRun(run_dir, model, z, series)

@@ -1,0 +1,83 @@
+"""napari reader: MRC volumes/stacks (pixel size → scale), STAR files (→ Points + Vectors), run folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_tomodrgn._reader import get_reader
+from tomodrgn.io.mrc import write_mrc
+
+
+def test_reader_mrc_volume_scale(tiny_volume):
+    path, data, ps = tiny_volume
+    reader = get_reader(str(path))
+    assert callable(reader)
+    [(arr, meta, kind)] = reader(str(path))
+    assert kind == "image"
+    np.testing.assert_array_equal(arr, data)
+    assert meta["scale"] == (ps, ps, ps)
+    assert meta["metadata"]["pixel_size"] == ps
+
+
+def test_reader_mrcs_stack_scale(tmp_path):
+    stack = np.arange(3 * 4 * 4, dtype=np.float32).reshape(3, 4, 4)
+    path = write_mrc(tmp_path / "s.mrcs", stack, pixel_size=1.7)
+    [(arr, meta, kind)] = get_reader(str(path))(str(path))
+    assert kind == "image" and arr.shape == (3, 4, 4)
+    assert meta["scale"] == (1.0, pytest.approx(1.7), pytest.approx(1.7))
+
+
+def test_reader_rejects_other_files(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    assert get_reader(str(tmp_path / "a.txt")) is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert get_reader(str(empty)) is None
+
+
+def test_reader_star_points_and_vectors(tiny_star):
+    layers = get_reader(str(tiny_star.star))(str(tiny_star.star))
+    kinds = [k for _, _, k in layers]
+    assert kinds == ["points", "vectors"]
+    (pts, pmeta, _), (vec, vmeta, _) = layers
+    # positions in voxels of the stack pixel size (coordinates are read in stack pixels by default), scale = Å
+    np.testing.assert_allclose(pts, tiny_star.coords_px[:, ::-1])
+    assert pmeta["scale"] == (tiny_star.pixel_size,) * 3
+    assert vec.shape == (len(pts), 2, 3)
+    np.testing.assert_allclose(vec[:, 0], pts)
+    np.testing.assert_allclose(np.linalg.norm(vec[:, 1], axis=1), np.linalg.norm(vec[0, 1]))
+    assert list(pmeta["features"]["name"]) == [f"{t}_{i:03d}" for i, t in enumerate(tiny_star.tomograms)]
+
+
+def test_reader_run_folder_in_viewer(make_napari_viewer, tmp_path, tiny_star):
+    """A folder (run folder) opened through napari with this plugin gives its volumes (scaled) and particles."""
+    run = tiny_star.star.parent
+    analysis = run / "analysis"
+    analysis.mkdir()
+    vol = np.random.default_rng(0).normal(size=(8, 8, 8)).astype(np.float32)
+    write_mrc(analysis / "vol_000.mrc", vol, pixel_size=2.5)
+    viewer = make_napari_viewer()
+    viewer.open(str(run), plugin="napari-tomodrgn")
+    names = [layer.name for layer in viewer.layers]
+    assert "vol_000" in names and "particles particles" in names and "particles directions" in names
+    np.testing.assert_allclose(viewer.layers["vol_000"].scale, [2.5, 2.5, 2.5])
+    assert viewer.layers["particles particles"].data.shape == (5, 3)
+    assert "stack" in names  # the stack next to the STAR is an image with (1, ps, ps) scale
+    np.testing.assert_allclose(viewer.layers["stack"].scale, [1.0, 2.0, 2.0])
+
+
+def test_reader_training_run_folder(trained_run, sim_dataset):
+    """A training run folder gives the volume at the mean z (model pixel size) and the training particles."""
+    from tomodrgn.training.evaluate import load_model
+
+    layers = get_reader(str(trained_run))(str(trained_run))
+    assert [k for _, _, k in layers] == ["image", "points", "vectors"]
+    (vol, vmeta, _), (pts, pmeta, _), _ = layers
+    model = load_model(trained_run)
+    z = np.load(trained_run / "z.npy").mean(0, keepdims=True)
+    np.testing.assert_allclose(vol, model.decode(z)[0], rtol=1e-5, atol=1e-6)
+    assert vmeta["scale"] == (model.pixel_size,) * 3
+    truth = np.load(sim_dataset.truth_path)
+    np.testing.assert_allclose(pts, truth["position_px"][:, ::-1], atol=1e-4)
+    assert len(set(pmeta["features"]["cluster"])) > 1
