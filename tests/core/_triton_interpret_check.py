@@ -99,8 +99,9 @@ def _signature(kernel, types: dict[str, str], constexprs: dict[str, object]) -> 
 def run_aot() -> None:
     assert os.environ.get("TRITON_INTERPRET", "0") in ("", "0"), "run without TRITON_INTERPRET"
     import triton
-    from tomodrgn.kernels import lattice_mask_triton as ltr
     from triton.backends.compiler import GPUTarget
+
+    from tomodrgn.kernels import lattice_mask_triton as ltr
 
     assert not ltr.interpreter_active()
     target = GPUTarget("cuda", 90, 32)

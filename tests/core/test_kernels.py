@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from tomodrgn.kernels import half_lattice, masked_lattice
 from tomodrgn.kernels.dispatch import resolve_backend
 from tomodrgn.kernels.lattice_mask_torch import masked_lattice_torch

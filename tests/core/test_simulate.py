@@ -8,6 +8,7 @@ import pytest
 import starfile
 import torch
 import torch.nn.functional as F
+
 from tomodrgn.physics.ctf import compute_ctf
 from tomodrgn.physics.dose import dose_weights
 from tomodrgn.physics.hartley import ht2_center, ht3_center, symmetrize_ht

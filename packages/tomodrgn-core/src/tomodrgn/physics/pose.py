@@ -45,7 +45,9 @@ def matrix_to_euler(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     psi = np.where(
         regular,
         np.arctan2(m[..., 1, 2], -m[..., 0, 2]),
-        np.where(np.sign(m[..., 2, 2]) > 0, np.arctan2(-m[..., 1, 0], m[..., 0, 0]), np.arctan2(m[..., 1, 0], -m[..., 0, 0])),
+        np.where(
+            np.sign(m[..., 2, 2]) > 0, np.arctan2(-m[..., 1, 0], m[..., 0, 0]), np.arctan2(m[..., 1, 0], -m[..., 0, 0])
+        ),
     )
     return np.rad2deg(rot), np.rad2deg(tilt), np.rad2deg(psi)
 

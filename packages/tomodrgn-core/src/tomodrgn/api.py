@@ -1,0 +1,125 @@
+"""The public Python API of tomoDRGN. The ``tomodrgn`` command line and the napari plugin call only this module.
+
+Units: Å, e⁻/Å², degrees; poses in RELION ZYZ convention (see :mod:`tomodrgn.physics.pose`).
+Long-running calls take a ``progress`` callback or are generators (``iter_train``), so a GUI can run them in a
+worker thread and stream results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from tomodrgn.analysis.latent import kmeans, pca, umap_embed
+from tomodrgn.analysis.metrics import cc, fsc, resolution_at, soft_mask
+from tomodrgn.analysis.overlay import ParticleOverlay, particle_overlay
+from tomodrgn.analysis.pipeline import AnalysisResult, TruthEvaluation, analyze_run, evaluate_against_truth
+from tomodrgn.demo import DemoResult, run_demo
+from tomodrgn.export.selections import filter_star as _filter_series
+from tomodrgn.export.selections import read_index_list, write_keep_exclude
+from tomodrgn.io.mrc import read_mrc, write_mrc
+from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
+from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomogram
+from tomodrgn.training.config import TrainConfig
+from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
+from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train, train
+
+__all__ = [
+    "AnalysisResult",
+    "DemoResult",
+    "EpochEvent",
+    "ParticleOverlay",
+    "ParticleSeries",
+    "RunResult",
+    "SimulatedDataset",
+    "StepEvent",
+    "TrainConfig",
+    "TrainedModel",
+    "TruthEvaluation",
+    "analyze",
+    "cc",
+    "decode_volumes",
+    "embed_particles",
+    "evaluate_against_truth",
+    "filter_star",
+    "fsc",
+    "iter_train",
+    "kmeans",
+    "load_model",
+    "particle_overlay",
+    "pca",
+    "read_index_list",
+    "read_mrc",
+    "read_particles",
+    "resolution_at",
+    "run_demo",
+    "simulate",
+    "simulate_tomogram",
+    "soft_mask",
+    "train",
+    "umap_embed",
+    "write_keep_exclude",
+    "write_mrc",
+    "write_particle_subset",
+    "write_volume",
+]
+
+simulate = simulate_dataset
+analyze = analyze_run
+
+
+def decode_volumes(
+    run_dir: str | Path,
+    z: np.ndarray | None,
+    outdir: str | Path,
+    epoch: int | None = None,
+    prefix: str = "vol_",
+    device: str = "cpu",
+    progress=None,
+) -> list[Path]:
+    """Decode one volume per row of ``z`` (n, zdim) (None for a homogeneous run) and write ``<prefix>NNN.mrc``
+    files (D³, the training pixel size) into ``outdir``; returns their paths."""
+    model = load_model(run_dir, epoch, device=device)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    n = 1 if z is None else int(np.atleast_2d(z).shape[0])
+    paths = []
+    for i, vol in enumerate(model.iter_decode(z)):
+        paths.append(write_volume(outdir / f"{prefix}{i:03d}.mrc", vol, model.pixel_size))
+        if progress is not None:
+            progress(i + 1, n)
+    return paths
+
+
+def embed_particles(
+    run_dir: str | Path,
+    star: str | Path | ParticleSeries | None = None,
+    n_tilts: int | None = None,
+    epoch: int | None = None,
+    sequential: bool = True,
+    device: str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Latent (μ, log σ²) of every particle of ``star`` (default: the training STAR), from ``n_tilts`` tilts each."""
+    model = load_model(run_dir, epoch, device=device)
+    if star is None:
+        star = model.metadata.get("star_path")
+        if star is None:
+            raise ValueError(f"{run_dir} does not record its training STAR: pass star=")
+    return model.embed(star, n_tilts=n_tilts, sequential=sequential)
+
+
+def filter_star(
+    star: str | Path | ParticleSeries,
+    out_star: str | Path,
+    *,
+    indices: Iterable[int] | None = None,
+    labels: np.ndarray | None = None,
+    keep: Iterable | None = None,
+    invert: bool = False,
+) -> Path:
+    """Write the chosen particles of ``star`` (by index, or by label value in ``keep``) to ``out_star`` in the
+    input's flavour, every column kept (for re-refinement in RELION / Warp / M)."""
+    series = star if isinstance(star, ParticleSeries) else read_particles(star)
+    return _filter_series(series, out_star, indices=indices, labels=labels, keep=keep, invert=invert)

@@ -1,0 +1,125 @@
+"""Coordinate decoder with gaussian Fourier features, evaluated on half of Fourier space (Hartley/Friedel symmetry).
+
+For a 3-D coordinate x (cycles/pixel, each component in [−0.5, 0.5]) the network outputs two channels (a, b): the
+real and imaginary parts of the volume's Fourier transform F(x). A real volume has F(−x) = conj F(x), so the
+Hartley values are h(x) = a − b and h(−x) = a + b. To make the decoded function exactly Hermitian, the network is
+only ever evaluated on a canonical half space (z < 0, or z = 0 and y < 0, or z = y = 0 and x ≤ 0); a point in the
+other half is evaluated at −x and its b is negated (cryoDRGN's convention, extended to the z = 0 plane).
+
+Features (cryoDRGN "gaussian"): ``[sin(2π x·B), cos(2π x·B)]`` with B (3, F) = feat_sigma·N(0, 1)·(D/2)/(2π),
+F = 3·D/2 by default, a registered buffer (saved in checkpoints, identical across DDP ranks).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from tomodrgn.models.mlp import ResidLinear
+
+
+def gaussian_feature_matrix(D: int, feat_sigma: float, n_features: int, generator: torch.Generator | None = None):
+    """B (3, n_features) in cycles per unit coordinate, for features sin/cos(2π x·B) (cryoDRGN's gaussian)."""
+    return torch.randn(3, n_features, generator=generator) * (feat_sigma * (D / 2) / (2 * math.pi))
+
+
+def canonical_flip(coords: torch.Tensor) -> torch.Tensor:
+    """(K,) bool: True where x (K, 3) lies in the non-canonical half space (evaluated as −x)."""
+    x, y, z = coords.unbind(-1)
+    return (z > 0) | ((z == 0) & ((y > 0) | ((y == 0) & (x > 0))))
+
+
+class HartleyDecoder(nn.Module):
+    """MLP of [features(x), z] → (a, b); returns Hartley values (h(x), h(−x)).
+
+    ``arch`` (nodes, layers) as in :func:`tomodrgn.models.mlp.mlp`. The first linear layer is split into a feature
+    part and a z part so that z's contribution is computed once per particle and gathered per point.
+    """
+
+    def __init__(
+        self,
+        D: int,
+        zdim: int = 0,
+        arch: tuple[int, int] = (256, 3),
+        feat_sigma: float = 0.5,
+        n_features: int | None = None,
+    ) -> None:
+        super().__init__()
+        nodes, layers = arch
+        self.D, self.zdim = D, zdim
+        self.n_features = n_features or 3 * (D // 2)
+        self.register_buffer("feature_matrix", gaussian_feature_matrix(D, feat_sigma, self.n_features))
+        self.first = nn.Linear(2 * self.n_features, nodes)
+        self.first_z = nn.Linear(zdim, nodes, bias=False) if zdim > 0 else None
+        body: list[nn.Module] = [nn.ReLU(inplace=True)]
+        for _ in range(layers - 1):
+            body += [ResidLinear(nodes), nn.ReLU(inplace=True)]
+        body.append(nn.Linear(nodes, 2))
+        self.body = nn.Sequential(*body)
+
+    def featurize(self, coords: torch.Tensor) -> torch.Tensor:
+        """Gaussian Fourier features (K, 2F) of coords (K, 3) (no canonicalisation)."""
+        arg = (2.0 * math.pi) * (coords @ self.feature_matrix.to(coords.dtype))
+        return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
+
+    def forward(
+        self,
+        coords: torch.Tensor,
+        features: torch.Tensor | None = None,
+        z: torch.Tensor | None = None,
+        point_particle: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hartley values at coords (K, 3) and at −coords, each (K,).
+
+        ``features``: precomputed :meth:`featurize` (e.g. by the lattice-mask kernel), or None. ``z`` (B, zdim) with
+        ``point_particle`` (K,) the particle of each point (z is gathered by index, all particles in one call).
+        """
+        flip = canonical_flip(coords)
+        sign = 1.0 - 2.0 * flip.to(coords.dtype)
+        if features is None:
+            features = self.featurize(coords * sign[:, None])  # features of the canonical point
+        else:  # features of x → of −x where flipped: sin changes sign, cos does not
+            f = self.n_features
+            features = torch.cat([features[:, :f] * sign[:, None], features[:, f:]], dim=1)
+        x = self.first(features)
+        if self.first_z is not None:
+            if z is None or point_particle is None:
+                raise ValueError("this decoder has zdim > 0: pass z and point_particle")
+            x = x + self.first_z(z).index_select(0, point_particle)
+        ab = self.body(x).float()
+        a, b = ab[:, 0], ab[:, 1] * sign
+        return a - b, a + b
+
+    @torch.no_grad()
+    def hartley_volume(self, z: torch.Tensor | None = None, chunk: int = 65536) -> torch.Tensor:
+        """Centred 3-D Hartley transform (D, D, D) [z, y, x] of the decoded volume (zero outside radius 0.5).
+
+        Voxel (i, j, k) has coordinate ((k − D/2)/D, (j − D/2)/D, (i − D/2)/D), matching ``ht3_center`` of a
+        volume whose central slices at ``coords @ R`` are the images. Only the canonical half is evaluated.
+        """
+        D = self.D
+        dev = self.feature_matrix.device
+        ax = (torch.arange(D, device=dev, dtype=torch.float32) - D // 2) / D
+        zz, yy, xx = torch.meshgrid(ax, ax, ax, indexing="ij")
+        coords = torch.stack([xx, yy, zz], dim=-1).reshape(-1, 3)
+        idx = torch.arange(D, device=dev)
+        iz, iy, ix = torch.meshgrid(idx, idx, idx, indexing="ij")
+        mirror_in_grid = ((iz > 0) & (iy > 0) & (ix > 0)).reshape(-1)
+        mirror = (((D - iz) % D) * D * D + ((D - iy) % D) * D + (D - ix) % D).reshape(-1)
+        inside = (coords * coords).sum(-1) <= 0.25
+        todo = torch.nonzero(inside & (~canonical_flip(coords) | ~mirror_in_grid)).squeeze(1)
+        vol = torch.zeros(D * D * D, device=dev)
+        zb = None if z is None else z.reshape(1, -1).to(dev)
+        for start in range(0, todo.numel(), chunk):
+            sel = todo[start : start + chunk]
+            pp = torch.zeros(sel.numel(), dtype=torch.long, device=dev)
+            h_pos, h_neg = self(coords[sel], z=zb, point_particle=pp if zb is not None else None)
+            m = mirror_in_grid[sel]
+            vol[mirror[sel][m]] = h_neg[m]
+            vol[sel] = h_pos
+        dc = (D // 2) * (D * D + D + 1)
+        h_pos, h_neg = self(coords[dc : dc + 1], z=zb, point_particle=torch.zeros(1, dtype=torch.long, device=dev))
+        vol[dc] = 0.5 * (h_pos[0] + h_neg[0])  # = a: the DC term is never seen in training
+        return vol.reshape(D, D, D)

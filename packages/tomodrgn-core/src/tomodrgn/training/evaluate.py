@@ -1,0 +1,126 @@
+"""Trained models: load a run, decode volumes for latent points, embed particles (μ, log σ²), write MRC volumes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from tomodrgn.data.dataset import collate
+from tomodrgn.io.mrc import write_mrc
+from tomodrgn.io.particles import ParticleSeries
+from tomodrgn.kernels import half_lattice
+from tomodrgn.physics.hartley import iht3_center
+from tomodrgn.training import checkpoint as ck
+from tomodrgn.training.config import TrainConfig
+from tomodrgn.training.distributed import resolve_device
+from tomodrgn.training.loop import build_model, encoder_images, make_dataset
+
+
+@dataclass
+class TrainedModel:
+    """A trained tomoDRGN model from a run directory (checkpoint ``path``), in eval mode on ``device``."""
+
+    model: torch.nn.Module
+    config: TrainConfig
+    metadata: dict
+    epoch: int
+    path: Path
+    device: torch.device
+
+    @property
+    def pixel_size(self) -> float:
+        """Å per voxel of decoded volumes (the training box, after any Fourier crop)."""
+        return float(self.metadata["pixel_size"])
+
+    @property
+    def box_size(self) -> int:
+        return int(self.metadata["box_size"])
+
+    @property
+    def zdim(self) -> int:
+        return self.config.latent_dim
+
+    @torch.no_grad()
+    def iter_decode(self, z: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """Volumes (D, D, D) float32 in real space, one per row of z (n, zdim); one volume when homogeneous."""
+        if self.zdim == 0:
+            if z is not None and np.size(z) > 0:
+                raise ValueError("this model is homogeneous (no latent space): call decode(None)")
+            rows: list = [None]
+        else:
+            if z is None:
+                raise ValueError(f"this model has a {self.zdim}-D latent space: pass z of shape (n, {self.zdim})")
+            z = np.atleast_2d(np.asarray(z, dtype=np.float32))
+            if z.shape[1] != self.zdim:
+                raise ValueError(f"z has {z.shape[1]} dimensions, the model has {self.zdim}")
+            rows = list(z)
+        for row in rows:
+            zt = None if row is None else torch.as_tensor(row, device=self.device)
+            ht = self.model.decoder.hartley_volume(zt)
+            yield iht3_center(ht.double()).float().cpu().numpy()
+
+    def decode(self, z: np.ndarray | None = None, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Volumes (n, D, D, D) float32 for z (n, zdim) (n = 1 when homogeneous); ``progress(done, total)``."""
+        total = 1 if z is None else int(np.atleast_2d(z).shape[0])
+        out = []
+        for i, vol in enumerate(self.iter_decode(z)):
+            out.append(vol)
+            if progress is not None:
+                progress(i + 1, total)
+        return np.stack(out)
+
+    @torch.no_grad()
+    def embed(
+        self,
+        star_or_series: str | Path | ParticleSeries,
+        n_tilts: int | None = None,
+        batch_size: int = 64,
+        sequential: bool = True,
+        num_workers: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(μ, log σ²) (n_particles, zdim) for every particle (STAR order), from ``n_tilts`` tilts each.
+
+        With the default ``concatenate`` pooling n_tilts must equal the training value; ``sequential`` takes the
+        first tilts in file order (else a seeded random subset). The training normalisation is reused.
+        """
+        if self.zdim == 0:
+            raise ValueError("this model is homogeneous (no encoder): nothing to embed")
+        cfg = TrainConfig.from_dict(
+            {**self.config.to_dict(), "n_tilts": n_tilts or self.metadata["n_tilts"], "sequential_tilts": sequential}
+        )
+        ds = make_dataset(star_or_series, cfg, norm=tuple(self.metadata["norm"]))
+        if ds.box_size != self.box_size:
+            raise ValueError(f"particles give box {ds.box_size}, the model was trained at {self.box_size}")
+        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
+        lattice = half_lattice(ds.box_size, ds.pixel_size)
+        mus, lvs = [], []
+        for batch in loader:
+            dev = self.device
+            images = encoder_images(batch["images"].to(dev), batch["ctf"].to(dev), lattice, cfg, batch["dose"].to(dev))
+            mu, lv = self.model.encode(images)
+            mus.append(mu.float().cpu().numpy())
+            lvs.append(lv.float().cpu().numpy())
+        return np.concatenate(mus), np.concatenate(lvs)
+
+
+def load_model(run_dir: str | Path, epoch: int | None = None, device: str = "cpu") -> TrainedModel:
+    """Load ``weights.{epoch}.pt`` (latest when None) from a training run directory."""
+    path = ck.find_checkpoint(run_dir, epoch)
+    state = ck.load_checkpoint(path)
+    config = TrainConfig.from_dict(state["config"])
+    meta = state["dataset"]
+    dev = resolve_device(device)
+    model = build_model(config, int(meta["box_size"]), int(meta["n_tilts"]))
+    model.load_state_dict(state["model"])
+    model.to(dev).eval()
+    return TrainedModel(model, config, meta, int(state["epoch"]) - 1, Path(path), dev)
+
+
+def write_volume(path: str | Path, vol: np.ndarray, pixel_size: float) -> Path:
+    """Write a (D, D, D) volume as MRC with voxel size ``pixel_size`` Å."""
+    return write_mrc(path, np.asarray(vol, dtype=np.float32), pixel_size=pixel_size)

@@ -1,0 +1,484 @@
+"""The training loop: a generator of progress events (for a GUI thread), and ``train`` (tqdm) on top of it.
+
+One code path for one process and for ``torchrun`` (see :mod:`tomodrgn.training.distributed`). Each step batches
+all particles × tilts of the (local) batch: the lattice-mask step keeps the dose-allowed half-lattice points, the
+decoder is evaluated once on all of them with z gathered per point, and the loss is normalised by the weight sum
+all-reduced over processes. Rank 0 writes ``config.json``, ``train.log``, checkpoints and latents.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from tomodrgn.data.dataset import TiltSeriesDataset, collate
+from tomodrgn.io.particles import ParticleSeries, read_particles
+from tomodrgn.kernels import HalfLattice, half_lattice, masked_lattice
+from tomodrgn.models.encoder import phase_flip
+from tomodrgn.models.mlp import parse_arch
+from tomodrgn.models.vae import TomoDRGN
+from tomodrgn.physics.lattice import Lattice
+from tomodrgn.training import checkpoint as ck
+from tomodrgn.training.config import TrainConfig
+from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum, init_distributed, shutdown
+from tomodrgn.training.loss import beta_at, combine, default_beta, gather_image_pixels, loss_terms, render_pixels
+
+
+@dataclass
+class StepEvent:
+    """After each optimiser step. ``loss``/``mse``/``kl`` are of the global batch; particles/s over this step."""
+
+    epoch: int
+    step: int
+    global_step: int
+    steps_per_epoch: int
+    loss: float
+    mse: float
+    kl: float
+    particles_per_s: float
+
+
+@dataclass
+class EpochEvent:
+    """After each epoch: means over the epoch; ``checkpoint`` is the file written (None if none this epoch)."""
+
+    epoch: int
+    loss: float
+    mse: float
+    kl: float
+    particles_per_s: float
+    seconds: float
+    checkpoint: Path | None = None
+
+
+@dataclass
+class RunResult:
+    outdir: Path
+    epochs_completed: int
+    final_loss: float | None
+    checkpoint: Path | None
+    stopped: bool = False
+    history: list[EpochEvent] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------------ building
+def build_model(config: TrainConfig, D: int, n_tilts: int) -> TomoDRGN:
+    return TomoDRGN(
+        D=D,
+        zdim=config.latent_dim,
+        n_tilts=n_tilts,
+        enc_arch_a=parse_arch(config.enc_arch_a),
+        enc_arch_b=parse_arch(config.enc_arch_b),
+        embed_dim=config.embed_dim,
+        pooling=config.pooling,
+        dec_arch=parse_arch(config.dec_arch),
+        feat_sigma=config.feat_sigma,
+        n_features=config.n_features,
+    )
+
+
+def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfig, norm=None) -> TiltSeriesDataset:
+    series = (
+        star_or_series
+        if isinstance(star_or_series, ParticleSeries)
+        else read_particles(star_or_series, pixel_size=config.pixel_size)
+    )
+    return TiltSeriesDataset(
+        series,
+        n_tilts=config.n_tilts,
+        sequential=config.sequential_tilts,
+        box_size=config.box_size,
+        preload=config.preload,
+        seed=config.seed,
+        invert=config.invert,
+        norm=norm,
+    )
+
+
+def particle_noise(seed: int, epoch: int, index: np.ndarray, zdim: int) -> torch.Tensor:
+    """Standard-normal ε (B, zdim) as a hash of (seed, epoch, particle, dimension): identical however the batch is
+    split across processes, so one process and N processes train the same model."""
+    with np.errstate(over="ignore"):
+        x = (
+            np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+            + np.uint64(epoch) * np.uint64(0xBF58476D1CE4E5B9)
+            + np.asarray(index, dtype=np.uint64)[:, None] * np.uint64(0x94D049BB133111EB)
+            + np.arange(2 * zdim, dtype=np.uint64)[None, :] * np.uint64(0x2545F4914F6CDD1D)
+        )
+        x = x ^ (x >> np.uint64(30))  # splitmix64 finaliser
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    u = ((x >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+    u1, u2 = u[:, :zdim], u[:, zdim:]
+    return torch.from_numpy(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).to(torch.float32)
+
+
+def encoder_images(
+    images: torch.Tensor,
+    ctf: torch.Tensor,
+    lattice: HalfLattice,
+    config: TrainConfig,
+    dose: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The encoder's input: images (B, T, D+1, D+1), phase-flipped by the CTF when ``config.phase_flip``.
+
+    With ``concatenate`` pooling the tilts of each particle are put in order of cumulative dose (acquisition order),
+    so that each slot of the concatenated embedding has a consistent meaning however the tilts were sampled.
+    """
+    if config.phase_flip:
+        freqs = torch.from_numpy(Lattice(lattice.D).freqs2d(lattice.pixel_size)).to(images.device, torch.float32)
+        images = phase_flip(images, ctf, freqs)
+    if config.pooling == "concatenate" and dose is not None:
+        order = torch.argsort(dose, dim=1, stable=True)
+        images = torch.take_along_dim(images, order[:, :, None, None], dim=1)
+    return images
+
+
+def batch_forward(
+    model: torch.nn.Module,
+    decoder_fm: torch.Tensor,
+    lattice: HalfLattice,
+    batch: dict[str, torch.Tensor],
+    config: TrainConfig,
+    eps: torch.Tensor | None,
+    backend: str,
+):
+    """Forward model on one batch (on device): returns (LossTerms, μ, log σ²)."""
+    images = batch["images"]
+    b, t = images.shape[:2]
+    n = b * t
+    dose = batch["dose"].reshape(n)
+    ml = masked_lattice(
+        lattice,
+        batch["rotation"].reshape(n, 3, 3),
+        dose,
+        batch["mid_dose"].reshape(n),
+        batch["tilt_weight"].reshape(n),
+        feature_matrix=decoder_fm if images.device.type == "cuda" else None,  # CPU: featurised after the flip
+        backend=backend,
+    )
+    point_particle = torch.div(ml.image, t, rounding_mode="floor")
+    use_amp = config.amp and images.device.type == "cuda"
+    enc_in = None
+    if config.latent_dim:
+        enc_in = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"])
+    with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        h_pos, h_neg, mu, logvar = model(enc_in, ml.coords, ml.features, point_particle, eps)
+    h_pos, h_neg = h_pos.float(), h_neg.float()
+    pred_pos, pred_neg = render_pixels(
+        h_pos,
+        h_neg,
+        lattice,
+        ml,
+        batch["ctf"].reshape(n, 7),
+        batch["shift"].reshape(n, 2),
+        dose if config.dose_filter else None,
+    )
+    img_pos, img_neg = gather_image_pixels(images.reshape(n, *images.shape[2:]), lattice, ml)
+    return loss_terms(pred_pos, pred_neg, img_pos, img_neg, ml.weight, mu, logvar, b), mu, logvar
+
+
+def _rng_state() -> dict:
+    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(st["numpy"])
+    random.setstate(st["python"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def dataset_metadata(ds: TiltSeriesDataset, voltage: float) -> dict:
+    s = ds.series
+    return {
+        "star_path": str(s.star_path),
+        "flavour": s.flavour,
+        "n_particles": s.n_particles,
+        "box_size": ds.box_size,
+        "box_size_on_disk": s.box_size,
+        "pixel_size": ds.pixel_size,
+        "norm": list(ds.norm),
+        "n_tilts": ds.n_tilts,
+        "voltage": voltage,
+        "lattice": "half lattice, circular mask radius D/2 px, DC excluded, dose mask mid-dose < optimal exposure",
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- the loop
+def iter_train(
+    star_or_series: str | Path | ParticleSeries,
+    outdir: str | Path,
+    config: TrainConfig | None = None,
+    stop_event: threading.Event | None = None,
+    resume: bool = False,
+) -> Iterator[StepEvent | EpochEvent]:
+    """Train, yielding a :class:`StepEvent` per step and an :class:`EpochEvent` per epoch.
+
+    Writes into ``outdir`` (rank 0 only): ``config.json``, ``train.log``, ``weights.{e}.pt`` every
+    ``checkpoint_every`` epochs and at the end, ``z.{e}.npy`` / ``z.{e}.logvar.npy`` (VAE; μ and log σ² per particle
+    in STAR particle order, from the epoch's training pass), and ``weights.pt`` / ``z.npy`` links to the latest.
+    ``resume``: continue from the newest complete checkpoint in ``outdir`` (same optimiser state, epoch, step;
+    its saved config is used; a ``config`` given with ``resume`` only changes epochs, num_workers, device,
+    checkpoint_every and amp). ``stop_event``: when set, stop after the current step and write a checkpoint.
+    Works unchanged under ``torchrun`` (one DistributedSampler replica per process).
+    """
+    outdir = Path(outdir)
+    ctx = init_distributed(config.device if config is not None else "auto")
+    try:
+        yield from _train(star_or_series, outdir, config, stop_event, resume, ctx)
+    finally:
+        shutdown(ctx)
+
+
+def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: DistContext):
+    state = None
+    if resume:
+        found = ck.latest_checkpoint(outdir) if outdir.is_dir() else None
+        if found is None:
+            raise FileNotFoundError(f"--resume: no complete checkpoint (weights.*.pt) in {outdir}")
+        ckpt_path, state = found
+        saved = TrainConfig.from_dict(state["config"])
+        if config is not None:  # a resumed run keeps its model and data settings; these may change
+            keep = {k: getattr(config, k) for k in ("epochs", "num_workers", "device", "checkpoint_every", "amp")}
+            saved = TrainConfig.from_dict({**saved.to_dict(), **keep})
+        config = saved
+    if config is None:
+        config = TrainConfig()
+    if ctx.is_main:
+        outdir.mkdir(parents=True, exist_ok=True)
+        config.save(outdir / "config.json")
+
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    random.seed(config.seed)
+    device = ctx.device
+    norm = tuple(state["dataset"]["norm"]) if state is not None else None
+    ds = make_dataset(star_or_series, config, norm=norm)
+    D = ds.box_size
+    voltage = float(np.median(ds.series.voltage))
+    lattice = half_lattice(D, ds.pixel_size, voltage).to(device)
+    model = build_model(config, D, ds.n_tilts).to(device)
+    optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start_epoch, skip_steps, global_step = 0, 0, 0
+    partial = None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optimizer"])
+        start_epoch, skip_steps, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        _set_rng_state(state["rng"])
+        partial = state.get("partial_z")
+    ddp = model
+    if ctx.distributed:
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    backend = config.backend
+
+    if config.batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the {ctx.world_size} processes")
+    local_bs = config.batch_size // ctx.world_size
+    sampler = DistributedSampler(ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
+    steps_per_epoch = (len(sampler) + local_bs - 1) // local_bs
+    beta = config.beta if config.beta is not None else default_beta(config.latent_dim, ds.n_tilts, D)
+    warmup = int(round(config.beta_warmup_epochs * steps_per_epoch))
+    meta = dataset_metadata(ds, voltage)
+    fm = model.decoder.feature_matrix
+    log = (outdir / "train.log").open("a") if ctx.is_main else None
+
+    def save(epoch: int, step_in_epoch: int, z=None, partial=None) -> Path | None:
+        if not ctx.is_main:
+            return None
+        e_done = epoch + 1 if step_in_epoch == 0 else epoch
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optim.state_dict(),
+            "epoch": e_done,
+            "step_in_epoch": step_in_epoch,
+            "global_step": global_step,
+            "rng": _rng_state(),
+            "config": config.to_dict(),
+            "dataset": meta,
+            "feature_matrix": fm.detach().cpu(),
+            "partial_z": partial,
+        }
+        path = ck.atomic_torch_save(state, outdir / ck.checkpoint_name(epoch, step_in_epoch))
+        ck.link_latest(path, outdir / "weights.pt")
+        if z is not None:
+            zp = ck.atomic_np_save(z[0], outdir / f"z.{epoch}.npy")
+            lp = ck.atomic_np_save(z[1], outdir / f"z.{epoch}.logvar.npy")
+            ck.link_latest(zp, outdir / "z.npy")
+            ck.link_latest(lp, outdir / "z.logvar.npy")
+        return path
+
+    if log is not None:
+        log.write(
+            f"# start epoch {start_epoch} step {skip_steps}: {len(ds)} particles, D={D}, "
+            f"{ctx.world_size} process(es), device {device}, beta {beta:.3g}\n"
+        )
+        log.flush()
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            sampler.set_epoch(epoch)
+            ds.set_epoch(epoch)
+            if hasattr(ds, "_fetches"):  # tilt draws depend on (seed, epoch, particle) only: exact resume
+                ds._fetches[:] = 0
+            indices = list(sampler)[skip_steps * local_bs :]
+            loader = DataLoader(
+                ds,
+                batch_size=local_bs,
+                sampler=indices,
+                collate_fn=collate,
+                num_workers=config.num_workers,
+                pin_memory=device.type == "cuda",
+                persistent_workers=False,
+            )
+            z_mu = np.zeros((len(ds), config.latent_dim), np.float32) if config.latent_dim else None
+            z_lv = np.zeros_like(z_mu) if z_mu is not None else None
+            seen_idx, seen_mu, seen_lv = [], [], []
+            sums = np.zeros(4)  # loss, mse, kl, particles (global)
+            t_epoch = time.perf_counter()
+            step = skip_steps
+            stopped = stop_flag = False
+            if partial is not None:  # latents of the steps done before a mid-epoch stop
+                seen_idx, seen_mu, seen_lv = (list(v) for v in partial)
+                partial = None
+            t_prev = time.perf_counter()
+            for batch in loader:
+                index = batch["index"].numpy()
+                eps = (
+                    particle_noise(config.seed, epoch, index, config.latent_dim).to(device)
+                    if z_mu is not None
+                    else None
+                )
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                terms, mu, logvar = batch_forward(ddp, fm, lattice, batch, config, eps, backend)
+                n_local = terms.wsum.new_tensor(float(terms.n_particles))
+                red = all_reduce_sum(torch.stack([terms.wsum.detach(), n_local]), ctx)
+                b_eff = beta_at(beta, global_step, warmup)
+                loss, mse, kl = combine(terms, red[0], red[1], b_eff, ctx.world_size)
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+                global_step += 1
+                step += 1
+                stats = all_reduce_sum(torch.stack([mse, kl]).float(), ctx).cpu().numpy()
+                n_glob = float(red[1])
+                if mu is not None:
+                    seen_idx.append(index)
+                    seen_mu.append(mu.detach().float().cpu().numpy())
+                    seen_lv.append(logvar.detach().float().cpu().numpy())
+                now = time.perf_counter()
+                dt, t_prev = now - t_prev, now
+                tot = float(stats[0] + b_eff * stats[1])
+                sums += [tot * n_glob, stats[0] * n_glob, stats[1] * n_glob, n_glob]
+                yield StepEvent(
+                    epoch, step, global_step, steps_per_epoch, tot, float(stats[0]), float(stats[1]), n_glob / dt
+                )
+                stop_flag = stop_event is not None and stop_event.is_set()  # set while this step ran or at its event
+                if ctx.distributed:  # every process must agree
+                    stop_flag = bool(all_reduce_sum(torch.tensor([float(stop_flag)], device=device), ctx)[0] > 0)
+                if stop_flag and step < steps_per_epoch:
+                    stopped = True
+                    break
+            skip_steps = 0
+            if stopped:
+                gathered = all_gather_objects((seen_idx, seen_mu, seen_lv), ctx)
+                flat = tuple([x for g in gathered for x in g[j]] for j in range(3))
+                path = save(epoch, step, partial=flat)
+                if log is not None:
+                    log.write(f"stopped at epoch {epoch} step {step}/{steps_per_epoch}: {path.name}\n")
+                    log.flush()
+                return
+            secs = time.perf_counter() - t_epoch
+            z = None
+            if z_mu is not None:
+                gathered = all_gather_objects((seen_idx, seen_mu, seen_lv), ctx)
+                for idxs, mus, lvs in gathered:
+                    for i, m, lv in zip(idxs, mus, lvs):
+                        z_mu[i], z_lv[i] = m, lv
+                z = (z_mu, z_lv)
+            last = epoch == config.epochs - 1
+            write = last or (epoch + 1) % config.checkpoint_every == 0
+            path = save(epoch, 0, z) if write else None
+            n = max(sums[3], 1.0)
+            ev = EpochEvent(epoch, *(float(v) for v in sums[:3] / n), float(sums[3] / max(secs, 1e-9)), secs, path)
+            if log is not None:
+                log.write(
+                    f"epoch {epoch} loss {ev.loss:.6f} mse {ev.mse:.6f} kl {ev.kl:.4f} beta {beta:.3g} "
+                    f"particles/s {ev.particles_per_s:.1f} time {secs:.1f}s"
+                    + (f" -> {path.name}" if path else "")
+                    + "\n"
+                )
+                log.flush()
+            yield ev
+            if stop_flag and not last:
+                if path is None:
+                    save(epoch, 0, z)
+                return
+    finally:
+        if log is not None:
+            log.close()
+
+
+def train(
+    star_or_series: str | Path | ParticleSeries,
+    outdir: str | Path,
+    config: TrainConfig | None = None,
+    stop_event: threading.Event | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> RunResult:
+    """Run :func:`iter_train` to the end with a tqdm progress bar (loss, particles/s); returns a :class:`RunResult`."""
+    from tqdm.auto import tqdm
+
+    outdir = Path(outdir)
+    history: list[EpochEvent] = []
+    bar = None
+    last_loss = None
+    for ev in iter_train(star_or_series, outdir, config, stop_event, resume):
+        if isinstance(ev, StepEvent):
+            if bar is None and progress:
+                bar = tqdm(total=ev.steps_per_epoch, desc=f"epoch {ev.epoch}", unit="batch", leave=False)
+                bar.n = ev.step - 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{ev.loss:.4f}", pps=f"{ev.particles_per_s:.0f}")
+            last_loss = ev.loss
+        else:
+            history.append(ev)
+            if bar is not None:
+                bar.close()
+                bar = None
+                tqdm.write(
+                    f"epoch {ev.epoch}: loss {ev.loss:.5f} mse {ev.mse:.5f} kl {ev.kl:.3f} "
+                    f"({ev.particles_per_s:.1f} particles/s)"
+                )
+    if bar is not None:
+        bar.close()
+    found = ck.list_checkpoints(outdir) if outdir.is_dir() else []
+    latest = found[-1] if found else None
+    epochs_done = latest[0][0] if latest else 0
+    final_cfg = config or (TrainConfig.load(outdir / "config.json") if (outdir / "config.json").exists() else None)
+    stopped = final_cfg is not None and epochs_done < final_cfg.epochs
+    return RunResult(
+        outdir=outdir,
+        epochs_completed=epochs_done,
+        final_loss=history[-1].loss if history else last_loss,
+        checkpoint=latest[1] if latest else None,
+        stopped=stopped,
+        history=history,
+    )
