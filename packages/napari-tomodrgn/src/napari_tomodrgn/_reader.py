@@ -52,8 +52,7 @@ def is_run_folder(folder: Path) -> bool:
 def read_run_folder(folder: Path, k: int = 8) -> list[LayerData]:
     """Latest checkpoint of a run: its volume at the mean z, and the training particles coloured by k-means of z."""
     from napari_tomodrgn._run import load_run
-    from tomodrgn.analysis.latent import kmeans
-    from tomodrgn.analysis.overlay import particle_overlay
+    from tomodrgn.api import kmeans, particle_overlay
 
     run = load_run(folder)
     ps = run.pixel_size
@@ -83,7 +82,7 @@ def _folder_files(folder: Path) -> list[Path]:
 
 def read_mrc_layer(path: Path) -> list[LayerData]:
     """One Image layer; scale = voxel size (Å) on spatial axes (a ``.mrcs`` stack's first axis is the image index)."""
-    from tomodrgn.io.mrc import read_mrc
+    from tomodrgn.api import read_mrc
 
     data, pixel_size = read_mrc(path)
     ps = round(pixel_size, 5) if pixel_size > 0 else 1.0  # header voxel sizes are float32
@@ -97,8 +96,7 @@ def read_mrc_layer(path: Path) -> list[LayerData]:
 
 def read_star_layers(path: Path) -> list[LayerData]:
     """Points (particle positions) + Vectors (reference z axis) for a STAR file with positions; else no layer."""
-    from tomodrgn.analysis.overlay import particle_overlay
-    from tomodrgn.io.particles import read_particles
+    from tomodrgn.api import particle_overlay, read_particles
 
     series = read_particles(path)
     if getattr(series, "position", None) is None:

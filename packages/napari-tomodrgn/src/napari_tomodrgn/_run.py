@@ -55,8 +55,7 @@ def load_run(run_dir: str | Path, epoch: int | None = None, star: str | Path | N
     from napari_tomodrgn._torch_setup import prepare_torch
 
     prepare_torch()
-    from tomodrgn.io.particles import read_particles
-    from tomodrgn.training.evaluate import load_model
+    from tomodrgn.api import load_model, read_particles
 
     run_dir = Path(run_dir)
     model = load_model(run_dir, epoch)

@@ -20,9 +20,8 @@ def make_sample_data(outdir: str | Path | None = None, n_particles: int = 24, bo
     from napari_tomodrgn._torch_setup import prepare_torch
 
     prepare_torch()
-    from tomodrgn.analysis.overlay import particle_overlay
-    from tomodrgn.io.particles import read_particles
-    from tomodrgn.simulate import simulate_dataset, simulate_tomogram
+    from tomodrgn.api import particle_overlay, read_particles, simulate_tomogram
+    from tomodrgn.api import simulate as simulate_dataset
 
     outdir = Path(tempfile.mkdtemp(prefix="tomodrgn-sample-")) if outdir is None else Path(outdir)
     sim = simulate_dataset(

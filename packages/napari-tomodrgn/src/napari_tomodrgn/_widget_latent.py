@@ -28,7 +28,7 @@ VOLUME_LAYER = "tomoDRGN particle volume"
 
 def embed_latent(z: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     """2-D coordinates (n, 2) of z: ``pca`` (PC1, PC2) or ``umap`` (core :mod:`tomodrgn.analysis.latent`)."""
-    from tomodrgn.analysis.latent import pca, umap_embed
+    from tomodrgn.api import pca, umap_embed
 
     if method == "umap":
         return umap_embed(z, seed=seed)
@@ -76,7 +76,7 @@ class LatentWidget(Container):
     # ------------------------------------------------------------------------------------------------ loading
     def load(self, run_dir: str | Path, epoch: int | None = None, method: str | None = None, k: int | None = None):
         """Load a run, embed z (PCA/UMAP), cluster it (k-means) and draw the scatter."""
-        from tomodrgn.analysis.latent import kmeans
+        from tomodrgn.api import kmeans
 
         epoch = epoch if epoch is not None else (None if self.epoch.value < 0 else int(self.epoch.value))
         try:
@@ -99,7 +99,7 @@ class LatentWidget(Container):
         return run
 
     def _draw(self) -> None:
-        from tomodrgn.analysis.overlay import cluster_colors
+        from tomodrgn.api import cluster_colors
 
         self.ax.clear()
         self._scatter = self.ax.scatter(
@@ -167,7 +167,7 @@ class LatentWidget(Container):
 
     def save_selection(self, out_star: str | Path) -> Path | None:
         """Write the selected particles as a filtered STAR (same flavour, every column kept)."""
-        from tomodrgn.export.selections import filter_star
+        from tomodrgn.api import filter_star
 
         if self.run is None or len(self.selected) == 0:
             self.status.value = "nothing selected"

@@ -69,7 +69,7 @@ class OverlayWidget(Container):
         return [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim == 3]
 
     def _read_series(self) -> Any:
-        from tomodrgn.io.particles import read_particles
+        from tomodrgn.api import read_particles
 
         px = float(self.coord_pixel.value) or None
         return read_particles(Path(self.star.value), tomogram_pixel_size=px)
@@ -86,7 +86,7 @@ class OverlayWidget(Container):
 
     def show_particles(self, tomogram_layer: str | None = None, tomogram: str | None = None) -> list:
         """Add (or replace) the Points + Vectors layers of the particles on the chosen tomogram layer."""
-        from tomodrgn.analysis.overlay import particle_overlay
+        from tomodrgn.api import particle_overlay
 
         if self.series is None:
             self._star_changed()
@@ -119,7 +119,7 @@ class OverlayWidget(Container):
         return layers
 
     def _cluster_labels(self) -> np.ndarray | None:
-        from tomodrgn.analysis.latent import kmeans
+        from tomodrgn.api import kmeans
 
         if self.run is None and self.run_dir.value and Path(self.run_dir.value).joinpath("weights.pt").exists():
             self.run = load_run(self.run_dir.value, star=self.series.star_path)
@@ -153,7 +153,7 @@ class OverlayWidget(Container):
 
     def place_volumes(self) -> Any:
         """Paste each shown particle's decoded volume into a tomogram-sized Image layer at its position and pose."""
-        from tomodrgn.analysis.overlay import place_volumes
+        from tomodrgn.api import place_volumes
 
         if self.overlay is None or self.run is None:
             self.status.value = "show particles with a run folder first"

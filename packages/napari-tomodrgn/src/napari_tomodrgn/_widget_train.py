@@ -30,7 +30,7 @@ def decode_checkpoint(run_dir: Path, epoch: int) -> tuple[np.ndarray, float]:
     Homogeneous: the single volume; VAE: the volume at the mean of the epoch's latent means ``z.{epoch}.npy``
     (the origin of z-space if that file is absent).
     """
-    from tomodrgn.training.evaluate import load_model
+    from tomodrgn.api import load_model
 
     model = load_model(run_dir, epoch)
     if model.zdim == 0:
@@ -44,7 +44,7 @@ def decode_checkpoint(run_dir: Path, epoch: int) -> tuple[np.ndarray, float]:
 
 def train_events(star: Path, outdir: Path, config: Any, stop_event: threading.Event):
     """Generator run by the worker: yields ("step", StepEvent), ("epoch", EpochEvent), ("volume", (vol, Å, epoch))."""
-    from tomodrgn.training.loop import EpochEvent, iter_train
+    from tomodrgn.api import EpochEvent, iter_train
 
     for ev in iter_train(star, outdir, config, stop_event=stop_event):
         if isinstance(ev, EpochEvent):
@@ -103,7 +103,7 @@ class TrainWidget(Container):
 
     def config(self) -> Any:
         """The :class:`tomodrgn.training.config.TrainConfig` of the current settings (checkpoint every epoch)."""
-        from tomodrgn.training.config import TrainConfig
+        from tomodrgn.api import TrainConfig
 
         return TrainConfig(
             mode=self.mode.value,

@@ -14,7 +14,7 @@ import numpy as np
 
 from tomodrgn.analysis.latent import kmeans, pca, umap_embed
 from tomodrgn.analysis.metrics import cc, fsc, resolution_at, soft_mask
-from tomodrgn.analysis.overlay import ParticleOverlay, particle_overlay
+from tomodrgn.analysis.overlay import ParticleOverlay, cluster_colors, particle_overlay, place_volumes
 from tomodrgn.analysis.pipeline import AnalysisResult, TruthEvaluation, analyze_run, evaluate_against_truth
 from tomodrgn.demo import DemoResult, run_demo
 from tomodrgn.export.selections import filter_star as _filter_series
@@ -40,6 +40,7 @@ __all__ = [
     "TruthEvaluation",
     "analyze",
     "cc",
+    "cluster_colors",
     "decode_volumes",
     "embed_particles",
     "evaluate_against_truth",
@@ -50,6 +51,7 @@ __all__ = [
     "load_model",
     "particle_overlay",
     "pca",
+    "place_volumes",
     "read_index_list",
     "read_mrc",
     "read_particles",
