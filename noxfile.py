@@ -20,10 +20,10 @@ nox.options.reuse_existing_virtualenvs = True
 
 
 def _install(session: nox.Session, *extras: str, plugin: bool = True) -> None:
+    """Install the pins, then the core (with ``extras``) and, if asked, the plugin (with its test extra when testing)."""
     session.install("--upgrade", "pip")
     session.install(*PINS)
-    core = f"{CORE}[{','.join(extras)}]" if extras else CORE
-    targets = ["-e", core]
+    targets = ["-e", f"{CORE}[{','.join(extras)}]" if extras else CORE]
     if plugin:
         targets += ["-e", f"{PLUGIN}[test]" if "test" in extras else PLUGIN]
     session.install(*PINS, *targets)
@@ -40,7 +40,7 @@ def _gui_system_deps(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The full test suite (core + plugin), CPU only. Fails when no test ran (pytest exit code 5)."""
-    _install(session, "test,triton")
+    _install(session, "test", "triton")
     _gui_system_deps(session)
     env = {"QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "xcb"), "OMP_NUM_THREADS": "2"}
     session.run("pytest", "-m", "not slow", "-p", "no:cacheprovider", *session.posargs, env=env)
@@ -49,7 +49,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def validate(session: nox.Session) -> None:
     """Full-size scientific validation on simulated data (FSC, ARI, CC); minutes to hours on CPU."""
-    _install(session, "test,triton", plugin=False)
+    _install(session, "test", "triton", plugin=False)
     session.run("pytest", "-m", "slow", "tests/core", "-v", *session.posargs)
 
 
