@@ -1,4 +1,4 @@
-"""Architecture rules (DESIGN.md §1): the core never imports Qt/napari; the plugin reaches the core only via tomodrgn.api."""
+"""Architecture rules (DESIGN.md §1): no Qt/napari in the core; the plugin reaches the core only via tomodrgn.api."""
 
 import ast
 from pathlib import Path

@@ -20,6 +20,7 @@ TRAIN_HELP = {
     "enc_arch_b": "encoder B architecture, 'nodes x layers'",
     "dec_arch": "decoder architecture, 'nodes x layers'",
     "pooling": "pooling of per-tilt embeddings: concatenate, max, mean, median, set",
+    "enc_mask": "radius (px) of the encoder's input pixels (default D/2)",
     "n_tilts": "tilts sampled per particle (default: the minimum tilt count)",
     "sequential_tilts": "use the first n tilts in file order instead of a random subset each time",
     "batch_size": "particles per (global) batch",

@@ -14,8 +14,9 @@ class TiltSeriesEncoder(nn.Module):
     """Images (B, T, D+1, D+1) → μ (B, zdim), log σ² (B, zdim).
 
     Encoder A (``nodes_a x layers_a`` → ``embed_dim``) runs on each tilt's pixels in
-    :attr:`Lattice.circular_mask` (all tilts of the batch in one call); the T embeddings are pooled; encoder B
-    (``nodes_b x layers_b``) maps the pooled vector to 2·zdim.
+    :attr:`Lattice.circular_mask` (all tilts of the batch in one call), or within ``enc_mask`` px of the centre
+    when given (cryoDRGN's ``--enc-mask``: leaving out noise-dominated high frequencies helps the encoder at low
+    SNR); the T embeddings are pooled; encoder B (``nodes_b x layers_b``) maps the pooled vector to 2·zdim.
     """
 
     def __init__(
@@ -27,12 +28,18 @@ class TiltSeriesEncoder(nn.Module):
         arch_b: tuple[int, int] = (256, 3),
         embed_dim: int = 128,
         pooling: str = "concatenate",
+        enc_mask: int | None = None,
     ) -> None:
         super().__init__()
         lat = Lattice(D)
         self.D, self.zdim = D, zdim
-        self.register_buffer("mask_index", torch.from_numpy(lat.circular_indices.copy()), persistent=False)
-        self.encoder_a = mlp(len(lat.circular_indices), embed_dim, *arch_a)
+        index = lat.circular_indices
+        if enc_mask is not None:
+            if not 1 <= enc_mask <= D // 2:
+                raise ValueError(f"enc_mask must be between 1 and D/2 = {D // 2} px, got {enc_mask}")
+            index = index[lat.radius_px[index] <= enc_mask]
+        self.register_buffer("mask_index", torch.from_numpy(index.copy()), persistent=False)
+        self.encoder_a = mlp(len(index), embed_dim, *arch_a)
         self.pool = Pooling(pooling, embed_dim, n_tilts)
         self.encoder_b = mlp(self.pool.out_dim, 2 * zdim, *arch_b)
 

@@ -29,11 +29,14 @@ class TomoDRGN(nn.Module):
         dec_arch: tuple[int, int] = (256, 3),
         feat_sigma: float = 0.5,
         n_features: int | None = None,
+        enc_mask: int | None = None,
     ) -> None:
         super().__init__()
         self.D, self.zdim = D, zdim
         self.encoder = (
-            TiltSeriesEncoder(D, zdim, n_tilts, enc_arch_a, enc_arch_b, embed_dim, pooling) if zdim > 0 else None
+            TiltSeriesEncoder(D, zdim, n_tilts, enc_arch_a, enc_arch_b, embed_dim, pooling, enc_mask)
+            if zdim > 0
+            else None
         )
         self.decoder = HartleyDecoder(D, zdim, dec_arch, feat_sigma, n_features)
 

@@ -19,6 +19,7 @@ class TrainConfig:
     ramps β linearly from 0. ``dose_filter`` multiplies decoded slices by the exposure filter exp(−N/2Ne).
     ``phase_flip``: the encoder sees images multiplied by sign(CTF).
     ``box_size`` Fourier-crops images on the fly (None: as on disk). ``device``: "auto" | "cpu" | "cuda[:i]".
+    ``enc_mask``: radius (px) of the encoder's input pixels (None: D/2, the whole circular lattice).
     """
 
     mode: str = "vae"
@@ -28,6 +29,7 @@ class TrainConfig:
     embed_dim: int = 128
     dec_arch: str = "256x3"
     pooling: str = "concatenate"
+    enc_mask: int | None = None
     n_tilts: int | None = None
     sequential_tilts: bool = False
     epochs: int = 20

@@ -83,6 +83,7 @@ def build_model(config: TrainConfig, D: int, n_tilts: int) -> TomoDRGN:
         dec_arch=parse_arch(config.dec_arch),
         feat_sigma=config.feat_sigma,
         n_features=config.n_features,
+        enc_mask=config.enc_mask,
     )
 
 
