@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("bench_output/bench.json"))
     p.add_argument("--workdir", type=Path, default=Path("bench_output"))
     p.add_argument("-D", type=int, default=64)
-    p.add_argument("--n-particles", type=int, default=256)
+    p.add_argument("--n-particles", type=int, default=64)
     p.add_argument("--n-tilts", type=int, default=41)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=8)

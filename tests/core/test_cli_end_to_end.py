@@ -97,3 +97,11 @@ def test_train_nn_homogeneous(sim_dir, tmp_path):
     main(["eval_vol", str(run), "-o", str(tmp_path / "v")])
     vol, _ = read_mrc(tmp_path / "v" / "vol_000.mrc")
     assert vol.shape == (16, 16, 16) and np.isfinite(vol).all() and vol.std() > 0
+
+
+def test_demo_prints_summary(tmp_path, capsys):
+    main(["demo", "--outdir", str(tmp_path / "demo"), "--n-particles", "24", "-D", "16", "--epochs", "1"])
+    out = capsys.readouterr().out
+    assert "adjusted Rand index" in out and "class 3:" in out and "24 particles" in out
+    assert (tmp_path / "demo" / "train_vae" / "weights.pt").exists()
+    assert list((tmp_path / "demo" / "train_vae").glob("analyze.*/report.md"))

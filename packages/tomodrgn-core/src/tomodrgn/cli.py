@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-particles", type=int, default=DEMO_DEFAULTS["n_particles"])
     p.add_argument("-D", type=int, default=DEMO_DEFAULTS["box_size"])
     p.add_argument("--epochs", type=int, default=DEMO_DEFAULTS["epochs"])
+    p.add_argument("--snr", type=float, default=DEMO_DEFAULTS["snr"], help="SNR of the 0° image (harder: lower)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
     return parser
