@@ -63,7 +63,7 @@ def bench_device(star: Path, outdir: Path, device: str, args) -> dict:
     steady = epochs[1:] if len(epochs) > 1 else epochs
     out = {
         "device": device,
-        "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.processor(),
+        "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else f"{platform.machine()} CPU",
         "threads": torch.get_num_threads(),
         "particles_per_s": float(np.mean([e.particles_per_s for e in steady])),
         "seconds_per_epoch": float(np.mean([e.seconds for e in steady])),
