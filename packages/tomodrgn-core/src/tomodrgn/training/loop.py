@@ -334,9 +334,7 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
     try:
         for epoch in range(start_epoch, config.epochs):
             sampler.set_epoch(epoch)
-            ds.set_epoch(epoch)
-            if hasattr(ds, "_fetches"):  # tilt draws depend on (seed, epoch, particle) only: exact resume
-                ds._fetches[:] = 0
+            ds.set_epoch(epoch)  # tilt draws depend on (seed, epoch, particle) only: exact resume
             indices = list(sampler)[skip_steps * local_bs :]
             loader = DataLoader(
                 ds,
