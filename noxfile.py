@@ -20,7 +20,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 
 def _install(session: nox.Session, *extras: str, plugin: bool = True) -> None:
-    """Install the pins, then the core (with ``extras``) and, if asked, the plugin (with its test extra when testing)."""
+    """Install the pins, the core (with ``extras``) and, if asked, the plugin (with its test extra when testing)."""
     session.install("--upgrade", "pip")
     session.install(*PINS)
     targets = ["-e", f"{CORE}[{','.join(extras)}]" if extras else CORE]
