@@ -100,8 +100,9 @@ def test_train_nn_homogeneous(sim_dir, tmp_path):
 
 
 def test_demo_prints_summary(tmp_path, capsys):
-    main(["demo", "--outdir", str(tmp_path / "demo"), "--n-particles", "24", "-D", "16", "--epochs", "1"])
+    args = ["--outdir", str(tmp_path / "demo"), "--n-particles", "24", "-D", "16", "--epochs", "1", "--snr", "0.2"]
+    main(["demo", *args])
     out = capsys.readouterr().out
-    assert "adjusted Rand index" in out and "class 3:" in out and "24 particles" in out
+    assert "adjusted Rand index" in out and "class 3:" in out and "24 particles, SNR 0.2" in out
     assert (tmp_path / "demo" / "train_vae" / "weights.pt").exists()
     assert list((tmp_path / "demo" / "train_vae").glob("analyze.*/report.md"))

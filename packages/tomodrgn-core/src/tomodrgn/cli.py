@@ -180,6 +180,7 @@ def cmd_demo(args):
         n_particles=args.n_particles,
         box_size=args.D,
         epochs=args.epochs,
+        snr=args.snr,
         seed=args.seed,
     )
     print(res.summary())
