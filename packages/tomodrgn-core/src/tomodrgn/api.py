@@ -7,7 +7,6 @@ worker thread and stream results.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,7 @@ from tomodrgn.analysis.metrics import cc, fsc, resolution_at, soft_mask
 from tomodrgn.analysis.overlay import ParticleOverlay, cluster_colors, particle_overlay, place_volumes
 from tomodrgn.analysis.pipeline import AnalysisResult, TruthEvaluation, analyze_run, evaluate_against_truth
 from tomodrgn.demo import DemoResult, run_demo
-from tomodrgn.export.selections import filter_star as _filter_series
-from tomodrgn.export.selections import read_index_list, write_keep_exclude
+from tomodrgn.export.selections import filter_star, read_index_list, write_keep_exclude
 from tomodrgn.io.mrc import read_mrc, write_mrc
 from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
 from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomogram
@@ -110,18 +108,3 @@ def embed_particles(
         if star is None:
             raise ValueError(f"{run_dir} does not record its training STAR: pass star=")
     return model.embed(star, n_tilts=n_tilts, sequential=sequential)
-
-
-def filter_star(
-    star: str | Path | ParticleSeries,
-    out_star: str | Path,
-    *,
-    indices: Iterable[int] | None = None,
-    labels: np.ndarray | None = None,
-    keep: Iterable | None = None,
-    invert: bool = False,
-) -> Path:
-    """Write the chosen particles of ``star`` (by index, or by label value in ``keep``) to ``out_star`` in the
-    input's flavour, every column kept (for re-refinement in RELION / Warp / M)."""
-    series = star if isinstance(star, ParticleSeries) else read_particles(star)
-    return _filter_series(series, out_star, indices=indices, labels=labels, keep=keep, invert=invert)

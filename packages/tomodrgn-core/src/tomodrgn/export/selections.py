@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tomodrgn.io.particles import ParticleSeries, write_particle_subset
+from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
 
 
 def select_indices(
@@ -45,7 +45,7 @@ def select_indices(
 
 
 def filter_star(
-    series: ParticleSeries,
+    star: str | Path | ParticleSeries,
     out_star: str | Path,
     *,
     indices: Iterable[int] | None = None,
@@ -53,8 +53,10 @@ def filter_star(
     keep: Iterable | None = None,
     invert: bool = False,
 ) -> Path:
-    """Write the selected particles (see :func:`select_indices`) as a STAR file of the input's flavour with every
-    column kept (:func:`tomodrgn.io.particles.write_particle_subset`)."""
+    """Write the selected particles of ``star`` (a STAR path or a read :class:`ParticleSeries`; see
+    :func:`select_indices`) as a STAR file of the input's flavour with every column kept, for re-refinement in
+    RELION / Warp / M (:func:`tomodrgn.io.particles.write_particle_subset`)."""
+    series = star if isinstance(star, ParticleSeries) else read_particles(star)
     chosen = select_indices(series.n_particles, indices, labels, keep, invert)
     return write_particle_subset(series, chosen, out_star)
 
