@@ -8,6 +8,7 @@ all-reduced over processes. Rank 0 writes ``config.json``, ``train.log``, checkp
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -125,6 +126,12 @@ def particle_noise(seed: int, epoch: int, index: np.ndarray, zdim: int) -> torch
     return torch.from_numpy(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).to(torch.float32)
 
 
+@functools.lru_cache(maxsize=8)
+def _lattice_freqs(D: int, pixel_size: float) -> torch.Tensor:
+    """((D+1)², 2) float32 (kx, ky) in Å⁻¹ of the full lattice, built once per (D, pixel size), not every step."""
+    return torch.from_numpy(Lattice(D).freqs2d(pixel_size)).to(torch.float32)
+
+
 def encoder_images(
     images: torch.Tensor,
     ctf: torch.Tensor,
@@ -138,7 +145,7 @@ def encoder_images(
     so that each slot of the concatenated embedding has a consistent meaning however the tilts were sampled.
     """
     if config.phase_flip:
-        freqs = torch.from_numpy(Lattice(lattice.D).freqs2d(lattice.pixel_size)).to(images.device, torch.float32)
+        freqs = _lattice_freqs(lattice.D, lattice.pixel_size).to(images.device)
         images = phase_flip(images, ctf, freqs)
     if config.pooling == "concatenate" and dose is not None:
         order = torch.argsort(dose, dim=1, stable=True)
