@@ -8,13 +8,13 @@ w = dose weight × tilt weight.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from tomodrgn.kernels import HalfLattice, MaskedLattice
 from tomodrgn.physics.ctf import compute_ctf
+from tomodrgn.physics.pose import shift_phase
 
 
 def default_beta(zdim: int, n_tilts: int, D: int) -> float:
@@ -62,8 +62,8 @@ def render_pixels(
     if cumulative_dose is not None:
         ne = lattice.critical_exposure.index_select(0, ml.point)
         ctf = ctf * torch.exp(-cumulative_dose.index_select(0, ml.image) / (2.0 * ne))
-    phase = (-2.0 * math.pi) * (freqs * shift.index_select(0, ml.image)).sum(-1)
-    c, s = torch.cos(phase), torch.sin(phase)
+    cs = shift_phase(freqs[:, None, :], shift.index_select(0, ml.image))[:, 0]  # per point: (cos φ, sin φ)
+    c, s = cs[:, 0], cs[:, 1]
     return ctf * (c * h_pos - s * h_neg), ctf * (c * h_neg + s * h_pos)
 
 
