@@ -7,9 +7,11 @@ Simulates a 4-class dataset (default D = 64, 41 tilts), trains the VAE for a few
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,6 +38,86 @@ def points_per_particle(series: api.ParticleSeries) -> tuple[float, float]:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+STAGES = (
+    "tomodrgn.data",
+    "tomodrgn.lattice_mask",
+    "tomodrgn.encoder_input",
+    "tomodrgn.encoder",
+    "tomodrgn.featurize",
+    "tomodrgn.decoder",
+    "tomodrgn.render_loss",
+    "tomodrgn.backward",
+    "tomodrgn.optimizer",
+)
+MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::linear_backward", "aten::matmul")
+
+
+def matmul_peak_gflops(device: str, n: int = 2048, repeats: int = 5) -> float:
+    """Measured float32 matrix-multiply throughput of this device (GFLOP/s): the roofline the decoder runs against."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2.0 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def decoder_macs_per_point(config: api.TrainConfig, D: int) -> int:
+    """Multiply-accumulates of one decoder evaluation (features → hidden layers → 2 outputs), z term excluded."""
+    nodes, layers = (int(v) for v in config.dec_arch.lower().split("x"))
+    n_feat = config.n_features or 3 * (D // 2)
+    return 2 * n_feat * nodes + (layers - 1) * nodes * nodes + nodes * 2
+
+
+def profile_steps(star: Path, outdir: Path, config: api.TrainConfig, warmup: int = 2, steps: int = 6) -> dict:
+    """Time per training stage (ms per step) from torch.profiler over ``steps`` steps after ``warmup`` steps.
+
+    Stages are the ``record_function`` ranges of the training loop (inclusive times: ``decoder`` contains
+    ``featurize``); ``matmul`` is the self time of the matrix-multiply kernels anywhere (forward and backward).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    config = dataclasses.replace(config, epochs=10_000, checkpoint_every=10_000)  # stopped after the profiled steps
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if config.device.startswith("cuda") else [])
+    events = api.iter_train(star, outdir, config)
+    n_seen = 0
+    for ev in events:
+        if isinstance(ev, api.StepEvent):
+            n_seen += 1
+            if n_seen >= warmup:
+                break
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for ev in events:
+            if isinstance(ev, api.StepEvent):
+                n_seen += 1
+                if n_seen >= warmup + steps:
+                    break
+    wall = time.perf_counter() - t0
+    events.close()
+    table = {e.key: e for e in prof.key_averages()}
+    use_cuda = config.device.startswith("cuda")
+
+    def ms(e, self_time: bool = False) -> float:
+        if use_cuda:
+            us = e.self_device_time_total if self_time else e.device_time_total
+            if us:
+                return us / 1e3 / steps
+        return (e.self_cpu_time_total if self_time else e.cpu_time_total) / 1e3 / steps
+
+    out = {"steps": steps, "wall_ms_per_step": 1e3 * wall / steps}
+    out["stages_ms_per_step"] = {k.split(".", 1)[1]: round(ms(table[k]), 2) for k in STAGES if k in table}
+    out["matmul_ms_per_step"] = round(sum(ms(table[k], True) for k in MATMUL_OPS if k in table), 2)
+    trig = sum(ms(table[k], True) for k in ("aten::sin", "aten::cos") if k in table)
+    out["sin_cos_ms_per_step"] = round(trig, 2)
+    return out
 
 
 def bench_device(star: Path, outdir: Path, device: str, args) -> dict:
@@ -74,6 +156,13 @@ def bench_device(star: Path, outdir: Path, device: str, args) -> dict:
     }
     if device.startswith("cuda"):
         out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    out["decoder_macs_per_point"] = decoder_macs_per_point(config, args.D)
+    out["matmul_peak_gflops"] = matmul_peak_gflops(device)
+    if args.profile:
+        prof_dir = outdir.with_name(outdir.name + "_profile")
+        out["profile"] = profile_steps(star, prof_dir, config)
+        for stage, t in out["profile"]["stages_ms_per_step"].items():
+            print(f"  [{device}] {stage:>14s}: {t:8.1f} ms/step", flush=True)
     return out
 
 
@@ -89,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backend", default="auto")
     p.add_argument("--amp", action="store_true")
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda where present")
+    p.add_argument("--no-profile", dest="profile", action="store_false", help="skip the per-stage time breakdown")
     args = p.parse_args(argv)
 
     star = args.workdir / "data" / "particles.star"
@@ -113,11 +203,21 @@ def main(argv: list[str] | None = None) -> None:
     }
     for dev in devices:
         run_dir = args.workdir / f"run_{dev.replace(':', '')}"
-        if run_dir.exists():
-            import shutil
-
-            shutil.rmtree(run_dir)
-        results["runs"].append(bench_device(star, run_dir, dev, args))
+        for d in (run_dir, run_dir.with_name(run_dir.name + "_profile")):
+            if d.exists():
+                shutil.rmtree(d)
+        run = bench_device(star, run_dir, dev, args)
+        # achieved decoder throughput: forward 2 FLOP per MAC, backward ~4 (input and weight gradients)
+        flop = 6.0 * run["decoder_macs_per_point"] * kept * run["particles_per_s"]
+        run["decoder_gflops"] = flop / 1e9
+        run["decoder_fraction_of_matmul_peak"] = run["decoder_gflops"] / run["matmul_peak_gflops"]
+        print(
+            f"  [{dev}] decoder ≈ {run['decoder_gflops']:.0f} GFLOP/s = "
+            f"{100 * run['decoder_fraction_of_matmul_peak']:.0f} % of measured matmul peak "
+            f"({run['matmul_peak_gflops']:.0f} GFLOP/s)",
+            flush=True,
+        )
+        results["runs"].append(run)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -54,6 +54,18 @@ def test_train_widget_streams_volume_and_stays_responsive(make_napari_viewer, qt
     assert len(ticks) >= enough and np.median(gaps) < 0.2, (len(ticks), np.median(gaps), t1 - t0)
 
 
+def test_train_widget_form_builds_config(make_napari_viewer):
+    w = TrainWidget(make_napari_viewer())
+    assert w.config().encoder == "per-tilt"
+    w.encoder.value = "reference-frame"
+    w.n_tilts.value = 5
+    cfg = w.config()
+    assert cfg.encoder == "reference-frame" and cfg.n_tilts == 5 and cfg.mode == "vae"
+    w.mode.value = "homogeneous"
+    assert not w.encoder.enabled and not w.zdim.enabled and not w.enc_arch.enabled
+    assert w.config().mode == "homogeneous"
+
+
 def test_train_widget_stop_button(make_napari_viewer, qtbot, sim_dataset, tmp_path):
     viewer = make_napari_viewer()
     w = TrainWidget(viewer)

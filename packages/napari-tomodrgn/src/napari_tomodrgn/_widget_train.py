@@ -66,6 +66,9 @@ class TrainWidget(Container):
         self.outdir = FileEdit(label="output folder", mode="d")
         self.mode = ComboBox(label="mode", choices=["vae", "homogeneous"], value="vae")
         self.zdim = SpinBox(label="latent dim", min=1, max=256, value=8)
+        from tomodrgn.api import ENCODERS, TrainConfig
+
+        self.encoder = ComboBox(label="encoder", choices=list(ENCODERS), value=TrainConfig.encoder)
         self.enc_arch = LineEdit(label="encoder (nodes x layers)", value="256x3")
         self.dec_arch = LineEdit(label="decoder (nodes x layers)", value="256x3")
         self.epochs = SpinBox(label="epochs", min=1, max=10000, value=20)
@@ -81,6 +84,7 @@ class TrainWidget(Container):
                 self.outdir,
                 self.mode,
                 self.zdim,
+                self.encoder,
                 self.enc_arch,
                 self.dec_arch,
                 self.epochs,
@@ -94,12 +98,16 @@ class TrainWidget(Container):
         )
         self.start_btn.changed.connect(self.start)
         self.stop_btn.changed.connect(self.stop)
-        self.mode.changed.connect(lambda v: setattr(self.zdim, "enabled", v == "vae"))
+        self.mode.changed.connect(self._mode_changed)
         self.worker = None
         self.stop_event = threading.Event()
         self.losses: list[float] = []
         self.epochs_done: list[int] = []
         self._epochs_total = int(self.epochs.value)
+
+    def _mode_changed(self, mode: str) -> None:
+        for w in (self.zdim, self.encoder, self.enc_arch):
+            w.enabled = mode == "vae"
 
     def config(self) -> Any:
         """The :class:`tomodrgn.training.config.TrainConfig` of the current settings (checkpoint every epoch)."""
@@ -108,6 +116,7 @@ class TrainWidget(Container):
         return TrainConfig(
             mode=self.mode.value,
             zdim=int(self.zdim.value),
+            encoder=self.encoder.value,
             enc_arch_a=self.enc_arch.value,
             enc_arch_b=self.enc_arch.value,
             dec_arch=self.dec_arch.value,

@@ -19,12 +19,14 @@ from tomodrgn.demo import DemoResult, run_demo
 from tomodrgn.export.selections import filter_star, read_index_list, write_keep_exclude
 from tomodrgn.io.mrc import read_mrc, write_mrc
 from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
+from tomodrgn.models.encoder import ENCODERS
 from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomogram
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
 from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train, train
 
 __all__ = [
+    "ENCODERS",
     "AnalysisResult",
     "DemoResult",
     "EpochEvent",

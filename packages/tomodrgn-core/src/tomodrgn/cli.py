@@ -19,8 +19,10 @@ TRAIN_HELP = {
     "enc_arch_a": "encoder A (per tilt) architecture, 'nodes x layers'",
     "enc_arch_b": "encoder B architecture, 'nodes x layers'",
     "dec_arch": "decoder architecture, 'nodes x layers'",
+    "encoder": "per-tilt (published tomoDRGN) or reference-frame (tilt pixels placed in the volume frame by their"
+    " poses: learns classes in far fewer epochs)",
     "pooling": "pooling of per-tilt embeddings: concatenate, max, mean, median, set",
-    "enc_mask": "radius (px) of the encoder's input pixels (default D/2)",
+    "enc_mask": "radius (px) of the encoder's input pixels (default D/2; reference-frame: min(D/4, 12))",
     "n_tilts": "tilts sampled per particle (default: the minimum tilt count)",
     "sequential_tilts": "use the first n tilts in file order instead of a random subset each time",
     "batch_size": "particles per (global) batch",
@@ -42,7 +44,9 @@ def _add_train_options(p: argparse.ArgumentParser, mode: str) -> None:
 
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "mode" or (mode == "homogeneous" and f.name in ("zdim", "enc_arch_a", "enc_arch_b", "pooling")):
+        if f.name == "mode" or (
+            mode == "homogeneous" and f.name in ("zdim", "encoder", "enc_arch_a", "enc_arch_b", "pooling")
+        ):
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]

@@ -16,6 +16,7 @@ import math
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from tomodrgn.models.mlp import ResidLinear
 
@@ -76,13 +77,14 @@ class HartleyDecoder(nn.Module):
         ``features``: precomputed :meth:`featurize` (e.g. by the lattice-mask kernel), or None. ``z`` (B, zdim) with
         ``point_particle`` (K,) the particle of each point (z is gathered by index, all particles in one call).
         """
-        flip = canonical_flip(coords)
-        sign = 1.0 - 2.0 * flip.to(coords.dtype)
-        if features is None:
-            features = self.featurize(coords * sign[:, None])  # features of the canonical point
-        else:  # features of x → of −x where flipped: sin changes sign, cos does not
-            f = self.n_features
-            features = torch.cat([features[:, :f] * sign[:, None], features[:, f:]], dim=1)
+        with record_function("tomodrgn.featurize"):
+            flip = canonical_flip(coords)
+            sign = 1.0 - 2.0 * flip.to(coords.dtype)
+            if features is None:
+                features = self.featurize(coords * sign[:, None])  # features of the canonical point
+            else:  # features of x → of −x where flipped: sin changes sign, cos does not
+                f = self.n_features
+                features = torch.cat([features[:, :f] * sign[:, None], features[:, f:]], dim=1)
         x = self.first(features)
         if self.first_z is not None:
             if z is None or point_particle is None:

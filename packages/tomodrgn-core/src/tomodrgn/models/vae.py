@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from tomodrgn.models.decoder import HartleyDecoder
-from tomodrgn.models.encoder import TiltSeriesEncoder, reparameterize
+from tomodrgn.models.encoder import ReferenceFrameEncoder, TiltSeriesEncoder, reference_frame_radius, reparameterize
 
 
 class TomoDRGN(nn.Module):
     """Encoder (None when homogeneous) and decoder.
 
-    :meth:`forward` takes the batch images (B, T, D+1, D+1) and the kept half-lattice points of all B·T images
-    (coords (K, 3), optional features (K, 2F), ``point_particle`` (K,) particle of each point) and returns
-    (h(k) (K,), h(−k) (K,), μ, log σ²) (μ, log σ² None when homogeneous).
+    :meth:`forward` takes the batch images (B, T, D+1, D+1), the kept half-lattice points of all B·T images
+    (coords (K, 3), optional features (K, 2F), ``point_particle`` (K,) particle of each point) and the images'
+    rotations (B, T, 3, 3) (used by the reference-frame encoder), and returns (h(k) (K,), h(−k) (K,), μ, log σ²)
+    (μ, log σ² None when homogeneous).
     """
 
     def __init__(
@@ -30,20 +32,25 @@ class TomoDRGN(nn.Module):
         feat_sigma: float = 0.5,
         n_features: int | None = None,
         enc_mask: int | None = None,
+        encoder: str = "per-tilt",
     ) -> None:
         super().__init__()
         self.D, self.zdim = D, zdim
-        self.encoder = (
-            TiltSeriesEncoder(D, zdim, n_tilts, enc_arch_a, enc_arch_b, embed_dim, pooling, enc_mask)
-            if zdim > 0
-            else None
-        )
+        self.encoder: TiltSeriesEncoder | ReferenceFrameEncoder | None = None
+        if zdim > 0 and encoder == "per-tilt":
+            self.encoder = TiltSeriesEncoder(D, zdim, n_tilts, enc_arch_a, enc_arch_b, embed_dim, pooling, enc_mask)
+        elif zdim > 0 and encoder == "reference-frame":
+            self.encoder = ReferenceFrameEncoder(D, zdim, reference_frame_radius(D, enc_mask), enc_arch_a)
+        elif zdim > 0:
+            raise ValueError(f"encoder must be 'per-tilt' or 'reference-frame', got {encoder!r}")
         self.decoder = HartleyDecoder(D, zdim, dec_arch, feat_sigma, n_features)
 
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, images: torch.Tensor, rotations: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²) of images (B, T, D+1, D+1); ``rotations`` (B, T, 3, 3) are needed by the reference-frame
+        encoder."""
         if self.encoder is None:
             raise ValueError("a homogeneous model (zdim = 0) has no encoder")
-        return self.encoder(images)
+        return self.encoder(images, rotations)
 
     def forward(
         self,
@@ -52,10 +59,13 @@ class TomoDRGN(nn.Module):
         features: torch.Tensor | None,
         point_particle: torch.Tensor,
         eps: torch.Tensor | None = None,
+        rotations: torch.Tensor | None = None,
     ):
         mu = logvar = z = None
         if self.encoder is not None:
-            mu, logvar = self.encoder(images)
-            z = reparameterize(mu, logvar, eps)
-        h_pos, h_neg = self.decoder(coords, features, z, point_particle if z is not None else None)
+            with record_function("tomodrgn.encoder"):
+                mu, logvar = self.encoder(images, rotations)
+                z = reparameterize(mu, logvar, eps)
+        with record_function("tomodrgn.decoder"):
+            h_pos, h_neg = self.decoder(coords, features, z, point_particle if z is not None else None)
         return h_pos, h_neg, mu, logvar

@@ -72,6 +72,14 @@ def tilt_about_y(tilt_deg: np.ndarray) -> np.ndarray:
     return euler_to_matrix(np.zeros_like(tilt_deg), tilt_deg, np.zeros_like(tilt_deg))
 
 
+def slice_coords(coords: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Volume-frame positions of image-lattice points: ``coords @ rotation`` (the central-slice convention above).
+
+    ``coords`` (P, 3) (z = 0, any unit), ``rotation`` (..., 3, 3) RELION matrices A → (..., P, 3) in the same unit.
+    """
+    return coords.to(rotation.dtype) @ rotation
+
+
 def shift_phase(freqs: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Phase factors (cos, sin) for translating images by ``shift`` (..., 2) Å, at ``freqs`` (n, 2) Å⁻¹.
 

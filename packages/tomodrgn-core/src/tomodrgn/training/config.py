@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from tomodrgn.models.encoder import ENCODERS
 from tomodrgn.models.mlp import parse_arch
 from tomodrgn.models.pooling import POOLING_MODES
 
@@ -19,7 +20,9 @@ class TrainConfig:
     ramps β linearly from 0. ``dose_filter`` multiplies decoded slices by the exposure filter exp(−N/2Ne).
     ``phase_flip``: the encoder sees images multiplied by sign(CTF).
     ``box_size`` Fourier-crops images on the fly (None: as on disk). ``device``: "auto" | "cpu" | "cuda[:i]".
-    ``enc_mask``: radius (px) of the encoder's input pixels (None: D/2, the whole circular lattice).
+    ``encoder``: ``per-tilt`` (published tomoDRGN: encoder A per tilt → pooling → encoder B) or ``reference-frame``
+    (tilt pixels placed in the volume frame by their poses, one MLP ``enc_arch_a``; see :mod:`tomodrgn.models.encoder`).
+    ``enc_mask``: radius (px) of the encoder's input pixels (None: D/2 per tilt; min(D/4, 12) for reference-frame).
     """
 
     mode: str = "vae"
@@ -28,6 +31,7 @@ class TrainConfig:
     enc_arch_b: str = "256x1"
     embed_dim: int = 128
     dec_arch: str = "256x3"
+    encoder: str = "per-tilt"
     pooling: str = "concatenate"
     enc_mask: int | None = None
     n_tilts: int | None = None
@@ -58,6 +62,8 @@ class TrainConfig:
             raise ValueError(f"mode must be 'vae' or 'homogeneous', got {self.mode!r}")
         if self.mode == "vae" and self.zdim < 1:
             raise ValueError(f"vae mode needs zdim ≥ 1, got {self.zdim}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if self.backend not in ("auto", "torch", "triton"):

@@ -85,8 +85,8 @@ class TrainedModel:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(μ, log σ²) (n_particles, zdim) for every particle (STAR order), from ``n_tilts`` tilts each.
 
-        With the default ``concatenate`` pooling n_tilts must equal the training value; ``sequential`` takes the
-        first tilts in file order (else a seeded random subset). The training normalisation is reused.
+        With the per-tilt encoder and ``concatenate`` pooling n_tilts must equal the training value; ``sequential``
+        takes the first tilts in file order (else a seeded random subset). The training normalisation is reused.
         """
         if self.zdim == 0:
             raise ValueError("this model is homogeneous (no encoder): nothing to embed")
@@ -102,7 +102,7 @@ class TrainedModel:
         for batch in loader:
             dev = self.device
             images = encoder_images(batch["images"].to(dev), batch["ctf"].to(dev), lattice, cfg, batch["dose"].to(dev))
-            mu, lv = self.model.encode(images)
+            mu, lv = self.model.encode(images, batch["rotation"].to(dev))
             mus.append(mu.float().cpu().numpy())
             lvs.append(lv.float().cpu().numpy())
         return np.concatenate(mus), np.concatenate(lvs)

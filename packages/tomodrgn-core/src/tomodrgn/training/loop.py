@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 from torch.utils.data import DataLoader, DistributedSampler
 
 from tomodrgn.data.dataset import TiltSeriesDataset, collate
@@ -85,6 +86,7 @@ def build_model(config: TrainConfig, D: int, n_tilts: int) -> TomoDRGN:
         feat_sigma=config.feat_sigma,
         n_features=config.n_features,
         enc_mask=config.enc_mask,
+        encoder=config.encoder,
     )
 
 
@@ -141,13 +143,14 @@ def encoder_images(
 ) -> torch.Tensor:
     """The encoder's input: images (B, T, D+1, D+1), phase-flipped by the CTF when ``config.phase_flip``.
 
-    With ``concatenate`` pooling the tilts of each particle are put in order of cumulative dose (acquisition order),
-    so that each slot of the concatenated embedding has a consistent meaning however the tilts were sampled.
+    With the per-tilt encoder and ``concatenate`` pooling the tilts of each particle are put in order of cumulative
+    dose (acquisition order), so that each slot of the concatenated embedding has a consistent meaning however the
+    tilts were sampled.
     """
     if config.phase_flip:
         freqs = _lattice_freqs(lattice.D, lattice.pixel_size).to(images.device)
         images = phase_flip(images, ctf, freqs)
-    if config.pooling == "concatenate" and dose is not None:
+    if config.encoder == "per-tilt" and config.pooling == "concatenate" and dose is not None:
         order = torch.argsort(dose, dim=1, stable=True)
         images = torch.take_along_dim(images, order[:, :, None, None], dim=1)
     return images
@@ -167,34 +170,38 @@ def batch_forward(
     b, t = images.shape[:2]
     n = b * t
     dose = batch["dose"].reshape(n)
-    ml = masked_lattice(
-        lattice,
-        batch["rotation"].reshape(n, 3, 3),
-        dose,
-        batch["mid_dose"].reshape(n),
-        batch["tilt_weight"].reshape(n),
-        feature_matrix=decoder_fm if images.device.type == "cuda" else None,  # CPU: featurised after the flip
-        backend=backend,
-    )
-    point_particle = torch.div(ml.image, t, rounding_mode="floor")
+    with record_function("tomodrgn.lattice_mask"):
+        ml = masked_lattice(
+            lattice,
+            batch["rotation"].reshape(n, 3, 3),
+            dose,
+            batch["mid_dose"].reshape(n),
+            batch["tilt_weight"].reshape(n),
+            feature_matrix=decoder_fm if images.device.type == "cuda" else None,  # CPU: featurised after the flip
+            backend=backend,
+        )
+        point_particle = torch.div(ml.image, t, rounding_mode="floor")
     use_amp = config.amp and images.device.type == "cuda"
     enc_in = None
     if config.latent_dim:
-        enc_in = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"])
+        with record_function("tomodrgn.encoder_input"):
+            enc_in = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"])
     with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        h_pos, h_neg, mu, logvar = model(enc_in, ml.coords, ml.features, point_particle, eps)
-    h_pos, h_neg = h_pos.float(), h_neg.float()
-    pred_pos, pred_neg = render_pixels(
-        h_pos,
-        h_neg,
-        lattice,
-        ml,
-        batch["ctf"].reshape(n, 7),
-        batch["shift"].reshape(n, 2),
-        dose if config.dose_filter else None,
-    )
-    img_pos, img_neg = gather_image_pixels(images.reshape(n, *images.shape[2:]), lattice, ml)
-    return loss_terms(pred_pos, pred_neg, img_pos, img_neg, ml.weight, mu, logvar, b), mu, logvar
+        h_pos, h_neg, mu, logvar = model(enc_in, ml.coords, ml.features, point_particle, eps, batch["rotation"])
+    with record_function("tomodrgn.render_loss"):
+        h_pos, h_neg = h_pos.float(), h_neg.float()
+        pred_pos, pred_neg = render_pixels(
+            h_pos,
+            h_neg,
+            lattice,
+            ml,
+            batch["ctf"].reshape(n, 7),
+            batch["shift"].reshape(n, 2),
+            dose if config.dose_filter else None,
+        )
+        img_pos, img_neg = gather_image_pixels(images.reshape(n, *images.shape[2:]), lattice, ml)
+        terms = loss_terms(pred_pos, pred_neg, img_pos, img_neg, ml.weight, mu, logvar, b)
+    return terms, mu, logvar
 
 
 def _rng_state() -> dict:
@@ -282,7 +289,9 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
     voltage = float(np.median(ds.series.voltage))
     lattice = half_lattice(D, ds.pixel_size, voltage).to(device)
     model = build_model(config, D, ds.n_tilts).to(device)
-    optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # the fused AdamW kernel: one pass over all parameters instead of a loop of small ops (~8× faster step on CPU)
+    fused = device.type in ("cpu", "cuda")
+    optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     start_epoch, skip_steps, global_step = 0, 0, 0
     partial = None
     if state is not None:
@@ -363,7 +372,12 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
                 seen_idx, seen_mu, seen_lv = (list(v) for v in partial)
                 partial = None
             t_prev = time.perf_counter()
-            for batch in loader:
+            batches = iter(loader)
+            while True:
+                with record_function("tomodrgn.data"):
+                    batch = next(batches, None)
+                if batch is None:
+                    break
                 index = batch["index"].numpy()
                 eps = (
                     particle_noise(config.seed, epoch, index, config.latent_dim).to(device)
@@ -377,8 +391,10 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
                 b_eff = beta_at(beta, global_step, warmup)
                 loss, mse, kl = combine(terms, red[0], red[1], b_eff, ctx.world_size)
                 optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
+                with record_function("tomodrgn.backward"):
+                    loss.backward()
+                with record_function("tomodrgn.optimizer"):
+                    optim.step()
                 global_step += 1
                 step += 1
                 stats = all_reduce_sum(torch.stack([mse, kl]).float(), ctx).cpu().numpy()
