@@ -1,7 +1,7 @@
 """Training in a subprocess, for tests/core/test_training.py and test_distributed.py (also under torchrun).
 
 Prints one line per step ("step EPOCH STEP", flushed) so a test can kill it at a known point.
-Usage: python _train_worker.py STAR OUTDIR [--resume] [--epochs N] [--batch-size B] [--sequential]
+Usage: python _train_worker.py STAR OUTDIR [--resume] [--epochs N] [--batch-size B] [--sequential] [--encoder E]
 """
 
 import argparse
@@ -17,9 +17,11 @@ if __name__ == "__main__":
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--sequential", action="store_true")
+    ap.add_argument("--encoder", default="per-tilt")
     args = ap.parse_args()
     cfg = TrainConfig(
         zdim=2,
+        encoder=args.encoder,
         enc_arch_a="16x1",
         enc_arch_b="16x1",
         embed_dim=8,

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from tomodrgn.simulate import simulate_dataset
@@ -14,10 +15,12 @@ from tomodrgn.training.checkpoint import load_checkpoint
 WORKER = Path(__file__).with_name("_train_worker.py")
 
 
-def test_torchrun_two_processes_equal_one(tmp_path):
+@pytest.mark.parametrize("encoder", ["per-tilt", "reference-frame"])
+def test_torchrun_two_processes_equal_one(tmp_path, encoder):
+    """reference-frame also writes latents from an all-tilt encoder pass shared between the processes."""
     sim = simulate_dataset(tmp_path / "sim", "4-class", n_particles=8, box_size=16, n_tilts=7, max_tilt=18, seed=2)
     common = [str(sim.star_path)]
-    opts = ["--epochs", "2", "--batch-size", "4"]
+    opts = ["--epochs", "2", "--batch-size", "4", "--encoder", encoder]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)

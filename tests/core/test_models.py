@@ -154,17 +154,19 @@ def test_canonical_flip_is_a_half_space():
     assert (canonical_flip(x) | canonical_flip(-x)).all()
 
 
-@pytest.mark.parametrize("zdim", [0, 4])
-def test_full_model_forward_and_backward(zdim):
+@pytest.mark.parametrize(("zdim", "encoder"), [(0, "per-tilt"), (4, "per-tilt"), (4, "reference-frame")])
+def test_full_model_forward_and_backward(zdim, encoder):
     torch.manual_seed(3)
-    model = TomoDRGN(D, zdim, n_tilts=3, enc_arch_a=(16, 1), enc_arch_b=(16, 1), embed_dim=4, dec_arch=(16, 2))
+    model = TomoDRGN(
+        D, zdim, n_tilts=3, enc_arch_a=(16, 1), enc_arch_b=(16, 1), embed_dim=4, dec_arch=(16, 2), encoder=encoder
+    )
     lat = half_lattice(D, 4.0)
     rot = torch.as_tensor(random_rotations(6, np.random.default_rng(0)), dtype=torch.float32)
     ml = masked_lattice(
         lat, rot, torch.arange(6.0) * 3, torch.arange(6.0) * 3, torch.ones(6), model.decoder.feature_matrix
     )
     images = torch.randn(2, 3, D + 1, D + 1)
-    h_pos, h_neg, mu, logvar = model(images, ml.coords, ml.features, ml.image // 3)
+    h_pos, h_neg, mu, logvar = model(images, ml.coords, ml.features, ml.image // 3, rotations=rot.reshape(2, 3, 3, 3))
     assert h_pos.shape == h_neg.shape == ml.point.shape
     assert (mu is None) == (zdim == 0)
     (h_pos.square().sum() + h_neg.sum()).backward()

@@ -53,9 +53,7 @@ def expected_grid(h: np.ndarray, rotations: np.ndarray, enc: ReferenceFrameEncod
     side = 2 * RADIUS + 1
     vox = enc.voxel_index.numpy()
     vz, vy, vx = vox // side**2 - RADIUS, (vox // side) % side - RADIUS, vox % side - RADIUS
-    return np.array(
-        [h[z + D // 2, y + D // 2, x + D // 2] if (x, y, z) in hit else 0.0 for x, y, z in zip(vx, vy, vz)]
-    )
+    return np.array([h[z + D // 2, y + D // 2, x + D // 2] if (x, y, z) in hit else 0.0 for x, y, z in zip(vx, vy, vz)])
 
 
 def test_grid_places_pixels_at_their_volume_frame_voxels():
@@ -105,6 +103,11 @@ def test_reference_frame_model_needs_rotations_and_radius_bounds():
         reference_frame_radius(16, 9)
     with pytest.raises(ValueError, match="encoder must be"):
         TrainConfig(encoder="per-particle")
+    with pytest.raises(ValueError, match="any number of tilts"):
+        TrainConfig(encoder="per-tilt", z_all_tilts=True)  # concatenate pooling needs a fixed tilt count
+    assert TrainConfig(encoder="per-tilt", z_all_tilts=True, pooling="max").resolved_z_all_tilts
+    assert not TrainConfig(encoder="per-tilt").resolved_z_all_tilts
+    assert TrainConfig().encoder == "reference-frame" and TrainConfig().resolved_z_all_tilts
 
 
 def test_train_and_embed_with_reference_frame_encoder(tmp_path):
@@ -125,7 +128,11 @@ def test_train_and_embed_with_reference_frame_encoder(tmp_path):
     z = np.load(tmp_path / "run" / "z.npy")
     assert z.shape == (12, 3) and np.isfinite(z).all() and z.std(0).min() > 0
     model = load_model(tmp_path / "run")
-    assert model.config.encoder == "reference-frame"
+    assert model.config.encoder == "reference-frame" and model.config.resolved_z_all_tilts
+    # the written latents come from all 9 tilts of each particle (not the 5 sampled for training)
+    mu_all, lv_all = model.embed(sim.star_path, n_tilts=None)
+    np.testing.assert_allclose(z, mu_all, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "run" / "z.logvar.npy"), lv_all, rtol=1e-4, atol=1e-5)
     mu9, _ = model.embed(sim.star_path, n_tilts=9)  # more tilts than in training: any number works
     mu3, _ = model.embed(sim.star_path, n_tilts=3)
     assert mu9.shape == mu3.shape == (12, 3)

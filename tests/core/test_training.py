@@ -214,6 +214,10 @@ def test_encoder_images_dose_order_and_phase_flip():
     sign = torch.sign(compute_ctf(torch.from_numpy(Lattice(16).freqs2d(2.0)).float(), *ctf[0, 0]))
     assert (sign < 0).any() and (sign > 0).any()
     torch.testing.assert_close(flipped, images * sign.reshape(17, 17))
-    ordered = encoder_images(images, ctf, lat, TrainConfig(pooling="concatenate", phase_flip=False), dose)
+    cfg = TrainConfig(encoder="per-tilt", pooling="concatenate", phase_flip=False)
+    ordered = encoder_images(images, ctf, lat, cfg, dose)
     torch.testing.assert_close(ordered[0], images[0, [1, 3, 0, 2]])
     torch.testing.assert_close(ordered[1], images[1])
+    # the reference-frame encoder keeps the tilts with their rotations: no reordering
+    same = encoder_images(images, ctf, lat, TrainConfig(encoder="reference-frame", phase_flip=False), dose)
+    torch.testing.assert_close(same, images)

@@ -56,11 +56,11 @@ def test_train_widget_streams_volume_and_stays_responsive(make_napari_viewer, qt
 
 def test_train_widget_form_builds_config(make_napari_viewer):
     w = TrainWidget(make_napari_viewer())
-    assert w.config().encoder == "per-tilt"
-    w.encoder.value = "reference-frame"
+    assert w.config().encoder == "reference-frame"
+    w.encoder.value = "per-tilt"
     w.n_tilts.value = 5
     cfg = w.config()
-    assert cfg.encoder == "reference-frame" and cfg.n_tilts == 5 and cfg.mode == "vae"
+    assert cfg.encoder == "per-tilt" and cfg.n_tilts == 5 and cfg.mode == "vae"
     w.mode.value = "homogeneous"
     assert not w.encoder.enabled and not w.zdim.enabled and not w.enc_arch.enabled
     assert w.config().mode == "homogeneous"

@@ -16,12 +16,13 @@ import numpy as np
 
 TRAIN_HELP = {
     "zdim": "latent dimension",
-    "enc_arch_a": "encoder A (per tilt) architecture, 'nodes x layers'",
-    "enc_arch_b": "encoder B architecture, 'nodes x layers'",
+    "enc_arch_a": "encoder 'nodes x layers': the reference-frame encoder's MLP, or encoder A (per tilt)",
+    "enc_arch_b": "encoder B architecture, 'nodes x layers' (per-tilt encoder)",
     "dec_arch": "decoder architecture, 'nodes x layers'",
-    "encoder": "per-tilt (published tomoDRGN) or reference-frame (tilt pixels placed in the volume frame by their"
-    " poses: learns classes in far fewer epochs)",
-    "pooling": "pooling of per-tilt embeddings: concatenate, max, mean, median, set",
+    "encoder": "reference-frame (tilt pixels placed in the volume frame by their poses: learns classes in far fewer"
+    " epochs) or per-tilt (the published tomoDRGN encoder)",
+    "z_all_tilts": "write latents from an encoder pass over all tilts (default: yes for the reference-frame encoder)",
+    "pooling": "pooling of per-tilt embeddings (per-tilt encoder): concatenate, max, mean, median, set",
     "enc_mask": "radius (px) of the encoder's input pixels (default D/2; reference-frame: min(D/4, 12))",
     "n_tilts": "tilts sampled per particle (default: the minimum tilt count)",
     "sequential_tilts": "use the first n tilts in file order instead of a random subset each time",
@@ -45,7 +46,8 @@ def _add_train_options(p: argparse.ArgumentParser, mode: str) -> None:
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name == "mode" or (
-            mode == "homogeneous" and f.name in ("zdim", "encoder", "enc_arch_a", "enc_arch_b", "pooling")
+            mode == "homogeneous"
+            and f.name in ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "pooling")
         ):
             continue
         flag = "--" + f.name.replace("_", "-")

@@ -17,14 +17,16 @@ from tomodrgn.training.evaluate import load_model
 from tomodrgn.training.loop import train
 
 #: Simulation and run-length defaults, sized so the whole demo (simulate + train + evaluate + analyse) finishes in
-#: under 15 minutes on 2 CPU cores. ``snr`` is that of the 0° image (the simulator's default is 0.05, harder).
-DEMO_DEFAULTS = {"n_particles": 1000, "box_size": 32, "epochs": 20, "n_tilts": 41, "snr": 0.3}
+#: about 10 minutes on 2 CPU cores. ``snr`` is that of the 0° image (the simulator's default).
+DEMO_DEFAULTS = {"n_particles": 2000, "box_size": 32, "epochs": 10, "n_tilts": 41, "snr": 0.05}
 
-#: Training settings of the demo (any of them can be changed with ``config_overrides``): the 11 lowest-dose tilts of
-#: each particle in acquisition order (the same encoder input every epoch), a 128x3 decoder and lr 1e-3.
+#: Training settings of the demo (any of them can be changed with ``config_overrides``): the reference-frame encoder,
+#: 11 of the 41 tilts drawn at random per particle and epoch for training (latents are written from all 41), a 128x3
+#: decoder and lr 1e-3.
 DEMO_TRAIN_DEFAULTS = {
+    "encoder": "reference-frame",
     "n_tilts": 11,
-    "sequential_tilts": True,
+    "sequential_tilts": False,
     "dec_arch": "128x3",
     "lr": 1e-3,
     "batch_size": 8,

@@ -11,6 +11,7 @@ Images are read lazily from the memory-mapped stacks unless ``preload`` fits the
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -48,19 +49,9 @@ class TiltSeriesDataset(Dataset):
         norm: tuple[float, float] | None = None,
     ) -> None:
         self.series = series
-        counts = series.tilt_counts
         if series.n_particles == 0:
             raise InputError(f"{series.star_path}: no particles")
-        self.n_tilts = int(counts.min()) if n_tilts is None else int(n_tilts)
-        if self.n_tilts < 1:
-            raise InputError(f"n_tilts must be ≥ 1, got {self.n_tilts}")
-        short = np.flatnonzero(counts < self.n_tilts)
-        if len(short):
-            p = short[0]
-            raise InputError(
-                f"{series.star_path}: particle {series.particle_names[p]!r} has {counts[p]} tilt images, fewer than "
-                f"the {self.n_tilts} requested ({len(short)} particle(s) too short); lower n_tilts or filter them"
-            )
+        self.n_tilts = self._checked_n_tilts(n_tilts)
         d_in = series.box_size
         self.box_size = d_in if box_size is None else int(box_size)
         if self.box_size > d_in or self.box_size % 2 or self.box_size < 2:
@@ -97,6 +88,29 @@ class TiltSeriesDataset(Dataset):
                     "memory-mapped stacks instead",
                     stacklevel=2,
                 )
+
+    def _checked_n_tilts(self, n_tilts: int | None) -> int:
+        counts = self.series.tilt_counts
+        n = int(counts.min()) if n_tilts is None else int(n_tilts)
+        if n < 1:
+            raise InputError(f"n_tilts must be ≥ 1, got {n}")
+        short = np.flatnonzero(counts < n)
+        if len(short):
+            p = short[0]
+            raise InputError(
+                f"{self.series.star_path}: particle {self.series.particle_names[p]!r} has {counts[p]} tilt images, "
+                f"fewer than the {n} requested ({len(short)} particle(s) too short); lower n_tilts or filter them"
+            )
+        return n
+
+    def with_tilts(self, n_tilts: int | None = None, sequential: bool = True) -> TiltSeriesDataset:
+        """A view of this dataset (same images, normalisation and preloaded RAM) drawing ``n_tilts`` per particle
+        (None: the minimum tilt count, i.e. all tilts when every particle has the same number)."""
+        view = copy.copy(self)
+        view.n_tilts = self._checked_n_tilts(n_tilts)
+        view.sequential = sequential
+        view._fetches = np.zeros_like(self._fetches)
+        return view
 
     # -------------------------------------------------------------------------------------------------- properties
     @property

@@ -32,7 +32,7 @@ class TomoDRGN(nn.Module):
         feat_sigma: float = 0.5,
         n_features: int | None = None,
         enc_mask: int | None = None,
-        encoder: str = "per-tilt",
+        encoder: str = "reference-frame",
     ) -> None:
         super().__init__()
         self.D, self.zdim = D, zdim

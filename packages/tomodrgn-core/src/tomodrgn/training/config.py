@@ -20,8 +20,12 @@ class TrainConfig:
     ramps β linearly from 0. ``dose_filter`` multiplies decoded slices by the exposure filter exp(−N/2Ne).
     ``phase_flip``: the encoder sees images multiplied by sign(CTF).
     ``box_size`` Fourier-crops images on the fly (None: as on disk). ``device``: "auto" | "cpu" | "cuda[:i]".
-    ``encoder``: ``per-tilt`` (published tomoDRGN: encoder A per tilt → pooling → encoder B) or ``reference-frame``
-    (tilt pixels placed in the volume frame by their poses, one MLP ``enc_arch_a``; see :mod:`tomodrgn.models.encoder`).
+    ``encoder``: ``reference-frame`` (default: tilt pixels placed in the volume frame by their poses, one MLP
+    ``enc_arch_a``; see :mod:`tomodrgn.models.encoder`) or ``per-tilt`` (the published tomoDRGN encoder: encoder A per
+    tilt → pooling → encoder B).
+    ``z_all_tilts``: the latents written at checkpoints come from an encoder pass over all tilts of each particle (the
+    minimum tilt count, in file order) instead of the training pass's sampled tilts; None → True for the
+    reference-frame encoder (which takes any number of tilts), False otherwise.
     ``enc_mask``: radius (px) of the encoder's input pixels (None: D/2 per tilt; min(D/4, 12) for reference-frame).
     """
 
@@ -31,7 +35,8 @@ class TrainConfig:
     enc_arch_b: str = "256x1"
     embed_dim: int = 128
     dec_arch: str = "256x3"
-    encoder: str = "per-tilt"
+    encoder: str = "reference-frame"
+    z_all_tilts: bool | None = None
     pooling: str = "concatenate"
     enc_mask: int | None = None
     n_tilts: int | None = None
@@ -64,6 +69,11 @@ class TrainConfig:
             raise ValueError(f"vae mode needs zdim ≥ 1, got {self.zdim}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.z_all_tilts and self.encoder == "per-tilt" and self.pooling == "concatenate":
+            raise ValueError(
+                "z_all_tilts needs an encoder that takes any number of tilts: the reference-frame "
+                "encoder, or a pooling other than concatenate"
+            )
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if self.backend not in ("auto", "torch", "triton"):
@@ -72,6 +82,11 @@ class TrainConfig:
             parse_arch(getattr(self, name))
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError("epochs, batch_size and checkpoint_every must be ≥ 1")
+
+    @property
+    def resolved_z_all_tilts(self) -> bool:
+        """:attr:`z_all_tilts` with None resolved (True for the reference-frame encoder)."""
+        return self.encoder == "reference-frame" if self.z_all_tilts is None else bool(self.z_all_tilts)
 
     @property
     def latent_dim(self) -> int:

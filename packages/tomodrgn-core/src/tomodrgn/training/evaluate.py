@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from tomodrgn.data.dataset import collate
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.particles import ParticleSeries
 from tomodrgn.kernels import half_lattice
@@ -18,7 +16,7 @@ from tomodrgn.physics.hartley import iht3_center
 from tomodrgn.training import checkpoint as ck
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.distributed import resolve_device
-from tomodrgn.training.loop import build_model, encoder_images, make_dataset
+from tomodrgn.training.loop import build_model, encode_particles, make_dataset
 
 
 @dataclass
@@ -85,27 +83,23 @@ class TrainedModel:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(μ, log σ²) (n_particles, zdim) for every particle (STAR order), from ``n_tilts`` tilts each.
 
-        With the per-tilt encoder and ``concatenate`` pooling n_tilts must equal the training value; ``sequential``
-        takes the first tilts in file order (else a seeded random subset). The training normalisation is reused.
+        ``n_tilts`` None: all tilts (the minimum tilt count) when the run wrote its latents from all tilts
+        (``z_all_tilts``, e.g. the reference-frame encoder), else the training value. With the per-tilt encoder and
+        ``concatenate`` pooling n_tilts must equal the training value; ``sequential`` takes the first tilts in file
+        order (else a seeded random subset). The training normalisation is reused.
         """
         if self.zdim == 0:
             raise ValueError("this model is homogeneous (no encoder): nothing to embed")
-        cfg = TrainConfig.from_dict(
-            {**self.config.to_dict(), "n_tilts": n_tilts or self.metadata["n_tilts"], "sequential_tilts": sequential}
-        )
+        if n_tilts is None and not self.config.resolved_z_all_tilts:
+            n_tilts = self.metadata["n_tilts"]
+        cfg = TrainConfig.from_dict({**self.config.to_dict(), "n_tilts": n_tilts, "sequential_tilts": sequential})
         ds = make_dataset(star_or_series, cfg, norm=tuple(self.metadata["norm"]))
         if ds.box_size != self.box_size:
             raise ValueError(f"particles give box {ds.box_size}, the model was trained at {self.box_size}")
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
         lattice = half_lattice(ds.box_size, ds.pixel_size)
-        mus, lvs = [], []
-        for batch in loader:
-            dev = self.device
-            images = encoder_images(batch["images"].to(dev), batch["ctf"].to(dev), lattice, cfg, batch["dose"].to(dev))
-            mu, lv = self.model.encode(images, batch["rotation"].to(dev))
-            mus.append(mu.float().cpu().numpy())
-            lvs.append(lv.float().cpu().numpy())
-        return np.concatenate(mus), np.concatenate(lvs)
+        idx = np.arange(len(ds))
+        _, mu, lv = encode_particles(self.model, ds, idx, lattice, cfg, self.device, batch_size, num_workers)
+        return mu, lv
 
 
 def load_model(run_dir: str | Path, epoch: int | None = None, device: str = "cpu") -> TrainedModel:

@@ -156,6 +156,30 @@ def encoder_images(
     return images
 
 
+@torch.no_grad()
+def encode_particles(
+    model: TomoDRGN,
+    ds: TiltSeriesDataset,
+    indices: list[int] | np.ndarray,
+    lattice: HalfLattice,
+    config: TrainConfig,
+    device: torch.device | str,
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encoder pass (no sampling) over particles ``indices`` of ``ds``: (indices, μ, log σ²) as numpy arrays."""
+    loader = DataLoader(ds, batch_size=batch_size, sampler=list(indices), collate_fn=collate, num_workers=num_workers)
+    idx, mus, lvs = [], [], []
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        images = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"])
+        mu, lv = model.encode(images, batch["rotation"])
+        idx.append(batch["index"].cpu().numpy())
+        mus.append(mu.float().cpu().numpy())
+        lvs.append(lv.float().cpu().numpy())
+    return np.concatenate(idx), np.concatenate(mus), np.concatenate(lvs)
+
+
 def batch_forward(
     model: torch.nn.Module,
     decoder_fm: torch.Tensor,
@@ -247,7 +271,8 @@ def iter_train(
 
     Writes into ``outdir`` (rank 0 only): ``config.json``, ``train.log``, ``weights.{e}.pt`` every
     ``checkpoint_every`` epochs and at the end, ``z.{e}.npy`` / ``z.{e}.logvar.npy`` (VAE; μ and log σ² per particle
-    in STAR particle order, from the epoch's training pass), and ``weights.pt`` / ``z.npy`` links to the latest.
+    in STAR particle order: from an encoder pass over all tilts of each particle when ``z_all_tilts``, else from the
+    epoch's training pass), and ``weights.pt`` / ``z.npy`` links to the latest.
     ``resume``: continue from the newest complete checkpoint in ``outdir`` (same optimiser state, epoch, step;
     its saved config is used; a ``config`` given with ``resume`` only changes epochs, num_workers, device,
     checkpoint_every and amp). ``stop_event``: when set, stop after the current step and write a checkpoint.
@@ -313,6 +338,8 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
     beta = config.beta if config.beta is not None else default_beta(config.latent_dim, ds.n_tilts, D)
     warmup = int(round(config.beta_warmup_epochs * steps_per_epoch))
     meta = dataset_metadata(ds, voltage)
+    z_all_tilts = config.latent_dim > 0 and config.resolved_z_all_tilts
+    ds_all = ds.with_tilts(None, sequential=True) if z_all_tilts else None
     fm = model.decoder.feature_matrix
     log = (outdir / "train.log").open("a") if ctx.is_main else None
 
@@ -426,15 +453,21 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
                     log.flush()
                 return
             secs = time.perf_counter() - t_epoch
+            last = epoch == config.epochs - 1
+            write = last or (epoch + 1) % config.checkpoint_every == 0
             z = None
+            if z_mu is not None and write and z_all_tilts:
+                # latents from every tilt of each particle: an encoder pass over this process's share
+                enc = ddp.module if isinstance(ddp, DistributedDataParallel) else ddp
+                shard = list(DistributedSampler(ds_all, ctx.world_size, ctx.rank, shuffle=False))
+                i, m, lv = encode_particles(enc, ds_all, shard, lattice, config, device, 4 * local_bs)
+                seen_idx, seen_mu, seen_lv = [i], [m], [lv]
             if z_mu is not None:
                 gathered = all_gather_objects((seen_idx, seen_mu, seen_lv), ctx)
                 for idxs, mus, lvs in gathered:
                     for i, m, lv in zip(idxs, mus, lvs):
                         z_mu[i], z_lv[i] = m, lv
                 z = (z_mu, z_lv)
-            last = epoch == config.epochs - 1
-            write = last or (epoch + 1) % config.checkpoint_every == 0
             path = save(epoch, 0, z) if write else None
             n = max(sums[3], 1.0)
             ev = EpochEvent(epoch, *(float(v) for v in sums[:3] / n), float(sums[3] / max(secs, 1e-9)), secs, path)
