@@ -108,6 +108,10 @@ def test_reference_frame_model_needs_rotations_and_radius_bounds():
     assert TrainConfig(encoder="per-tilt", z_all_tilts=True, pooling="max").resolved_z_all_tilts
     assert not TrainConfig(encoder="per-tilt").resolved_z_all_tilts
     assert TrainConfig().encoder == "reference-frame" and TrainConfig().resolved_z_all_tilts
+    # a config.json / checkpoint from before the option existed describes a per-tilt model
+    old = TrainConfig().to_dict()
+    del old["encoder"], old["z_all_tilts"]
+    assert TrainConfig.from_dict(old).encoder == "per-tilt"
 
 
 def test_train_and_embed_with_reference_frame_encoder(tmp_path):

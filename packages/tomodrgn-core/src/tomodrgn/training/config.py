@@ -102,6 +102,8 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown training option(s): {sorted(unknown)}")
+        if "encoder" not in d:  # runs written before the option existed used the per-tilt encoder
+            d = {**d, "encoder": "per-tilt"}
         return cls(**d)
 
     def save(self, path: str | Path) -> Path:
