@@ -103,7 +103,8 @@ def embed_particles(
     sequential: bool = True,
     device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Latent (μ, log σ²) of every particle of ``star`` (default: the training STAR), from ``n_tilts`` tilts each."""
+    """Latent (μ, log σ²) of every particle of ``star`` (default: the training STAR), from ``n_tilts`` tilts each
+    (default: all tilts when the run wrote all-tilt latents, else the training value; see ``TrainedModel.embed``)."""
     model = load_model(run_dir, epoch, device=device)
     if star is None:
         star = model.metadata.get("star_path")

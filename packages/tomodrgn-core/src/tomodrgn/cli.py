@@ -242,7 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path)
     p.add_argument("star", type=Path)
     p.add_argument("-o", "--output", default="z.eval.npy")
-    p.add_argument("--n-tilts", type=int, default=None, help="embed from this many tilts per particle")
+    p.add_argument(
+        "--n-tilts",
+        type=int,
+        default=None,
+        help="embed from this many tilts per particle (default: all when the run wrote all-tilt latents, else the"
+        " training value)",
+    )
     p.add_argument("--epoch", type=int, default=None)
     p.set_defaults(func=cmd_eval_images)
 
