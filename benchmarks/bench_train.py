@@ -21,6 +21,7 @@ import torch
 
 from tomodrgn import api
 from tomodrgn.kernels import half_lattice
+from tomodrgn.models.mlp import parse_arch
 from tomodrgn.physics.dose import dose_per_tilt
 
 
@@ -71,7 +72,7 @@ def matmul_peak_gflops(device: str, n: int = 2048, repeats: int = 5) -> float:
 
 def decoder_macs_per_point(config: api.TrainConfig, D: int) -> int:
     """Multiply-accumulates of one decoder evaluation (features → hidden layers → 2 outputs), z term excluded."""
-    nodes, layers = (int(v) for v in config.dec_arch.lower().split("x"))
+    nodes, layers = parse_arch(config.dec_arch)
     n_feat = config.n_features or 3 * (D // 2)
     return 2 * n_feat * nodes + (layers - 1) * nodes * nodes + nodes * 2
 
