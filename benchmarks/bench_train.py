@@ -21,7 +21,7 @@ import torch
 
 from tomodrgn import api
 from tomodrgn.kernels import half_lattice
-from tomodrgn.models.mlp import parse_arch
+from tomodrgn.models import HartleyDecoder, parse_arch
 from tomodrgn.physics.dose import dose_per_tilt
 
 
@@ -71,10 +71,10 @@ def matmul_peak_gflops(device: str, n: int = 2048, repeats: int = 5) -> float:
 
 
 def decoder_macs_per_point(config: api.TrainConfig, D: int) -> int:
-    """Multiply-accumulates of one decoder evaluation (features → hidden layers → 2 outputs), z term excluded."""
-    nodes, layers = parse_arch(config.dec_arch)
-    n_feat = config.n_features or 3 * (D // 2)
-    return 2 * n_feat * nodes + (layers - 1) * nodes * nodes + nodes * 2
+    """Multiply-accumulates of one decoder evaluation (features → hidden layers → 2 outputs), z term excluded:
+    counted from the linear layers of the decoder the config builds."""
+    dec = HartleyDecoder(D, 0, parse_arch(config.dec_arch), config.feat_sigma, config.n_features)
+    return sum(m.in_features * m.out_features for m in dec.modules() if isinstance(m, torch.nn.Linear))
 
 
 def profile_steps(star: Path, outdir: Path, config: api.TrainConfig, warmup: int = 2, steps: int = 6) -> dict:

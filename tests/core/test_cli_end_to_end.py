@@ -27,34 +27,12 @@ def test_simulate_writes_dataset(sim_dir):
 def test_train_eval_analyze_filter(sim_dir, tmp_path, capsys):
     star = sim_dir / "particles.star"
     run = tmp_path / "vae"
-    main(
-        [
-            "train_vae",
-            str(star),
-            "-o",
-            str(run),
-            "--zdim",
-            "2",
-            "--enc-arch-a",
-            "16x1",
-            "--enc-arch-b",
-            "16x1",
-            *TINY_TRAIN,
-        ]
-    )
+    train_vae = ["train_vae", str(star), "-o", str(run), "--zdim", "2", "--enc-arch-a", "16x1", "--enc-arch-b", "16x1"]
+    main([*train_vae, *TINY_TRAIN])
     assert (run / "weights.pt").exists() and np.load(run / "z.npy").shape == (12, 2)
     main(
         [
-            "train_vae",
-            str(star),
-            "-o",
-            str(run),
-            "--zdim",
-            "2",
-            "--enc-arch-a",
-            "16x1",
-            "--enc-arch-b",
-            "16x1",
+            *train_vae,
             *TINY_TRAIN[:1],
             "2",
             *TINY_TRAIN[2:],

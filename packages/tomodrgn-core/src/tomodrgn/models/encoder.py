@@ -47,9 +47,7 @@ class TiltSeriesEncoder(nn.Module):
         self.D, self.zdim = D, zdim
         index = lat.circular_indices
         if enc_mask is not None:
-            if not 1 <= enc_mask <= D // 2:
-                raise ValueError(f"enc_mask must be between 1 and D/2 = {D // 2} px, got {enc_mask}")
-            index = index[lat.radius_px[index] <= enc_mask]
+            index = index[lat.radius_px[index] <= checked_enc_mask(D, enc_mask)]
         self.register_buffer("mask_index", torch.from_numpy(index.copy()), persistent=False)
         self.encoder_a = mlp(len(index), embed_dim, *arch_a)
         self.pool = Pooling(pooling, embed_dim, n_tilts)
@@ -64,12 +62,16 @@ class TiltSeriesEncoder(nn.Module):
         return out[:, : self.zdim], out[:, self.zdim :]
 
 
-def reference_frame_radius(D: int, enc_mask: int | None = None) -> int:
-    """Radius (px) of the reference-frame encoder's grid: ``enc_mask`` if given, else min(D/4, 12)."""
-    radius = enc_mask if enc_mask is not None else min(D // 4, 12)
+def checked_enc_mask(D: int, radius: int) -> int:
+    """``radius`` (px) of an encoder's input pixels, which must lie between 1 and D/2."""
     if not 1 <= radius <= D // 2:
         raise ValueError(f"enc_mask must be between 1 and D/2 = {D // 2} px, got {radius}")
     return radius
+
+
+def reference_frame_radius(D: int, enc_mask: int | None = None) -> int:
+    """Radius (px) of the reference-frame encoder's grid: ``enc_mask`` if given, else min(D/4, 12)."""
+    return checked_enc_mask(D, enc_mask if enc_mask is not None else min(D // 4, 12))
 
 
 class ReferenceFrameEncoder(nn.Module):

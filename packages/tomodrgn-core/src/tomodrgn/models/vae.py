@@ -7,7 +7,13 @@ from torch import nn
 from torch.profiler import record_function
 
 from tomodrgn.models.decoder import HartleyDecoder
-from tomodrgn.models.encoder import ReferenceFrameEncoder, TiltSeriesEncoder, reference_frame_radius, reparameterize
+from tomodrgn.models.encoder import (
+    ENCODERS,
+    ReferenceFrameEncoder,
+    TiltSeriesEncoder,
+    reference_frame_radius,
+    reparameterize,
+)
 
 
 class TomoDRGN(nn.Module):
@@ -42,7 +48,7 @@ class TomoDRGN(nn.Module):
         elif zdim > 0 and encoder == "reference-frame":
             self.encoder = ReferenceFrameEncoder(D, zdim, reference_frame_radius(D, enc_mask), enc_arch_a)
         elif zdim > 0:
-            raise ValueError(f"encoder must be 'per-tilt' or 'reference-frame', got {encoder!r}")
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         self.decoder = HartleyDecoder(D, zdim, dec_arch, feat_sigma, n_features)
 
     def encode(self, images: torch.Tensor, rotations: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
