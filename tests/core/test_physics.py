@@ -139,8 +139,9 @@ def test_translate_hartley_matches_real_space_shift():
     h = torch.from_numpy(symmetrize_ht(ht2_center(img)).ravel())
     expected = symmetrize_ht(ht2_center(shifted)).ravel()[idx]
     freqs = torch.from_numpy(lat.freqs2d(pixel)[idx])
+    # RELION: the image is the centred projection translated by −origin, so this image has origin (+3, −2) px
     out = translate_hartley(
-        h[idx], h[n - 1 - idx], freqs, torch.tensor([-3.0 * pixel, 2.0 * pixel], dtype=torch.float64)
+        h[idx], h[n - 1 - idx], freqs, torch.tensor([3.0 * pixel, -2.0 * pixel], dtype=torch.float64)
     )
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-8)
 

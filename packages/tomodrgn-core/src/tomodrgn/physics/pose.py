@@ -5,8 +5,13 @@ RELION convention (``Euler_angles2matrix``): angles (rot, tilt, psi) in degrees,
 particle-image frame: ``x_img = A @ x_ref``. A central slice of the volume at image-lattice points ``c`` (rows) is
 therefore sampled at ``c @ A`` in the volume frame. The particle's z axis in the reference frame is ``A[2]``.
 
-Shifts: ``_rlnOriginX/YAngst`` (Å). The particle image is the projection translated by the origin; the decoded
-slice is phase-shifted accordingly (:func:`shift_phase`).
+Shifts: ``_rlnOriginX/YAngst`` (Å; ``_rlnOriginX/Y`` in pixels in older files), RELION's definition: the
+particle's centre lies at ``−origin`` from the box centre, i.e. the particle image is the centred projection
+translated by ``−origin`` (RELION centres an image by translating it by ``+origin``; a recentred coordinate is
+``_rlnCoordinateX − _rlnOriginXAngst / pixel size``). cryoDRGN and the published tomoDRGN apply the same convention
+(their ``translate_ht(image, origin)`` multiplies the image's Fourier transform by ``exp(−2πi k·origin)`` to
+centre it). In Fourier space, with ``F(k) = Σ x(p)·exp(−2πi k·p)``: ``F_image(k) = F_projection(k)·exp(+2πi k·o)``
+(:func:`shift_phase`). Checked against ``scipy.ndimage.shift`` of real-space projections in the tests.
 """
 
 from __future__ import annotations
@@ -80,20 +85,34 @@ def slice_coords(coords: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     return coords.to(rotation.dtype) @ rotation
 
 
-def shift_phase(freqs: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Phase factors (cos, sin) for translating images by ``shift`` (..., 2) Å, at ``freqs`` (n, 2) Å⁻¹.
+def shift_phase(freqs: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+    """Phase factors (cos φ, sin φ) taking a centred projection to the particle image with RELION origin ``origin``.
 
-    Returns a tensor (..., n, 2) of cos/sin of φ = −2π k·s; the Hartley value h of the translated image is
-    ``cos φ·h(k) − sin φ·h(−k)`` (see :func:`translate_hartley`).
+    ``origin`` (..., 2) Å (``_rlnOriginX/YAngst``), ``freqs`` (n, 2) Å⁻¹ → (..., n, 2) with φ = +2π k·origin: the
+    image's Fourier transform is ``F_projection(k)·e^{iφ}``, i.e. the projection translated by −origin (see the
+    module docstring). The one definition of the shift sign; everything else calls this.
     """
-    phase = -2.0 * math.pi * (shift[..., None, :] * freqs).sum(-1)
+    phase = 2.0 * math.pi * (origin[..., None, :] * freqs).sum(-1)
     return torch.stack([torch.cos(phase), torch.sin(phase)], dim=-1)
 
 
-def translate_hartley(h: torch.Tensor, h_neg: torch.Tensor, freqs: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Hartley values of an image translated by ``shift`` (..., 2) Å, given h(k) and h(−k) at ``freqs`` (n, 2) Å⁻¹.
+def translate_hartley(h: torch.Tensor, h_neg: torch.Tensor, freqs: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+    """Hartley values of the particle image with RELION origin ``origin`` (..., 2) Å, from the centred projection's
+    h(k) and h(−k) at ``freqs`` (n, 2) Å⁻¹.
 
-    F'(k) = F(k)·e^{iφ} with φ = −2π k·s; in Hartley terms h'(k) = cos φ·h(k) − sin φ·h(−k).
+    F'(k) = F(k)·e^{iφ} (φ from :func:`shift_phase`); in Hartley terms h'(k) = cos φ·h(k) − sin φ·h(−k).
     """
-    cs = shift_phase(freqs, shift)
+    cs = shift_phase(freqs, origin)
     return cs[..., 0] * h - cs[..., 1] * h_neg
+
+
+def center_hartley_images(images: torch.Tensor, freqs: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+    """Centre particle images: the inverse of :func:`translate_hartley` on whole symmetrised lattices.
+
+    ``images`` (..., D+1, D+1) Hartley images on :class:`tomodrgn.physics.lattice.Lattice` (index i ↔ −k at D − i),
+    ``freqs`` ((D+1)², 2) Å⁻¹ of that lattice, ``origin`` (..., 2) Å → the centred projections' Hartley images
+    (F(k)·e^{−iφ}: h(k) = cos φ·h'(k) + sin φ·h'(−k)).
+    """
+    cs = shift_phase(freqs, origin).reshape(*images.shape, 2)
+    flipped = torch.flip(images, dims=(-2, -1))
+    return cs[..., 0] * images + cs[..., 1] * flipped

@@ -30,6 +30,7 @@ from tomodrgn.simulate.phantom import render, render_particle
 from tomodrgn.simulate.presets import Preset, get_preset
 
 DEFAULT_BOX_ANGSTROM = 419.2
+DEFAULT_SHIFT_STD_PX = 1.5  # rms in-plane origin per axis (px) of simulated images when shift_std is None
 PARTICLES_PER_TOMOGRAM = 50
 _CHUNK = 128  # particles per batch (fixed: the noise stream depends on it)
 
@@ -74,7 +75,7 @@ def simulate_dataset(
     amplitude_contrast: float = 0.1,
     n_tomograms: int | None = None,
     tomogram_shape: tuple[int, int, int] | None = None,
-    shift_std: float = 0.0,
+    shift_std: float | None = None,
     astigmatism: float = 400.0,
     dose_filter: bool = True,
     oversample: int = 2,
@@ -92,8 +93,9 @@ def simulate_dataset(
       angle uniform in [0, 180)°; exposure filter exp(−N/2Ne(k)) unless ``dose_filter`` is False.
     - Noise: white gaussian with variance σ₀²/cos θ, σ₀² = mean over particles of the variance (over the box) of the
       noiseless 0° image / snr. ``snr`` None or inf: noiseless.
-    - Shifts: gaussian in-plane shifts with std ``shift_std`` Å per image (0: none), convention of
-      :func:`tomodrgn.physics.pose.shift_phase` (image = projection translated by the origin).
+    - Shifts: gaussian in-plane shifts with std ``shift_std`` Å per image and axis (None: 1.5 px, as real
+      sub-tomogram exports have; 0: none), written as ``_rlnOriginX/YAngst``, convention of
+      :func:`tomodrgn.physics.pose.shift_phase` (RELION: image = projection translated by −origin).
     - Particles are placed at random non-overlapping whole-pixel positions in ``n_tomograms`` tomograms named
       ``tomo00, tomo01, …`` of ``tomogram_shape`` (Z, Y, X) px (default (2D, 8D, 8D), ≤ 50 particles each).
     ``progress(done, total)`` is called after each batch of particles.
@@ -132,6 +134,10 @@ def simulate_dataset(
     astig = r_ctf.uniform(0.0, astigmatism, size=n)
     df_u, df_v, df_ang = df + astig / 2, df - astig / 2, r_ctf.uniform(0.0, 180.0, size=n)
     keep = kept_tilts(n, t, drop_tilts, r_drop)
+    if shift_std is None:
+        shift_std = DEFAULT_SHIFT_STD_PX * apix
+    if not (shift_std >= 0 and math.isfinite(shift_std)):
+        raise ValueError(f"shift_std must be a finite number ≥ 0 Å, got {shift_std}")
     shifts_all = r_shift.normal(0.0, shift_std, size=(n, t, 2)) if shift_std > 0 else np.zeros((n, t, 2))
     counts = _split_counts(n, n_tomograms)
     tomo_names = [f"tomo{i:02d}" for i in range(n_tomograms)]

@@ -10,11 +10,12 @@ per axis so its corners are exactly ±0.5 cycles/pixel, i.e. it samples the volu
 
 on the non-redundant half of the D×D grid k = (i − D/2)/D (points of :class:`tomodrgn.physics.lattice.Lattice`), with
 F_c(q) trilinearly interpolated (``grid_sample``), t_c the component translation in pixels, W_dose the exposure
-filter exp(−N/2Ne) (:func:`tomodrgn.physics.dose.dose_weights`), φ = −2π k·s the in-plane shift of s Å
-(:func:`tomodrgn.physics.pose.shift_phase`), and frequencies beyond radius D/2 set to 0. So the centred Hartley
-transform of the image equals CTF × the Hartley value of the volume's central slice at ``coords @ R``, which is
-what the decoder predicts. For compositional classes each image samples its own class volume's spectrum (cheaper
-than mixing components); a continuously moving domain uses the component mixture with a per-particle phase ramp.
+filter exp(−N/2Ne) (:func:`tomodrgn.physics.dose.dose_weights`), φ = +2π k·o for the RELION origin o Å (the image
+is the projection translated by −o, :func:`tomodrgn.physics.pose.shift_phase`), and frequencies beyond radius D/2
+set to 0. So the centred Hartley transform of the image equals CTF × the Hartley value of the volume's central
+slice at ``coords @ R``, translated, which is what the decoder predicts. For compositional classes each image
+samples its own class volume's spectrum (cheaper than mixing components); a continuously moving domain uses the
+component mixture with a per-particle phase ramp.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from tomodrgn.models.encoder import phase_flip
 from tomodrgn.models.mlp import parse_arch
 from tomodrgn.models.vae import TomoDRGN
 from tomodrgn.physics.lattice import Lattice
+from tomodrgn.physics.pose import center_hartley_images
 from tomodrgn.training import checkpoint as ck
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum, init_distributed, shutdown
@@ -140,15 +141,19 @@ def encoder_images(
     lattice: HalfLattice,
     config: TrainConfig,
     dose: torch.Tensor | None = None,
+    origin: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The encoder's input: images (B, T, D+1, D+1), phase-flipped by the CTF when ``config.phase_flip``.
+    """The encoder's input: images (B, T, D+1, D+1), centred by their RELION origins ``origin`` (B, T, 2) Å (as the
+    published tomoDRGN does before encoding), then phase-flipped by the CTF when ``config.phase_flip``.
 
     With the per-tilt encoder and ``concatenate`` pooling the tilts of each particle are put in order of cumulative
     dose (acquisition order), so that each slot of the concatenated embedding has a consistent meaning however the
     tilts were sampled.
     """
+    freqs = _lattice_freqs(lattice.D, lattice.pixel_size).to(images.device)
+    if origin is not None and bool(torch.any(origin != 0)):
+        images = center_hartley_images(images, freqs, origin.to(images.dtype))
     if config.phase_flip:
-        freqs = _lattice_freqs(lattice.D, lattice.pixel_size).to(images.device)
         images = phase_flip(images, ctf, freqs)
     if config.encoder == "per-tilt" and config.pooling == "concatenate" and dose is not None:
         order = torch.argsort(dose, dim=1, stable=True)
@@ -172,7 +177,7 @@ def encode_particles(
     idx, mus, lvs = [], [], []
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
-        images = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"])
+        images = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"], batch["shift"])
         mu, lv = model.encode(images, batch["rotation"])
         idx.append(batch["index"].cpu().numpy())
         mus.append(mu.float().cpu().numpy())
@@ -209,7 +214,7 @@ def batch_forward(
     enc_in = None
     if config.latent_dim:
         with record_function("tomodrgn.encoder_input"):
-            enc_in = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"])
+            enc_in = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"], batch["shift"])
     with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=use_amp):
         h_pos, h_neg, mu, logvar = model(enc_in, ml.coords, ml.features, point_particle, eps, batch["rotation"])
     with record_function("tomodrgn.render_loss"):

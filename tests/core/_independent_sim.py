@@ -1,0 +1,163 @@
+"""A tilt-series particle dataset made without tomodrgn's forward model, in the shape Warp 1 writes.
+
+Everything here is derived from the formats' own definitions, not from ``tomodrgn``:
+- the map is a sum of isotropic 3-D gaussians (chiral), indexed [z, y, x] with the origin at voxel D/2;
+- projections are analytic: RELION's matrix A (``scipy.spatial.transform.Rotation``, intrinsic ZYZ, transposed) maps a
+  reference point r to the image frame as A @ r, and a gaussian projects to a 2-D gaussian at (A @ c)[:2];
+- the CTF is teamtomo's ``torch_ctf`` (defocus positive underfocus, phase plate), applied by ``numpy.fft``;
+- the exposure filter is exp(−N / 2Ne(k)), Ne = 0.24499·k^−1.6649 + 2.8141 (Grant & Grigorieff 2015);
+- the in-plane shift follows RELION's ``_rlnOriginX/Y`` (pixels): the particle's centre is at −origin from the box
+  centre, applied with ``scipy.ndimage.fourier_shift`` by −origin.
+The STAR file is written with ``starfile`` (no optics block, Warp 1 columns) and the stacks with ``mrcfile``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import starfile
+import torch_ctf
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+
+def relion_matrix(rot: float, tilt: float, psi: float) -> np.ndarray:
+    """RELION's Euler_angles2matrix (passive ZYZ) from scipy: the transpose of the active intrinsic ZYZ rotation."""
+    return Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True).as_matrix().T
+
+
+def gaussian_blobs(n: int, box: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centres (n, 3) px (x, y, z) from the box centre, widths σ (n,) px and amplitudes (n,)."""
+    centres = rng.uniform(-0.22 * box, 0.22 * box, size=(n, 3))
+    sigma = rng.uniform(1.1, 2.2, size=n)
+    amp = rng.uniform(0.5, 1.5, size=n)
+    return centres, sigma, amp
+
+
+def blob_volume(centres, sigma, amp, box: int) -> np.ndarray:
+    """The map sampled on the D³ grid [z, y, x], origin at voxel D/2."""
+    ax = np.arange(box) - box // 2
+    z, y, x = np.meshgrid(ax, ax, ax, indexing="ij")
+    vol = np.zeros((box,) * 3)
+    for c, s, a in zip(centres, sigma, amp):
+        vol += a * np.exp(-((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) / (2 * s * s))
+    return vol.astype(np.float32)
+
+
+def blob_projection(centres, sigma, amp, matrix: np.ndarray, box: int) -> np.ndarray:
+    """Analytic projection along the image z axis of the blobs posed by RELION matrix A: image [y, x]."""
+    ax = np.arange(box) - box // 2
+    y, x = np.meshgrid(ax, ax, indexing="ij")
+    img = np.zeros((box, box))
+    for c, s, a in zip(centres, sigma, amp):
+        p = matrix @ c  # reference → image frame
+        img += a * np.sqrt(2 * np.pi) * s * np.exp(-((x - p[0]) ** 2 + (y - p[1]) ** 2) / (2 * s * s))
+    return img
+
+
+def exposure_filter(dose: float, box: int, pixel_size: float) -> np.ndarray:
+    """exp(−N/2Ne(k)) on the unshifted numpy FFT grid (Grant & Grigorieff 2015, 300 kV)."""
+    ky, kx = np.meshgrid(np.fft.fftfreq(box, pixel_size), np.fft.fftfreq(box, pixel_size), indexing="ij")
+    k = np.sqrt(kx**2 + ky**2)
+    k[0, 0] = 1e-9
+    ne = 0.24499 * k**-1.6649 + 2.8141
+    return np.exp(-dose / (2 * ne))
+
+
+def make_dataset(
+    outdir: Path,
+    n_particles: int = 48,
+    box: int = 32,
+    pixel_size: float = 13.1,
+    tilts=(0.0, 15.0, -15.0, 30.0, -30.0, 45.0, -45.0),
+    dose_per_tilt: float = 2.5,
+    max_shift_px: float = 4.0,
+    noise_std: float = 0.0,
+    seed: int = 0,
+) -> tuple[Path, np.ndarray, dict]:
+    """Write ``particles.star`` + one ``.mrcs`` per particle; returns (star path, true map, truth dict)."""
+    rng = np.random.default_rng(seed)
+    outdir = Path(outdir)
+    (outdir / "particles").mkdir(parents=True, exist_ok=True)
+    centres, sigma, amp = gaussian_blobs(12, box, rng)
+    vol = blob_volume(centres, sigma, amp, box)
+    rows = []
+    origins = []
+    for p in range(n_particles):
+        particle = Rotation.random(random_state=rng.integers(1 << 31))
+        stack = []
+        defocus = rng.uniform(5000.0, 15000.0)
+        astig = rng.uniform(0.0, 500.0)
+        angle = rng.uniform(0.0, 180.0)
+        for i, tilt in enumerate(tilts):
+            # tilt image pose: stage tilt about the image y axis after the particle pose (passive matrices compose
+            # as A_image = A_tilt @ A_particle)
+            a_tilt = relion_matrix(0.0, tilt, 0.0)
+            a = a_tilt @ particle.as_matrix().T
+            rot, tlt, psi = Rotation.from_matrix(a.T).as_euler("ZYZ", degrees=True)
+            origin = rng.uniform(-max_shift_px, max_shift_px, size=2)  # (x, y) px
+            dose = (i + 1) * dose_per_tilt
+            img = blob_projection(centres, sigma, amp, a, box)
+            ctf = (
+                torch_ctf.calculate_ctf_2d(
+                    defocus=defocus / 1e4,
+                    astigmatism=astig / 2 / 1e4,
+                    astigmatism_angle=angle,
+                    voltage=300.0,
+                    spherical_aberration=2.7,
+                    amplitude_contrast=0.07,
+                    phase_shift=90.0,
+                    pixel_size=pixel_size,
+                    image_shape=(box, box),
+                    rfft=False,
+                    fftshift=False,
+                )
+                .squeeze()
+                .double()
+                .numpy()
+            )
+            f = np.fft.fft2(img) * ctf * exposure_filter(dose, box, pixel_size)
+            f = ndimage.fourier_shift(f, shift=(-origin[1], -origin[0]))  # (y, x): centre at −origin
+            img = np.fft.ifft2(f).real
+            if noise_std:
+                img = img + rng.normal(0.0, noise_std, size=img.shape)
+            stack.append(img.astype(np.float32))
+            name = f"tomo_{p:03d}"
+            rows.append(
+                {
+                    "rlnMagnification": 10000.0,
+                    "rlnDetectorPixelSize": pixel_size,
+                    "rlnVoltage": 300.0,
+                    "rlnSphericalAberration": 2.7,
+                    "rlnAmplitudeContrast": 0.07,
+                    "rlnPhaseShift": 90.0,
+                    "rlnDefocusU": defocus + astig / 2,
+                    "rlnDefocusV": defocus - astig / 2,
+                    "rlnDefocusAngle": angle,
+                    "rlnImageName": f"{i + 1}@particles/{name}.mrcs",
+                    "rlnMicrographName": "tomo",
+                    "rlnCoordinateX": 100.0 + p,
+                    "rlnCoordinateY": 100.0,
+                    "rlnCoordinateZ": 50.0,
+                    "rlnAngleRot": rot,
+                    "rlnAngleTilt": tlt,
+                    "rlnAnglePsi": psi,
+                    "rlnOriginX": origin[0],
+                    "rlnOriginY": origin[1],
+                    "rlnCtfBfactor": -4.0 * dose,
+                    "rlnCtfScalefactor": np.cos(np.deg2rad(tilt)),
+                    "rlnGroupName": name,
+                }
+            )
+            origins.append(origin)
+        with mrcfile.new(outdir / "particles" / f"{name}.mrcs", overwrite=True) as m:
+            m.set_data(np.stack(stack))
+            m.set_image_stack()
+            m.voxel_size = pixel_size
+    star = outdir / "particles.star"
+    starfile.write(pd.DataFrame(rows), star, overwrite=True)
+    truth = {"centres": centres, "sigma": sigma, "amp": amp, "origin_px": np.asarray(origins)}
+    return star, vol, truth
