@@ -35,10 +35,10 @@ def test_commands_parse(argv):
 
 
 def test_train_options_map_onto_config():
-    from tomodrgn.cli import _train_config
+    from tomodrgn.cli.train import train_config
 
     args = build_parser().parse_args(["train_vae", "p.star", "-o", "r", "--zdim", "3", "--batch-size", "5"])
-    cfg = _train_config(args, "vae")
+    cfg = train_config(args, "vae")
     assert (cfg.mode, cfg.zdim, cfg.batch_size) == ("vae", 3, 5)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train_nn", "p.star", "-o", "r", "--zdim", "3"])  # no latent in homogeneous

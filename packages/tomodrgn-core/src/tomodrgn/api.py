@@ -17,6 +17,7 @@ from tomodrgn.analysis.overlay import ParticleOverlay, cluster_colors, particle_
 from tomodrgn.analysis.pipeline import AnalysisResult, TruthEvaluation, analyze_run, evaluate_against_truth
 from tomodrgn.demo import DemoResult, run_demo
 from tomodrgn.export.selections import filter_star, read_index_list, write_keep_exclude
+from tomodrgn.io.errors import InputError, user_error_message
 from tomodrgn.io.mrc import read_mrc, write_mrc
 from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
 from tomodrgn.models.encoder import ENCODERS
@@ -30,6 +31,7 @@ __all__ = [
     "AnalysisResult",
     "DemoResult",
     "EpochEvent",
+    "InputError",
     "ParticleOverlay",
     "ParticleSeries",
     "RunResult",
@@ -62,6 +64,7 @@ __all__ = [
     "soft_mask",
     "train",
     "umap_embed",
+    "user_error_message",
     "write_keep_exclude",
     "write_mrc",
     "write_particle_subset",

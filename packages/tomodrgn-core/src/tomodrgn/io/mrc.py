@@ -7,8 +7,10 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
+from tomodrgn.io.errors import InputError
 
-class MrcError(ValueError):
+
+class MrcError(InputError):
     """An MRC file that cannot be read as required; the message names the file."""
 
 

@@ -1,0 +1,50 @@
+"""The ``tomodrgn`` command line: argument parsing only; every command calls :mod:`tomodrgn.api`.
+
+One module per command family registers its sub-commands (``register(sub)``); handlers import the API lazily, so
+``--help`` and argument errors answer without loading torch. A user error (bad input, missing file, no space, no
+permission) prints one line naming the culprit and exits with status 2; ``--debug`` shows the traceback.
+Run ``tomodrgn COMMAND --help``. Under ``torchrun``: ``torchrun --nproc_per_node N -m tomodrgn.cli train_vae ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tomodrgn import __version__
+from tomodrgn.cli import analyze, demo, evaluate, simulate, star, train
+from tomodrgn.io.errors import user_error_message
+
+# command families, in the order ``tomodrgn --help`` lists them
+COMMAND_MODULES = (simulate, train, evaluate, analyze, star, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tomodrgn", description="tomoDRGN: heterogeneity from sub-tomogram tilt series"
+    )
+    parser.add_argument("--version", action="version", version=f"tomodrgn {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (accepted anywhere on the line)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print(f"tomodrgn {args.command}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        message = None if debug else user_error_message(e)
+        if message is None:
+            raise
+        print(f"tomodrgn {args.command}: error: {message}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,5 @@
+"""``python -m tomodrgn.cli`` (what ``torchrun -m tomodrgn.cli`` runs)."""
+
+from tomodrgn.cli import main
+
+main()

@@ -1,0 +1,42 @@
+"""``tomodrgn analyze`` (PCA/UMAP, k-means, volumes, report of a run) and ``tomodrgn fsc``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from tomodrgn import api
+
+    res = api.analyze(args.run, epoch=args.epoch, k=args.ksample, umap=not args.no_umap, outdir=args.outdir)
+    print(f"analysis written to {res.outdir}; report: {res.report}")
+
+
+def cmd_fsc(args: argparse.Namespace) -> None:
+    from tomodrgn import api
+
+    v1, px = api.read_mrc(args.vol1)
+    v2, _ = api.read_mrc(args.vol2)
+    mask = api.soft_mask(v1) if args.mask else None
+    freq, curve = api.fsc(v1 * mask if mask is not None else v1, v2 * mask if mask is not None else v2, px)
+    for f, c in zip(freq, curve):
+        print(f"{f:.4f}\t{c:.4f}")
+    for t in (0.5, 0.143):
+        print(f"# FSC={t}: {api.resolution_at(freq, curve, t):.2f} Å")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="PCA/UMAP, k-means, volumes, report for a training run")
+    p.add_argument("run", type=Path)
+    p.add_argument("--epoch", type=int, default=None)
+    p.add_argument("--ksample", type=int, default=20, help="k-means clusters")
+    p.add_argument("--no-umap", action="store_true")
+    p.add_argument("-o", "--outdir", type=Path, default=None)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("fsc", help="Fourier shell correlation of two maps")
+    p.add_argument("vol1")
+    p.add_argument("vol2")
+    p.add_argument("--mask", action="store_true", help="apply the soft mask of vol1 to both")
+    p.set_defaults(func=cmd_fsc)

@@ -1,0 +1,69 @@
+"""``tomodrgn eval_vol`` (volumes from z) and ``tomodrgn eval_images`` (z from particles)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def _parse_z(args: argparse.Namespace, zdim: int) -> np.ndarray | None:
+    if args.zfile:
+        return np.atleast_2d(np.loadtxt(args.zfile) if str(args.zfile).endswith(".txt") else np.load(args.zfile))
+    if args.z:
+        return np.asarray(args.z, dtype=np.float32).reshape(-1, zdim)
+    if args.path:
+        from tomodrgn.analysis.latent import path_between
+
+        z = np.atleast_2d(np.loadtxt(args.path) if str(args.path).endswith(".txt") else np.load(args.path))
+        return path_between(z[0], z[1], args.n_points)
+    return None
+
+
+def cmd_eval_vol(args: argparse.Namespace) -> None:
+    from tomodrgn import api
+
+    model = api.load_model(args.run, args.epoch)
+    z = _parse_z(args, model.zdim) if model.zdim else None
+    if model.zdim and z is None:
+        raise api.InputError("give z with --z, --zfile or --path (this model has a latent space)")
+    paths = api.decode_volumes(args.run, z, args.outdir, epoch=args.epoch, prefix=args.prefix)
+    print(f"wrote {len(paths)} volume(s) to {args.outdir} ({model.pixel_size:.3f} Å/px)")
+
+
+def cmd_eval_images(args: argparse.Namespace) -> None:
+    from tomodrgn import api
+
+    mu, logvar = api.embed_particles(args.run, args.star, n_tilts=args.n_tilts, epoch=args.epoch)
+    out = Path(args.output)
+    np.save(out, mu)
+    np.save(out.with_name(out.stem + ".logvar.npy"), logvar)
+    print(f"wrote z for {len(mu)} particles to {out}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval_vol", help="decode volumes from z")
+    p.add_argument("run", type=Path, help="training run directory")
+    p.add_argument("-o", "--outdir", type=Path, required=True)
+    p.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: latest)")
+    p.add_argument("--z", type=float, nargs="+", help="z values (zdim each)")
+    p.add_argument("--zfile", help=".txt or .npy with one z per row")
+    p.add_argument("--path", help=".txt/.npy with two z: decode --n-points along the line between them")
+    p.add_argument("--n-points", type=int, default=10)
+    p.add_argument("--prefix", default="vol_")
+    p.set_defaults(func=cmd_eval_vol)
+
+    p = sub.add_parser("eval_images", help="embed particles with a trained model")
+    p.add_argument("run", type=Path)
+    p.add_argument("star", type=Path)
+    p.add_argument("-o", "--output", default="z.eval.npy")
+    p.add_argument(
+        "--n-tilts",
+        type=int,
+        default=None,
+        help="embed from this many tilts per particle (default: all when the run wrote all-tilt latents, else the"
+        " training value)",
+    )
+    p.add_argument("--epoch", type=int, default=None)
+    p.set_defaults(func=cmd_eval_images)

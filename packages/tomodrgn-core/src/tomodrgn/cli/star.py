@@ -1,0 +1,33 @@
+"""``tomodrgn filter_star``: STAR subsets in the input's flavour, for re-refinement."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def cmd_filter_star(args: argparse.Namespace) -> None:
+    from tomodrgn import api
+
+    indices = labels = None
+    if args.indices:
+        indices = api.read_index_list(args.indices)
+    elif args.labels:
+        labels = np.load(args.labels) if args.labels.endswith(".npy") else np.loadtxt(args.labels, dtype=np.int64)
+    else:
+        raise api.InputError("give --indices FILE, or --labels FILE with --keep")
+    out = api.filter_star(args.star, args.output, indices=indices, labels=labels, keep=args.keep, invert=args.exclude)
+    print(f"wrote {out}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("filter_star", help="write a STAR subset (same flavour, all columns) for re-refinement")
+    p.add_argument("star", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--indices", help="text file of particle indices (0-based)")
+    p.add_argument("--labels", help=".npy/.txt of one label per particle (with --keep)")
+    p.add_argument("--keep", type=int, nargs="+", help="label values to keep")
+    p.add_argument("--exclude", action="store_true", help="write the complement of the selection")
+    p.set_defaults(func=cmd_filter_star)

@@ -1,0 +1,91 @@
+"""``tomodrgn train_vae`` and ``tomodrgn train_nn``: options generated from :class:`TrainConfig`'s fields."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+
+TRAIN_HELP = {
+    "zdim": "latent dimension",
+    "enc_arch_a": "encoder 'nodes x layers': the reference-frame encoder's MLP, or encoder A (per tilt)",
+    "enc_arch_b": "encoder B architecture, 'nodes x layers' (per-tilt encoder)",
+    "dec_arch": "decoder architecture, 'nodes x layers'",
+    "encoder": "reference-frame (tilt pixels placed in the volume frame by their poses: learns classes in far fewer"
+    " epochs) or per-tilt (the published tomoDRGN encoder)",
+    "z_all_tilts": "write latents from an encoder pass over all tilts (default: yes for the reference-frame encoder)",
+    "pooling": "pooling of per-tilt embeddings (per-tilt encoder): concatenate, max, mean, median, set",
+    "enc_mask": "radius (px) of the encoder's input pixels (default D/2; reference-frame: min(D/4, 12))",
+    "n_tilts": "tilts sampled per particle (default: the minimum tilt count)",
+    "sequential_tilts": "use the first n tilts in file order instead of a random subset each time",
+    "batch_size": "particles per (global) batch",
+    "beta": "KL weight (default 1/(zdim + n_tilts·D²))",
+    "box_size": "Fourier-crop images to this box size (pixels) on the fly",
+    "pixel_size": "pixel size in Å when the STAR file has none",
+    "backend": "lattice-mask kernels: auto (Triton on CUDA), torch or triton",
+    "device": "auto, cpu or cuda[:i]",
+    "checkpoint_every": "write a checkpoint every N epochs",
+    "dose_filter": "multiply decoded slices by the exposure filter exp(-N/2Ne)",
+    "amp": "mixed precision on GPU",
+    "preload": "load all images into RAM (default: memory-mapped, read lazily)",
+    "invert": "invert image contrast",
+}
+LATENT_ONLY = ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "pooling")
+
+
+def _add_train_options(p: argparse.ArgumentParser, mode: str) -> None:
+    from tomodrgn.training.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "mode" or (mode == "homogeneous" and f.name in LATENT_ONLY):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType):  # "int | None" → int
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        help_ = TRAIN_HELP.get(f.name, "") + f" (default: {f.default})"
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
+        else:
+            p.add_argument(flag, type=kind, default=f.default, help=help_)
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in -o")
+
+
+def train_config(args: argparse.Namespace, mode: str):
+    """The :class:`TrainConfig` of parsed train_vae / train_nn arguments."""
+    from tomodrgn.training.config import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    return TrainConfig(mode=mode, **values)
+
+
+def _cmd_train(args: argparse.Namespace, mode: str) -> None:
+    from tomodrgn import api
+
+    res = api.train(args.star, args.outdir, train_config(args, mode), resume=args.resume)
+    state = "stopped early" if res.stopped else "finished"
+    print(f"{state}: {res.epochs_completed} epochs, final loss {res.final_loss}, checkpoint {res.checkpoint}")
+
+
+def cmd_train_vae(args: argparse.Namespace) -> None:
+    _cmd_train(args, "vae")
+
+
+def cmd_train_nn(args: argparse.Namespace) -> None:
+    _cmd_train(args, "homogeneous")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    for name, mode, func, help_ in (
+        ("train_vae", "vae", cmd_train_vae, "train a heterogeneous model (VAE)"),
+        ("train_nn", "homogeneous", cmd_train_nn, "train a homogeneous model (decoder only)"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("star", type=Path, help="particle image-series STAR file")
+        p.add_argument("-o", "--outdir", type=Path, required=True, help="run directory")
+        _add_train_options(p, mode)
+        p.set_defaults(func=func)
