@@ -166,3 +166,33 @@ def plot_loss(log: str | Path | pd.DataFrame, out: str | Path, columns: Sequence
         ax2.legend(loc="upper center")
     ax.set_title("training loss")
     return _save(fig, out)
+
+
+def plot_metrics(df: pd.DataFrame, columns: Sequence[str], out: str | Path, title: str = "", x: str = "epoch") -> Path:
+    """Line plot of the ``columns`` present in ``df`` against column ``x`` (e.g. convergence criteria per epoch)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for col in columns:
+        if col in df:
+            ax.plot(df[x], df[col], "o-", label=col)
+    ax.set_xlabel(x)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_ylim(min(0.0, float(np.nanmin(df[[c for c in columns if c in df]].to_numpy(), initial=0.0))), 1.05)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    return _save(fig, out)
+
+
+def plot_path(
+    coords: np.ndarray, path_coords: np.ndarray, out: str | Path, axis_names: Sequence[str] = ("PC1", "PC2"), title=""
+) -> Path:
+    """Particles (n, 2) in grey with a path (m, 2) drawn over them, start and end marked."""
+    coords, path_coords = np.asarray(coords, dtype=np.float64), np.asarray(path_coords, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(coords[:, 0], coords[:, 1], c="lightgrey", s=10, linewidths=0)
+    ax.plot(path_coords[:, 0], path_coords[:, 1], "o-", color="tab:red", ms=4)
+    ax.annotate("start", path_coords[0, :2], fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.annotate("end", path_coords[-1, :2], fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title)
+    return _save(fig, out)

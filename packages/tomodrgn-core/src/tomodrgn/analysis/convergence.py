@@ -1,0 +1,281 @@
+"""Convergence of a training run across its checkpoint epochs, and an objective stopping rule.
+
+Latent stability (consecutive saved epochs ``z.{e_prev}.npy`` → ``z.{e}.npy``, same particles, same order):
+
+- ``knn_preservation``: mean fraction of each particle's ``k`` nearest neighbours in z that are still among its
+  ``k`` nearest neighbours at the next epoch (1 = the same neighbourhoods; ≈ k/n for unrelated embeddings);
+- ``cca_mean``: mean canonical correlation of the two embeddings (1 = the same space up to any invertible linear
+  map, which the model may legitimately change between epochs);
+- ``procrustes_r2``: 1 − Procrustes disparity after translation, rotation/reflection and scaling;
+- ``r2_linear`` and ``kmeans_ari`` from :func:`tomodrgn.analysis.volumes.latent_convergence`.
+
+Volume stability: the particles nearest the k-means centres of the *last* epoch are decoded at every epoch from that
+epoch's own z (fixed particles, not fixed coordinates, since the latent space moves); ``volume_cc`` is the mean
+real-space CC and ``volume_fsc05_A`` the mean FSC = 0.5 resolution (Å) between consecutive epochs.
+
+The verdict: the run is *stable from epoch N* when every consecutive pair from N on meets all thresholds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import procrustes
+from sklearn.neighbors import NearestNeighbors
+
+from tomodrgn.analysis.latent import kmeans, nearest_to_centres
+from tomodrgn.analysis.metrics import cc, fsc, resolution_at
+from tomodrgn.analysis.volumes import Decoder, latent_convergence, list_epochs
+
+DEFAULT_THRESHOLDS = {"knn_preservation": 0.5, "cca_mean": 0.9, "volume_cc": 0.95}
+"""Minimum value of each criterion for a pair of epochs to count as stable (criteria absent from a row are skipped)."""
+
+
+def knn_indices(z: np.ndarray, k: int) -> np.ndarray:
+    """Indices (n, k) of each row's ``k`` nearest other rows (Euclidean; ``k`` clipped to n − 1)."""
+    z = np.asarray(z, dtype=np.float64)
+    k = max(1, min(k, len(z) - 1))
+    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(z).kneighbors(z)
+    return idx[:, 1:]
+
+
+def knn_preservation(z_a: np.ndarray, z_b: np.ndarray, k: int = 10) -> float:
+    """Mean fraction of each particle's ``k`` nearest neighbours in ``z_a`` that are also among them in ``z_b``."""
+    if len(z_a) != len(z_b):
+        raise ValueError(f"knn_preservation: {len(z_a)} vs {len(z_b)} particles")
+    a, b = knn_indices(z_a, k), knn_indices(z_b, k)
+    shared = [len(np.intersect1d(ra, rb, assume_unique=True)) for ra, rb in zip(a, b)]
+    return float(np.mean(shared) / a.shape[1])
+
+
+def canonical_correlations(z_a: np.ndarray, z_b: np.ndarray) -> np.ndarray:
+    """Canonical correlations (min(rank a, rank b),) of two embeddings, descending (QR + SVD; 1 = linearly equal)."""
+    qs = []
+    for z in (z_a, z_b):
+        z = np.asarray(z, dtype=np.float64)
+        z = z - z.mean(0)
+        q, r = np.linalg.qr(z)
+        keep = np.abs(np.diag(r)) > 1e-10 * max(np.abs(np.diag(r)).max(), 1e-300)
+        qs.append(q[:, keep])
+    if qs[0].shape[1] == 0 or qs[1].shape[1] == 0:
+        return np.zeros(1)
+    return np.clip(np.linalg.svd(qs[0].T @ qs[1], compute_uv=False), 0.0, 1.0)
+
+
+def procrustes_r2(z_a: np.ndarray, z_b: np.ndarray) -> float:
+    """1 − Procrustes disparity of ``z_b`` fitted to ``z_a`` (scipy; translation, rotation/reflection, scale)."""
+    a, b = np.asarray(z_a, dtype=np.float64), np.asarray(z_b, dtype=np.float64)
+    if np.ptp(a, 0).max() == 0 or np.ptp(b, 0).max() == 0:
+        return 0.0
+    return float(1.0 - procrustes(a, b)[2])
+
+
+def latent_stability(z_a: np.ndarray, z_b: np.ndarray, k: int = 10, n_clusters: int = 10, seed: int = 0) -> dict:
+    """All latent criteria of the module docstring for two epochs' z (n, zdim)."""
+    return {
+        "knn_preservation": knn_preservation(z_a, z_b, k),
+        "cca_mean": float(np.mean(canonical_correlations(z_a, z_b))),
+        "procrustes_r2": procrustes_r2(z_a, z_b),
+        **latent_convergence(z_a, z_b, n_clusters, seed),
+    }
+
+
+def volume_stability(vols_a: np.ndarray, vols_b: np.ndarray, pixel_size: float, mask: np.ndarray | None = None) -> dict:
+    """Mean CC and mean FSC = 0.5 resolution (Å) of paired volumes (n, D, D, D)."""
+    ccs = [cc(a, b, mask) for a, b in zip(vols_a, vols_b)]
+    res = [resolution_at(*fsc(a, b, pixel_size, mask), 0.5) for a, b in zip(vols_a, vols_b)]
+    return {"volume_cc": float(np.mean(ccs)), "volume_fsc05_A": float(np.mean(res))}
+
+
+def stable_from(rows: list[dict], thresholds: Mapping[str, float] = DEFAULT_THRESHOLDS) -> int | None:
+    """First epoch from which every consecutive pair (row ``epoch``) meets all thresholds; None if the last fails."""
+    ok = [all(r[c] >= t for c, t in thresholds.items() if c in r and np.isfinite(r[c])) for r in rows]
+    start = None
+    for r, good in zip(rows, ok):
+        if good and start is None:
+            start = r["epoch_prev"]
+        elif not good:
+            start = None
+    return start
+
+
+def verdict(rows: list[dict], thresholds: Mapping[str, float] = DEFAULT_THRESHOLDS) -> str:
+    """One line: ``stable from epoch N by …`` or which criteria the last pair of epochs fails."""
+    used = {c: t for c, t in thresholds.items() if rows and c in rows[-1]}
+    crit = ", ".join(f"{c} ≥ {t:g}" for c, t in used.items())
+    n = stable_from(rows, used)
+    if n is not None:
+        return f"stable from epoch {n} by {crit} (between consecutive saved epochs)"
+    last = rows[-1]
+    fails = ", ".join(f"{c} = {last[c]:.3g} < {t:g}" for c, t in used.items() if not last[c] >= t)
+    return f"not yet stable at epoch {last['epoch']}: {fails}; train longer"
+
+
+@dataclass
+class ConvergenceResult:
+    """Per-pair criteria (``table``, one row per consecutive epoch pair), ``verdict`` line, ``stable_epoch`` (or
+    None), written ``files`` and the Markdown ``report``."""
+
+    table: pd.DataFrame
+    verdict: str
+    stable_epoch: int | None
+    files: dict = field(default_factory=dict)
+    report: Path | None = None
+
+
+def epoch_rows(
+    zs: Mapping[int, np.ndarray],
+    decoder_for_epoch: Callable[[int], Decoder] | None = None,
+    pixel_size: float = 1.0,
+    k: int = 10,
+    n_volumes: int = 5,
+    seed: int = 0,
+    mask: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[dict], np.ndarray | None]:
+    """Criteria rows for consecutive epochs of ``zs`` {epoch: z}; returns (rows, indices of the decoded particles)."""
+    epochs = sorted(zs)
+    picks = None
+    if decoder_for_epoch is not None:
+        z_last = zs[epochs[-1]]
+        _, centres = kmeans(z_last, min(n_volumes, len(z_last)), seed)
+        picks = np.unique(nearest_to_centres(z_last, centres))
+    rows, prev = [], None
+    for i, e in enumerate(epochs):
+        vols = None if picks is None else np.asarray(decoder_for_epoch(e)(zs[e][picks]))
+        if i > 0:
+            row = {"epoch_prev": epochs[i - 1], "epoch": e}
+            row.update(latent_stability(zs[epochs[i - 1]], zs[e], k, min(n_volumes, len(zs[e])), seed))
+            if vols is not None:
+                row.update(volume_stability(prev, vols, pixel_size, mask))
+            rows.append(row)
+        prev = vols
+        if progress is not None:
+            progress(i + 1, len(epochs))
+    return rows, picks
+
+
+def convergence_vae(
+    run_dir: str | Path,
+    outdir: str | Path | None = None,
+    epochs: list[int] | None = None,
+    k: int = 10,
+    n_volumes: int = 5,
+    thresholds: Mapping[str, float] | None = None,
+    decode: bool = True,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> ConvergenceResult:
+    """Convergence analysis of a VAE run; writes into ``outdir`` (default ``<run>/convergence``): ``convergence.csv``,
+    ``latent_stability.png``, ``volume_stability.png`` (with ``decode``), ``loss.png``, ``report.md``."""
+    from tomodrgn.analysis import plots
+    from tomodrgn.analysis.report import image, table, write_report
+    from tomodrgn.training.evaluate import load_model
+
+    run_dir = Path(run_dir)
+    epochs = list_epochs(run_dir) if epochs is None else sorted(epochs)
+    if len(epochs) < 2:
+        raise FileNotFoundError(f"convergence_vae needs ≥ 2 saved epochs (z.N.npy) in {run_dir}, found {epochs}")
+    zs = {e: np.load(run_dir / f"z.{e}.npy") for e in epochs}
+    thresholds = dict(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
+    dec, pixel_size = None, 1.0
+    if decode:
+        pixel_size = load_model(run_dir, epochs[-1], device).pixel_size
+        dec = lambda e: load_model(run_dir, e, device).decode  # noqa: E731
+    rows, picks = epoch_rows(zs, dec, pixel_size, k, n_volumes, seed, progress=progress)
+    out = Path(outdir) if outdir is not None else run_dir / "convergence"
+    out.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(rows)
+    files = {"table": out / "convergence.csv"}
+    df.to_csv(files["table"], index=False)
+    latent_cols = ["knn_preservation", "cca_mean", "procrustes_r2", "r2_linear", "kmeans_ari"]
+    files["latent_plot"] = plots.plot_metrics(df, latent_cols, out / "latent_stability.png", "latent stability")
+    if decode:
+        files["volume_plot"] = plots.plot_metrics(df, ["volume_cc"], out / "volume_stability.png", "volume CC")
+    if (run_dir / "train.log").exists():
+        try:
+            files["loss"] = plots.plot_loss(run_dir / "train.log", out / "loss.png")
+        except ValueError:
+            pass
+    line = verdict(rows, thresholds)
+    (out / "verdict.txt").write_text(line + "\n")
+    lines = [f"**{line}**", f"k = {k} nearest neighbours; {len(zs[epochs[0]])} particles; epochs {epochs}."]
+    if picks is not None:
+        lines.append(f"Volumes decoded for particles {picks.tolist()} (nearest the last epoch's k-means centres).")
+    lines += table(rows) + [image(p, out) for key, p in files.items() if key != "table"]
+    report = write_report(out / "report.md", f"Convergence of {run_dir.name}", [("Verdict and criteria", lines)])
+    return ConvergenceResult(df, line, stable_from(rows, thresholds), files, report)
+
+
+def convergence_nn(
+    run_dir: str | Path,
+    outdir: str | Path | None = None,
+    reference: str | Path | None = None,
+    mask: bool = False,
+    device: str = "cpu",
+) -> ConvergenceResult:
+    """Convergence of a homogeneous run: FSC between consecutive checkpoints' maps and (``reference`` MRC given)
+    against the reference. Writes ``convergence_nn.csv``, ``fsc_epochs.png``, ``fsc_reference.png``, ``report.md``
+    and each epoch's map ``map.N.mrc`` into ``outdir`` (default ``<run>/convergence_nn``). ``mask``: soft mask of
+    the last map applied to every FSC. Verdict: stable from the first epoch whose FSC = 0.5 with the next epoch's map
+    stays at Nyquist (within 1 px) from there on."""
+    from tomodrgn.analysis import plots
+    from tomodrgn.analysis.metrics import soft_mask
+    from tomodrgn.analysis.report import image, table, write_report
+    from tomodrgn.io.mrc import read_mrc, write_mrc
+    from tomodrgn.training.checkpoint import list_checkpoints
+    from tomodrgn.training.evaluate import load_model
+
+    run_dir = Path(run_dir)
+    epochs = [key[0] - 1 for key, _ in list_checkpoints(run_dir) if key[1] == 0] if run_dir.is_dir() else []
+    if len(epochs) < 2:
+        raise FileNotFoundError(f"convergence_nn needs ≥ 2 epoch checkpoints (weights.N.pt) in {run_dir}")
+    out = Path(outdir) if outdir is not None else run_dir / "convergence_nn"
+    out.mkdir(parents=True, exist_ok=True)
+    maps, px = {}, 1.0
+    for e in epochs:
+        model = load_model(run_dir, e, device)
+        px = model.pixel_size
+        maps[e] = model.decode(None if model.zdim == 0 else np.zeros((1, model.zdim)))[0]
+        write_mrc(out / f"map.{e}.mrc", maps[e], px)
+    m = soft_mask(maps[epochs[-1]]) if mask else None
+    ref = None
+    if reference is not None:
+        ref, _ = read_mrc(reference)
+        if ref.shape != maps[epochs[-1]].shape:
+            raise ValueError(f"reference {reference} has shape {ref.shape}, the run's maps {maps[epochs[-1]].shape}")
+    rows, curves, ref_curves = [], {}, {}
+    for a, b in zip(epochs[:-1], epochs[1:]):
+        freq, curve = fsc(maps[a], maps[b], px, m)
+        curves[f"{a}→{b}"] = (freq, curve)
+        row = {"epoch_prev": a, "epoch": b, "fsc05_A": resolution_at(freq, curve, 0.5), "cc": cc(maps[a], maps[b], m)}
+        if ref is not None:
+            rf, rc = fsc(maps[b], ref, px, m)
+            ref_curves[f"epoch {b}"] = (rf, rc)
+            row["ref_fsc05_A"] = resolution_at(rf, rc, 0.5)
+            row["ref_fsc0143_A"] = resolution_at(rf, rc, 0.143)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    files = {"table": out / "convergence_nn.csv", "fsc_epochs": plots.plot_fsc(curves, out / "fsc_epochs.png")}
+    df.to_csv(files["table"], index=False)
+    if ref_curves:
+        files["fsc_reference"] = plots.plot_fsc(ref_curves, out / "fsc_reference.png", title="FSC to reference")
+    nyquist = 2.0 * px
+    limit = 1.0 / (1.0 / nyquist - 1.0 / (len(maps[epochs[-1]]) * px))  # one shell below Nyquist
+    for r in rows:
+        r["at_nyquist"] = float(r["fsc05_A"] <= limit + 1e-6)
+    stable = stable_from(rows, {"at_nyquist": 1.0})
+    line = (
+        f"stable from epoch {stable} by FSC = 0.5 between consecutive maps at ≤ {limit:.3g} Å (Nyquist {nyquist:g} Å)"
+        if stable is not None
+        else f"not yet stable at epoch {epochs[-1]}: consecutive maps agree to {rows[-1]['fsc05_A']:.3g} Å (FSC 0.5)"
+    )
+    (out / "verdict.txt").write_text(line + "\n")
+    lines = [f"**{line}**", *table(rows), *(image(p, out) for key, p in files.items() if key != "table")]
+    report = write_report(out / "report.md", f"Convergence of {run_dir.name}", [("Verdict and FSC", lines)])
+    return ConvergenceResult(df, line, stable, files, report)
