@@ -1,0 +1,178 @@
+"""Latent traversals written as volume series: along a principal component of z, and shortest paths through the
+particles' k-nearest-neighbour graph in z between chosen particles (as tomoDRGN's ``graph_traversal``).
+
+Outputs of a traversal (``write_traversal``) in its folder: ``vol_NNN.mrc`` (D³, the training pixel size),
+``z_values.txt`` (one z per line), ``path.png`` (the path over the particles' z PCA) and, for graph paths,
+``path_particles.txt`` (the particle indices visited, STAR order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse.csgraph import dijkstra
+from sklearn.neighbors import kneighbors_graph
+
+from tomodrgn.analysis.latent import _as_z, pc_traversal, pca
+from tomodrgn.analysis.volumes import Decoder
+from tomodrgn.io.errors import InputError
+
+
+@dataclass
+class Traversal:
+    """A written traversal: ``z`` (m, zdim) points, ``volume_paths`` (m), ``particles`` (m,) indices visited (graph
+    paths) or None, ``values`` (m,) PC coordinates (PC traversals) or path length so far in z (graph paths),
+    ``outdir``."""
+
+    z: np.ndarray
+    volume_paths: list[Path]
+    particles: np.ndarray | None
+    values: np.ndarray
+    outdir: Path
+
+
+def knn_graph(z: np.ndarray, k: int = 10):
+    """Symmetric sparse k-nearest-neighbour graph of z (edge weights = Euclidean distances)."""
+    z = _as_z(z)
+    g = kneighbors_graph(z, n_neighbors=max(1, min(k, len(z) - 1)), mode="distance")
+    return g.maximum(g.T)
+
+
+def graph_path(z: np.ndarray, anchors: Sequence[int], k: int = 10) -> np.ndarray:
+    """Particle indices on the shortest path through the k-NN graph of z visiting ``anchors`` in order (the anchors
+    included, no repeats at the joins). Raises :class:`InputError` naming anchors that are not connected."""
+    z = _as_z(z)
+    anchors = [int(a) for a in anchors]
+    if len(anchors) < 2:
+        raise InputError(f"graph traversal needs at least 2 anchor particles, got {anchors}")
+    bad = [a for a in anchors if not 0 <= a < len(z)]
+    if bad:
+        raise InputError(f"anchor particle {bad[0]} out of range 0..{len(z) - 1}")
+    graph = knn_graph(z, k)
+    path = [anchors[0]]
+    for a, b in zip(anchors[:-1], anchors[1:]):
+        _, pred = dijkstra(graph, directed=False, indices=a, return_predecessors=True)
+        if a != b and pred[b] < 0:
+            raise InputError(f"particles {a} and {b} are not connected in the {k}-NN graph of z: raise --max-neighbors")
+        leg, node = [], b
+        while node != a:
+            leg.append(int(node))
+            node = pred[node]
+        path.extend(reversed(leg))
+    return np.asarray(path, dtype=np.int64)
+
+
+def write_traversal(
+    decode: Decoder,
+    z_points: np.ndarray,
+    outdir: str | Path,
+    pixel_size: float,
+    z_all: np.ndarray,
+    values: np.ndarray,
+    particles: np.ndarray | None = None,
+    title: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> Traversal:
+    """Decode ``z_points`` (m, zdim) into ``vol_NNN.mrc`` under ``outdir`` and write ``z_values.txt``, ``path.png``
+    (over the PCA of ``z_all``) and ``path_particles.txt`` when ``particles`` is given."""
+    from tomodrgn.analysis import plots
+    from tomodrgn.export.selections import write_index_list
+    from tomodrgn.io.mrc import write_mrc
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    z_points = np.atleast_2d(np.asarray(z_points, dtype=np.float64))
+    paths = []
+    for i, zi in enumerate(z_points):
+        vol = np.asarray(decode(zi[None]))
+        paths.append(write_mrc(out / f"vol_{i:03d}.mrc", vol.reshape(vol.shape[-3:]), pixel_size))
+        if progress is not None:
+            progress(i + 1, len(z_points))
+    np.savetxt(out / "z_values.txt", z_points, header=f"{title}; values: {np.round(values, 4).tolist()}")
+    if particles is not None:
+        write_index_list(out / "path_particles.txt", particles, f"{title}: particles visited, in path order")
+    res = pca(z_all, 2)
+    proj = (z_points - res.mean) @ res.components.T
+    pad = lambda c: c if c.shape[1] >= 2 else np.pad(c, ((0, 0), (0, 2 - c.shape[1])))  # noqa: E731
+    plots.plot_path(pad(res.coords), pad(proj), out / "path.png", title=title)
+    return Traversal(z_points, paths, particles, np.asarray(values, dtype=np.float64), out)
+
+
+def pc_traversal_run(
+    decode: Decoder,
+    z: np.ndarray,
+    outdir: str | Path,
+    pixel_size: float,
+    pcs: Sequence[int] = (1, 2),
+    n_points: int = 10,
+    lo_percentile: float = 5.0,
+    hi_percentile: float = 95.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[int, Traversal]:
+    """Volumes along each principal component in ``pcs`` (1-based) of z, ``outdir/pcN/`` (see
+    :func:`tomodrgn.analysis.latent.pc_traversal`)."""
+    z = _as_z(z)
+    out = {}
+    for pc in pcs:
+        if pc > min(z.shape):
+            raise InputError(f"PC{pc} does not exist: z has {min(z.shape)} principal components")
+        zp, values = pc_traversal(z, pc, n_points, lo_percentile, hi_percentile)
+        out[pc] = write_traversal(
+            decode, zp, Path(outdir) / f"pc{pc}", pixel_size, z, values, title=f"PC{pc}", progress=progress
+        )
+    return out
+
+
+def graph_traversal_run(
+    decode: Decoder,
+    z: np.ndarray,
+    anchors: Sequence[int],
+    outdir: str | Path,
+    pixel_size: float,
+    k: int = 10,
+    progress: Callable[[int, int], None] | None = None,
+) -> Traversal:
+    """Volumes at the particles on the k-NN-graph shortest path through ``anchors`` (:func:`graph_path`)."""
+    z = _as_z(z)
+    idx = graph_path(z, anchors, k)
+    steps = np.linalg.norm(np.diff(z[idx], axis=0), axis=1)
+    values = np.concatenate([[0.0], np.cumsum(steps)])
+    title = "graph path " + " → ".join(str(int(a)) for a in anchors)
+    return write_traversal(decode, z[idx], outdir, pixel_size, z, values, idx, title, progress)
+
+
+def truth_coordinate_near(z: np.ndarray, coordinate: np.ndarray, z_points: np.ndarray, n_near: int = 10) -> np.ndarray:
+    """Ground-truth path coordinate matching each latent point: the median true ``coordinate`` (n,) of the
+    ``n_near`` particles nearest (in z) to each of ``z_points`` (m, zdim). For simulated continuous data."""
+    z = _as_z(z)
+    zp = np.atleast_2d(np.asarray(z_points, dtype=np.float64))
+    d = ((zp[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    near = np.argsort(d, axis=1)[:, : max(1, min(n_near, len(z)))]
+    return np.median(np.asarray(coordinate, dtype=np.float64)[near], axis=1)
+
+
+def truth_volumes_along(
+    truth_path: str | Path, z: np.ndarray, z_points: np.ndarray, n_near: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth volumes (m, D, D, D) matching latent points of a simulated *continuous* dataset, and their path
+    coordinates (m,): for each point, the median true coordinate of its ``n_near`` nearest particles in z
+    (:func:`truth_coordinate_near`); the volume is the exact conformation of the particle whose true coordinate is
+    closest to it (``truth.npz`` amplitudes/offsets rendered by the simulator's phantom)."""
+    from tomodrgn.simulate.phantom import render_particle
+    from tomodrgn.simulate.presets import get_preset
+
+    truth = np.load(truth_path)
+    coordinate = np.asarray(truth["coordinate"], dtype=np.float64)
+    if not np.isfinite(coordinate).all():
+        raise InputError(f"{truth_path}: no continuous 'coordinate' per particle (not the continuous preset)")
+    s = truth_coordinate_near(z, coordinate, z_points, n_near)
+    d = int(truth["box_size"])
+    phantom = get_preset(str(truth["preset"])).phantom
+    vols = []
+    for si in s:
+        i = int(np.argmin(np.abs(coordinate - si)))
+        vols.append(render_particle(phantom, d, truth["amplitudes"][i], truth["offsets"][i] * d))
+    return np.stack(vols), s
