@@ -1,0 +1,178 @@
+"""``analyze_volumes``: heterogeneity analysed in volume space rather than latent space (as tomoDRGN's command).
+
+Volumes are decoded at ``n_volumes`` latent positions — the particles nearest the k-means centres of z (on-data,
+default) or a random subset of particles — optionally masked (a given mask, or :func:`soft_mask` of their mean),
+then PCA (:func:`tomodrgn.analysis.volumes.volume_pca`) and k-means on the volume PC coordinates. Every particle
+takes the volume cluster of its nearest sampled latent position.
+
+Outputs under ``outdir`` (default ``<run>/analyze_volumes.<epoch>/``)::
+
+    volumes/vol_NNN.mrc, volumes/particles.txt   sampled volumes and the particle each was decoded from
+    mask.mrc                                     the mask used (if any)
+    vol_pca.png, vol_pca_variance.png            volume PC1/PC2 scatter coloured by cluster; explained variance
+    vol_pca_coords.npy, labels_volumes.npy       PC coordinates and cluster of each sampled volume
+    kmeans<k>/labels.npy                         volume cluster of every particle (STAR order)
+    kmeans<k>/cluster_NNN.txt (.star)            per-cluster particle lists (and STAR subsets)
+    kmeans<k>/centre_vol_NNN.mrc                 sampled volume nearest each cluster centre
+    pcN/vol_NNN.mrc                              mean + t·component N, t from the 5th to 95th percentile
+    report.md
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tomodrgn.analysis.latent import _as_z, kmeans, nearest_to_centres
+from tomodrgn.analysis.metrics import soft_mask
+from tomodrgn.analysis.volumes import Decoder, VolumePCA, volume_pca
+from tomodrgn.io.errors import InputError
+
+
+@dataclass
+class VolumeSpaceResult:
+    """``sample_particles`` (n_volumes,) particles decoded; ``pca`` of their volumes; ``volume_labels``
+    (n_volumes,), ``particle_labels`` (n_particles,) volume clusters; written ``files``; ``report``."""
+
+    outdir: Path
+    sample_particles: np.ndarray
+    pca: VolumePCA
+    volume_labels: np.ndarray
+    particle_labels: np.ndarray
+    pixel_size: float
+    files: dict = field(default_factory=dict)
+    report: Path | None = None
+
+
+def sample_latent(z: np.ndarray, n: int, method: str = "kmeans", seed: int = 0) -> np.ndarray:
+    """Indices (≤ n,) of particles whose z are decoded: nearest the k-means centres (``kmeans``) or random."""
+    z = _as_z(z)
+    n = max(1, min(n, len(z)))
+    if method == "kmeans":
+        return np.unique(nearest_to_centres(z, kmeans(z, n, seed)[1]))
+    if method == "random":
+        return np.sort(np.random.default_rng(seed).choice(len(z), n, replace=False)).astype(np.int64)
+    raise InputError(f"--sampling must be 'kmeans' or 'random', got {method!r}")
+
+
+def volume_clusters(
+    vols: np.ndarray, n_components: int = 3, k: int = 5, mask: np.ndarray | None = None, seed: int = 0
+) -> tuple[VolumePCA, np.ndarray, np.ndarray]:
+    """PCA of volumes (m, D, D, D) and k-means on their PC coordinates: (pca, labels (m,), centre volume index (k,))."""
+    m = len(vols)
+    n_components = max(1, min(n_components, m - 1 if m > 1 else 1))
+    res = volume_pca(lambda: [vols], n_components=n_components, batch_size=m, mask=mask)
+    k = max(1, min(k, m))
+    labels, centres = kmeans(res.coords, k, seed)
+    return res, labels, nearest_to_centres(res.coords, centres)
+
+
+def pc_volumes(res: VolumePCA, pc: int, n_points: int = 5, lo: float = 5.0, hi: float = 95.0) -> np.ndarray:
+    """Volumes (n_points, D, D, D) ``mean + t · component`` along volume PC ``pc`` (1-based), t over the
+    ``lo``–``hi`` percentiles of the sampled volumes' coordinates."""
+    t = np.linspace(*np.percentile(res.coords[:, pc - 1], [lo, hi]), n_points)
+    return res.mean[None] + t[:, None, None, None] * res.components[pc - 1][None]
+
+
+def analyze_volumes(
+    decode: Decoder,
+    z: np.ndarray,
+    outdir: str | Path,
+    pixel_size: float,
+    n_volumes: int = 50,
+    sampling: str = "kmeans",
+    mask: np.ndarray | str | None = "auto",
+    n_components: int = 3,
+    k: int = 5,
+    n_pc_points: int = 5,
+    star=None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> VolumeSpaceResult:
+    """Volume-space PCA and clustering (module docstring). ``mask``: an array (D, D, D), ``"auto"`` (soft mask of the
+    mean sampled volume) or None; ``star``: training STAR path or ``ParticleSeries`` for the per-cluster STAR
+    subsets (skipped when None)."""
+    from tomodrgn.analysis import plots
+    from tomodrgn.analysis.report import image, link, table, write_report
+    from tomodrgn.export.selections import filter_star, write_index_list
+    from tomodrgn.io.mrc import write_mrc
+
+    z = _as_z(z)
+    out = Path(outdir)
+    (out / "volumes").mkdir(parents=True, exist_ok=True)
+    picks = sample_latent(z, n_volumes, sampling, seed)
+    vols = []
+    for i, p in enumerate(picks):
+        v = np.asarray(decode(z[p][None]))
+        vols.append(v.reshape(v.shape[-3:]))
+        write_mrc(out / "volumes" / f"vol_{i:03d}.mrc", vols[-1], pixel_size)
+        if progress is not None:
+            progress(i + 1, len(picks))
+    vols = np.stack(vols)
+    files: dict = {"volumes": write_index_list(out / "volumes" / "particles.txt", picks, "particle of each vol_NNN")}
+    if isinstance(mask, str):
+        if mask != "auto":
+            raise InputError(f"mask must be an array, 'auto' or None, got {mask!r}")
+        mask = soft_mask(vols.mean(0))
+    if mask is not None:
+        mask = np.asarray(mask, dtype=np.float32)
+        if mask.shape != vols.shape[1:]:
+            raise InputError(f"mask has shape {mask.shape}, the volumes {vols.shape[1:]}")
+        files["mask"] = write_mrc(out / "mask.mrc", mask, pixel_size)
+    res, vlabels, centre_vols = volume_clusters(vols, n_components, k, mask, seed)
+    k = int(vlabels.max()) + 1
+    np.save(out / "vol_pca_coords.npy", res.coords)
+    np.save(out / "labels_volumes.npy", vlabels)
+    coords2 = res.coords[:, :2] if res.coords.shape[1] >= 2 else np.pad(res.coords, ((0, 0), (0, 1)))
+    files["pca_plot"] = plots.plot_latent(
+        coords2, out / "vol_pca.png", vlabels, coords2[centre_vols], ("volume PC1", "volume PC2"), "volume PCA"
+    )
+    files["variance_plot"] = plots.plot_explained_variance(
+        res.explained_variance_ratio, out / "vol_pca_variance.png", "PCA of volumes"
+    )
+    # each particle → its nearest sampled latent position → that volume's cluster
+    plabels = vlabels[nearest_to_centres(z[picks], z)]
+    kdir = out / f"kmeans{k}"
+    kdir.mkdir(exist_ok=True)
+    np.save(kdir / "labels.npy", plabels)
+    lists = [
+        write_index_list(kdir / f"cluster_{c:03d}.txt", np.flatnonzero(plabels == c), f"volume cluster {c} of {k}")
+        for c in range(k)
+    ]
+    centre_paths = [write_mrc(kdir / f"centre_vol_{c:03d}.mrc", vols[i], pixel_size) for c, i in enumerate(centre_vols)]
+    stars = []
+    if star is not None:
+        stars = [filter_star(star, kdir / f"cluster_{c:03d}.star", labels=plabels, keep=[c]) for c in range(k)]
+    for pc in range(1, res.components.shape[0] + 1):
+        series = pc_volumes(res, pc, n_pc_points)
+        (out / f"pc{pc}").mkdir(exist_ok=True)
+        files[f"pc{pc}"] = [
+            write_mrc(out / f"pc{pc}" / f"vol_{j:03d}.mrc", v, pixel_size) for j, v in enumerate(series)
+        ]
+    sizes = np.bincount(plabels, minlength=k)
+    rows = [
+        {
+            "cluster": c,
+            "particles": int(sizes[c]),
+            "sampled volumes": int((vlabels == c).sum()),
+            "centre volume": link(centre_paths[c], out),
+            "list": link(lists[c], out),
+            **({"star": link(stars[c], out)} if stars else {}),
+        }
+        for c in range(k)
+    ]
+    evr = ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(res.explained_variance_ratio))
+    lines = [
+        f"{len(picks)} volumes decoded at {sampling} latent positions of {len(z)} particles ({pixel_size:g} Å/px); "
+        f"mask: {'yes' if mask is not None else 'none'}. Explained variance: {evr}.",
+        image(files["pca_plot"], out, "volume PCA"),
+        image(files["variance_plot"], out, "explained variance"),
+    ]
+    pcs = [link(p, out) for pc in range(1, res.components.shape[0] + 1) for p in files[f"pc{pc}"]]
+    sections = [("Volume PCA", lines), (f"k-means in volume space (k = {k})", table(rows)), ("Volume PCs", pcs)]
+    report = write_report(out / "report.md", "tomoDRGN volume-space analysis", sections)
+    files.update(cluster_lists=lists, centre_volumes=centre_paths, cluster_stars=stars)
+    return VolumeSpaceResult(out, picks, res, vlabels, plabels, pixel_size, files, report)
