@@ -40,13 +40,15 @@ def chimerax_script(
     labels: np.ndarray | None = None,
     level: float | None = None,
     first_model: int = 1,
+    colors: Sequence[str] | None = None,
 ) -> str:
     """Text of a ChimeraX ``.cxc`` script placing particle i's volume ``volume_paths[i]``.
 
     ``positions`` (n, 3) Å in the tomogram; ``rotations`` (n, 3, 3) RELION matrices; ``box_size`` D of the
     volumes; ``pixel_size`` Å (default: read from the first volume's header); ``labels`` (n,) integer clusters
     colour the models (``PALETTE[label % 10]``, the same in every script); ``level`` sets the display threshold.
-    Models are numbered from ``first_model``.
+    Models are numbered from ``first_model``. ``colors`` (n,) ChimeraX colours (e.g. ``#rrggbb``) override
+    ``labels`` (see :func:`quantity_colors`).
     """
     positions = np.asarray(positions, dtype=np.float64)
     rotations = np.asarray(rotations, dtype=np.float64)
@@ -66,7 +68,9 @@ def chimerax_script(
         opts = []
         if level is not None:
             opts.append(f"level {level:g}")
-        if labels is not None:
+        if colors is not None:
+            opts.append(f"color {colors[i]}")
+        elif labels is not None:
             opts.append(f"color {PALETTE[int(labels[i]) % len(PALETTE)]}")
         if opts:
             lines.append(f"volume #{model} " + " ".join(opts))
@@ -84,6 +88,7 @@ def write_chimerax_scripts(
     pixel_size: float | None = None,
     labels: np.ndarray | None = None,
     level: float | None = None,
+    colors: Sequence[str] | None = None,
 ) -> list[Path]:
     """One ``<tomogram>.cxc`` per tomogram under ``outdir`` (particles of different tomograms are in different
     coordinate systems). Returns the written paths."""
@@ -101,9 +106,21 @@ def write_chimerax_scripts(
             pixel_size,
             None if labels is None else np.asarray(labels)[idx],
             level,
+            colors=None if colors is None else [colors[i] for i in idx],
         )
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(t))
         path = outdir / f"{safe}.cxc"
         path.write_text(text)
         written.append(path)
     return written
+
+
+def quantity_colors(values: np.ndarray, cmap: str = "viridis") -> list[str]:
+    """Hex colours (n,) for per-particle ``values`` on a matplotlib colormap, scaled from their min to their max."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    v = np.asarray(values, dtype=np.float64)
+    lo, hi = np.nanmin(v), np.nanmax(v)
+    t = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+    return [to_hex(c) for c in colormaps[cmap](t)]

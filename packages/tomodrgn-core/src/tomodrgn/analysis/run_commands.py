@@ -1,0 +1,180 @@
+"""Run-level entry points of the analysis commands: load a training run (model, z, pixel size, STAR) and call the
+core functions of :mod:`~tomodrgn.analysis.volume_space`, :mod:`~tomodrgn.analysis.traversal` and
+:mod:`tomodrgn.export.chimerax`. Output folders default to ``<run>/<command>.<epoch>/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tomodrgn.analysis.traversal import Traversal, graph_traversal_run, pc_traversal_run
+from tomodrgn.analysis.volume_space import VolumeSpaceResult, analyze_volumes
+from tomodrgn.io.errors import InputError
+
+
+def load_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu"):
+    """(TrainedModel, z (n, zdim) of that epoch, epoch) of a VAE run; z from ``z.{epoch}.npy`` (latest if None)."""
+    from tomodrgn.analysis.pipeline import _load_z
+    from tomodrgn.training.evaluate import load_model
+
+    run_dir = Path(run_dir)
+    z, epoch = _load_z(run_dir, epoch)
+    model = load_model(run_dir, epoch, device)
+    if model.zdim == 0:
+        raise InputError(f"{run_dir} is a homogeneous run (no latent space)")
+    return model, z, epoch
+
+
+def _out(run_dir: Path, outdir, name: str, epoch) -> Path:
+    return Path(outdir) if outdir is not None else Path(run_dir) / (name if epoch is None else f"{name}.{epoch}")
+
+
+def analyze_volumes_run(
+    run_dir: str | Path,
+    epoch: int | None = None,
+    outdir: str | Path | None = None,
+    mask: str | Path | None = "auto",
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+    **kwargs,
+) -> VolumeSpaceResult:
+    """:func:`~tomodrgn.analysis.volume_space.analyze_volumes` of a run; ``mask`` an MRC path, ``"auto"`` or None;
+    the per-cluster STAR subsets are written when the run's training STAR is readable."""
+    from tomodrgn.io.mrc import read_mrc
+    from tomodrgn.io.particles import read_particles
+
+    model, z, epoch = load_run(run_dir, epoch, device)
+    m = mask
+    if mask is not None and str(mask) != "auto":
+        m, _ = read_mrc(mask)
+    star = model.metadata.get("star_path")
+    series = None
+    if star is not None and Path(star).exists():
+        series = read_particles(star, pixel_size=model.config.pixel_size)
+        if series.n_particles != len(z):
+            series = None
+    out = _out(Path(run_dir), outdir, "analyze_volumes", epoch)
+    return analyze_volumes(model.decode, z, out, model.pixel_size, mask=m, star=series, progress=progress, **kwargs)
+
+
+def pc_traversal_for_run(
+    run_dir: str | Path,
+    epoch: int | None = None,
+    outdir: str | Path | None = None,
+    pcs: Sequence[int] = (1, 2),
+    n_points: int = 10,
+    lo_percentile: float = 5.0,
+    hi_percentile: float = 95.0,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[int, Traversal]:
+    """Volumes along latent PCs of a run (``<out>/pcN/vol_NNN.mrc``, ``z_values.txt``, ``path.png``)."""
+    model, z, epoch = load_run(run_dir, epoch, device)
+    out = _out(Path(run_dir), outdir, "pc_traversal", epoch)
+    return pc_traversal_run(
+        model.decode, z, out, model.pixel_size, pcs, n_points, lo_percentile, hi_percentile, progress
+    )
+
+
+def graph_traversal_for_run(
+    run_dir: str | Path,
+    anchors: Sequence[int],
+    epoch: int | None = None,
+    outdir: str | Path | None = None,
+    k: int = 10,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> Traversal:
+    """Volumes along the k-NN-graph shortest path in z through particles ``anchors`` (0-based, STAR order)."""
+    model, z, epoch = load_run(run_dir, epoch, device)
+    out = _out(Path(run_dir), outdir, "graph_traversal", epoch)
+    return graph_traversal_run(model.decode, z, anchors, out, model.pixel_size, k, progress)
+
+
+def _per_particle_values(color_by: str, z: np.ndarray | None, n: int) -> np.ndarray:
+    if color_by.lower().startswith("pc") and color_by[2:].isdigit():
+        if z is None:
+            raise InputError(f"--color-by {color_by} needs a training run (latent z)")
+        from tomodrgn.analysis.latent import pca
+
+        pc = int(color_by[2:])
+        coords = pca(z).coords
+        if not 1 <= pc <= coords.shape[1]:
+            raise InputError(f"--color-by {color_by}: z has {coords.shape[1]} principal components")
+        return coords[:, pc - 1]
+    path = Path(color_by)
+    if not path.exists():
+        raise InputError(f"--color-by {color_by}: neither PCn nor an existing .npy/.txt file of per-particle values")
+    values = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, ndmin=1)
+    if np.shape(values) != (n,):
+        raise InputError(f"--color-by {path}: {np.size(values)} values for {n} particles")
+    return np.asarray(values, dtype=np.float64)
+
+
+def subtomo2chimerax(
+    outdir: str | Path,
+    run_dir: str | Path | None = None,
+    star: str | Path | None = None,
+    epoch: int | None = None,
+    labels: str | Path | np.ndarray | None = None,
+    volumes: Sequence[str | Path] | None = None,
+    color_by: str | None = None,
+    level: float | None = None,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Path]:
+    """ChimeraX scripts (one ``<tomogram>.cxc`` per tomogram) placing a volume at each particle's position and pose.
+
+    Per cluster: ``labels`` (n,) (array, ``.npy`` or index-per-line text) and ``volumes`` (one MRC per label value,
+    label c → ``volumes[c]``). Per particle (no ``volumes``): each particle's own z of ``run_dir`` is decoded into
+    ``outdir/volumes/particle_NNNNN.mrc``. Colours: by label, or ``color_by`` (``PCn`` of z, or a .npy/.txt of
+    per-particle values) on viridis. ``star`` defaults to the run's training STAR (positions in Å).
+    """
+    from tomodrgn.analysis.spatial import particle_poses, particle_positions
+    from tomodrgn.export.chimerax import quantity_colors, write_chimerax_scripts
+    from tomodrgn.io.mrc import mrc_pixel_size, read_mrc, write_mrc
+    from tomodrgn.io.particles import read_particles
+
+    out = Path(outdir)
+    model = z = None
+    if run_dir is not None:
+        model, z, epoch = load_run(run_dir, epoch, device)
+        star = star if star is not None else model.metadata.get("star_path")
+    if star is None:
+        raise InputError("subtomo2chimerax needs --star (or a training run that records its STAR)")
+    series = read_particles(star)
+    n = series.n_particles
+    tomos, pos = particle_positions(series)
+    rots = particle_poses(series)
+    if isinstance(labels, (str, Path)):
+        labels = np.load(labels) if Path(labels).suffix == ".npy" else np.loadtxt(labels, ndmin=1)
+    if labels is not None:
+        labels = np.asarray(labels).astype(np.int64)
+        if labels.shape != (n,):
+            raise InputError(f"{len(labels)} labels for the {n} particles of {star}")
+    if volumes is not None:
+        if labels is None:
+            raise InputError("per-cluster volumes need --labels (one cluster label per particle)")
+        if labels.max() >= len(volumes):
+            raise InputError(f"label {labels.max()} has no volume: {len(volumes)} volumes given")
+        paths = [Path(volumes[c]).resolve() for c in labels]
+        pixel_size = mrc_pixel_size(paths[0])
+        box = read_mrc(paths[0])[0].shape[0]
+    else:
+        if model is None:
+            raise InputError("give --volumes with --labels, or a training run to decode one volume per particle")
+        if len(z) != n:
+            raise InputError(f"{star} has {n} particles but the run's z has {len(z)}")
+        pixel_size, box = model.pixel_size, model.box_size
+        paths = []
+        (out / "volumes").mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            p = out / "volumes" / f"particle_{i:05d}.mrc"
+            paths.append(write_mrc(p, model.decode(z[i][None])[0], pixel_size).resolve())
+            if progress is not None:
+                progress(i + 1, n)
+    colors = None if color_by is None else quantity_colors(_per_particle_values(color_by, z, n))
+    return write_chimerax_scripts(out, paths, pos, rots, tomos, box, pixel_size, labels, level, colors)
