@@ -1,0 +1,96 @@
+"""Run-directory housekeeping: a readable summary of a run (``view_config``) and checkpoint pruning (``cleanup``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tomodrgn.io.errors import InputError
+from tomodrgn.training import checkpoint as ck
+
+
+def view_config(run_dir: str | Path) -> str:
+    """Human-readable text: the run's training settings (``config.json``), its data (from the latest checkpoint:
+    STAR, particles, box, pixel size, tilts), its checkpoints, last logged epoch, and the environment of this
+    process (tomodrgn, torch, Python versions)."""
+    import platform
+
+    import torch
+
+    from tomodrgn import __version__
+
+    run = Path(run_dir)
+    cfg_path = run / "config.json"
+    if not cfg_path.exists():
+        raise InputError(f"{cfg_path} not found: is {run} a tomodrgn training run?")
+    cfg = json.loads(cfg_path.read_text())
+    lines = [f"run: {run.resolve()}", "", "settings (config.json):"]
+    width = max(len(k) for k in cfg) if cfg else 0
+    lines += [f"  {k:<{width}}  {v}" for k, v in cfg.items()]
+    found = ck.list_checkpoints(run)
+    lines += ["", "data (latest checkpoint):"]
+    if found:
+        try:
+            meta = dict(ck.load_checkpoint(found[-1][1]).get("dataset") or {})
+        except ValueError as e:
+            meta = {"unreadable": str(e)}
+        skip = {"norm"}
+        lines += [f"  {k}: {v}" for k, v in meta.items() if k not in skip and not hasattr(v, "shape")]
+    else:
+        lines.append("  (no checkpoint)")
+    names = [p.name for _, p in found]
+    lines += ["", f"checkpoints ({len(names)}): {', '.join(names) if names else 'none'}"]
+    log = run / "train.log"
+    if log.exists():
+        last = [ln for ln in log.read_text().splitlines() if ln.startswith("epoch")]
+        if last:
+            lines.append(f"last logged: {last[-1]}")
+    lines += [
+        "",
+        "environment (this process):",
+        f"  tomodrgn {__version__}, torch {torch.__version__}, Python {platform.python_version()}",
+        f"  {platform.platform()}; CUDA available: {torch.cuda.is_available()}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class CleanupPlan:
+    """Files ``removed`` (or to remove, with ``dry_run``), checkpoints ``kept`` and the ``bytes`` freed."""
+
+    removed: list[Path]
+    kept: list[Path]
+    bytes: int
+    dry_run: bool
+
+
+def cleanup(run_dir: str | Path, every: int = 5, dry_run: bool = False) -> CleanupPlan:
+    """Keep the checkpoints of every ``every``-th epoch (0, every, 2·every, …), the last one and the last full
+    epoch's; remove the others and their latents ``z.N.npy`` / ``z.N.logvar.npy`` (older mid-epoch
+    ``weights.N.stepS.pt`` too). The latest-links ``weights.pt`` / ``z.npy`` stay valid. ``dry_run``: only report."""
+    run = Path(run_dir)
+    if every < 1:
+        raise InputError(f"--every must be ≥ 1, got {every}")
+    if not run.is_dir():
+        raise InputError(f"{run} is not a directory")
+    found = ck.list_checkpoints(run)
+    if not found:
+        raise InputError(f"no weights.*.pt checkpoint in {run}")
+    last = found[-1][1]
+    full = [path for (_, step), path in found if step == 0]
+    last_full = full[-1] if full else None  # z.npy links to its latents
+    removed, kept = [], []
+    for (done, step), path in found:
+        epoch = done - 1 if step == 0 else done
+        if path in (last, last_full) or (step == 0 and epoch % every == 0):
+            kept.append(path)
+            continue
+        removed.append(path)
+        if step == 0:
+            removed += [p for p in (run / f"z.{epoch}.npy", run / f"z.{epoch}.logvar.npy") if p.exists()]
+    size = sum(p.stat().st_size for p in removed)
+    if not dry_run:
+        for p in removed:
+            p.unlink()
+    return CleanupPlan(removed, kept, size, dry_run)
