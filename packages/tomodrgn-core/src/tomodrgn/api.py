@@ -11,10 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
+from tomodrgn.analysis.convergence import ConvergenceResult, convergence_nn, convergence_vae
 from tomodrgn.analysis.latent import kmeans, pca, umap_embed
 from tomodrgn.analysis.metrics import cc, fsc, resolution_at, soft_mask
 from tomodrgn.analysis.overlay import ParticleOverlay, cluster_colors, particle_overlay, place_volumes
 from tomodrgn.analysis.pipeline import AnalysisResult, TruthEvaluation, analyze_run, evaluate_against_truth
+from tomodrgn.analysis.run_commands import (
+    analyze_volumes_run,
+    graph_traversal_for_run,
+    pc_traversal_for_run,
+    subtomo2chimerax,
+)
+from tomodrgn.analysis.traversal import Traversal, graph_path, truth_volumes_along
+from tomodrgn.analysis.volume_space import VolumeSpaceResult
 from tomodrgn.demo import DemoResult, run_demo
 from tomodrgn.export.selections import filter_star, read_index_list, write_keep_exclude
 from tomodrgn.io.errors import InputError, user_error_message
@@ -25,8 +34,23 @@ from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomog
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
 from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train, train
+from tomodrgn.training.run_admin import CleanupPlan, cleanup, view_config
 
 __all__ = [
+    "CleanupPlan",
+    "ConvergenceResult",
+    "Traversal",
+    "VolumeSpaceResult",
+    "analyze_volumes",
+    "cleanup",
+    "convergence_nn",
+    "convergence_vae",
+    "graph_path",
+    "graph_traversal",
+    "pc_traversal",
+    "subtomo2chimerax",
+    "truth_volumes_along",
+    "view_config",
     "ENCODERS",
     "AnalysisResult",
     "DemoResult",
@@ -73,6 +97,9 @@ __all__ = [
 
 simulate = simulate_dataset
 analyze = analyze_run
+analyze_volumes = analyze_volumes_run
+pc_traversal = pc_traversal_for_run
+graph_traversal = graph_traversal_for_run
 
 
 def decode_volumes(

@@ -12,11 +12,23 @@ import argparse
 import sys
 
 from tomodrgn import __version__
-from tomodrgn.cli import analyze, demo, evaluate, simulate, star, train
+from tomodrgn.cli import (
+    analyze,
+    chimerax,
+    convergence,
+    demo,
+    evaluate,
+    run_admin,
+    simulate,
+    star,
+    train,
+    traversal,
+    volumes,
+)
 from tomodrgn.io.errors import user_error_message
 
 # command families, in the order ``tomodrgn --help`` lists them
-COMMAND_MODULES = (simulate, train, evaluate, analyze, star, demo)
+COMMAND_MODULES = (simulate, train, evaluate, analyze, convergence, volumes, traversal, chimerax, star, run_admin, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

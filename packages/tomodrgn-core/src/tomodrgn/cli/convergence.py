@@ -1,0 +1,61 @@
+"""``tomodrgn convergence_vae`` and ``tomodrgn convergence_nn``: is the run converged, and from which epoch."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def cmd_convergence_vae(args: argparse.Namespace) -> None:
+    from tomodrgn import api
+
+    thresholds = {"knn_preservation": args.min_knn, "cca_mean": args.min_cca}
+    if not args.no_volumes:
+        thresholds["volume_cc"] = args.min_volume_cc
+    res = api.convergence_vae(
+        args.run, outdir=args.outdir, k=args.k, n_volumes=args.n_volumes, thresholds=thresholds,
+        decode=not args.no_volumes, device=args.device,
+    )  # fmt: skip
+    print(res.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(res.verdict)
+    print(f"report: {res.report}")
+
+
+def cmd_convergence_nn(args: argparse.Namespace) -> None:
+    from tomodrgn import api
+
+    res = api.convergence_nn(args.run, outdir=args.outdir, reference=args.reference, mask=args.mask, device=args.device)
+    print(res.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(res.verdict)
+    print(f"report: {res.report}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convergence_vae",
+        help="latent and volume stability across a VAE run's saved epochs, loss curves and a verdict",
+        description="Compares consecutive saved epochs: k-NN neighbourhood preservation and canonical correlation of"
+        " z, Procrustes fit, k-means ARI, and CC / FSC of volumes decoded for fixed particles; writes"
+        " convergence.csv, PNG plots, verdict.txt and report.md.",
+    )
+    p.add_argument("run", type=Path, help="training run directory")
+    p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/convergence)")
+    p.add_argument("--k", type=int, default=10, help="nearest neighbours per particle for the preservation score")
+    p.add_argument("--n-volumes", type=int, default=5, help="particles whose volumes are compared across epochs")
+    p.add_argument("--min-knn", type=float, default=0.5, help="stable when k-NN preservation ≥ this")
+    p.add_argument("--min-cca", type=float, default=0.9, help="stable when the mean canonical correlation ≥ this")
+    p.add_argument("--min-volume-cc", type=float, default=0.95, help="stable when the mean volume CC ≥ this")
+    p.add_argument("--no-volumes", action="store_true", help="latent criteria only (no decoding)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
+    p.set_defaults(func=cmd_convergence_vae)
+
+    p = sub.add_parser(
+        "convergence_nn",
+        help="FSC between consecutive checkpoints' maps of a homogeneous run (and to a reference map)",
+    )
+    p.add_argument("run", type=Path, help="training run directory (train_nn)")
+    p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/convergence_nn)")
+    p.add_argument("--reference", type=Path, default=None, help="reference map (.mrc, same box) for FSC curves")
+    p.add_argument("--mask", action="store_true", help="apply a soft mask of the last map to every FSC")
+    p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
+    p.set_defaults(func=cmd_convergence_nn)

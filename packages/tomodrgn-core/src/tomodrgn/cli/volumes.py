@@ -1,0 +1,37 @@
+"""``tomodrgn analyze_volumes``: PCA and k-means of decoded volumes (volume space)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def cmd_analyze_volumes(args: argparse.Namespace) -> None:
+    from tomodrgn import api
+
+    mask = None if args.mask == "none" else args.mask
+    res = api.analyze_volumes(
+        args.run, epoch=args.epoch, outdir=args.outdir, mask=mask, device=args.device, n_volumes=args.n_volumes,
+        sampling=args.sampling, n_components=args.n_pcs, k=args.ksample, n_pc_points=args.n_pc_points, seed=args.seed,
+    )  # fmt: skip
+    evr = ", ".join(f"{r:.1%}" for r in res.pca.explained_variance_ratio)
+    print(f"{len(res.sample_particles)} volumes; explained variance per PC: {evr}; report: {res.report}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "analyze_volumes",
+        help="decode volumes at many latent positions, PCA and k-means in volume space, cluster STARs, report",
+    )
+    p.add_argument("run", type=Path, help="training run directory")
+    p.add_argument("--epoch", type=int, default=None, help="epoch (default: latest)")
+    p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze_volumes.E)")
+    p.add_argument("--n-volumes", type=int, default=50, help="latent positions decoded")
+    p.add_argument("--sampling", choices=("kmeans", "random"), default="kmeans", help="how positions are chosen")
+    p.add_argument("--mask", default="auto", help="mask .mrc, 'auto' (soft mask of the mean volume) or 'none'")
+    p.add_argument("--n-pcs", type=int, default=3, help="volume principal components")
+    p.add_argument("--ksample", type=int, default=5, help="k-means clusters in volume space")
+    p.add_argument("--n-pc-points", type=int, default=5, help="volumes written along each volume PC")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
+    p.set_defaults(func=cmd_analyze_volumes)
