@@ -1,0 +1,202 @@
+"""The analysis commands on a tiny trained continuous-preset run: convergence_vae / convergence_nn, analyze_volumes,
+pc_traversal / graph_traversal, subtomo2chimerax, view_config, cleanup. Outputs are read back and checked."""
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+import starfile
+
+from tomodrgn.analysis.convergence import canonical_correlations, knn_preservation, procrustes_r2, stable_from
+from tomodrgn.analysis.traversal import graph_path
+from tomodrgn.analysis.volumes import list_epochs
+from tomodrgn.cli import main
+from tomodrgn.export.selections import read_index_list
+from tomodrgn.io.mrc import mrc_pixel_size, read_mrc
+from tomodrgn.simulate import simulate_dataset
+from tomodrgn.training import TrainConfig, load_model, train
+
+TINY = dict(enc_arch_a="16x1", enc_arch_b="16x1", embed_dim=8, dec_arch="32x2", device="cpu", backend="torch")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cont")
+    sim = simulate_dataset(out / "sim", "continuous", n_particles=24, box_size=16, n_tilts=9, snr=1.0, seed=0)
+    train(sim.star_path, out / "run", TrainConfig(zdim=2, epochs=4, batch_size=4, lr=2e-3, **TINY))
+    return sim, out / "run"
+
+
+@pytest.fixture(scope="module")
+def nn_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hom")
+    sim = simulate_dataset(out / "sim", "homogeneous", n_particles=8, box_size=16, n_tilts=7, snr=1.0, seed=1)
+    train(sim.star_path, out / "run", TrainConfig(mode="homogeneous", epochs=3, batch_size=4, lr=2e-3, **TINY))
+    return sim, out / "run"
+
+
+def _pixel(run):
+    return load_model(run).pixel_size
+
+
+def test_latent_stability_metrics():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(60, 3))
+    rot = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    same = z @ rot * 3 + 1
+    assert knn_preservation(z, same, 5) == pytest.approx(1.0)
+    assert canonical_correlations(z, same).min() == pytest.approx(1.0)
+    assert procrustes_r2(z, same) == pytest.approx(1.0)
+    other = rng.normal(size=(60, 3))
+    assert knn_preservation(z, other, 5) < 0.3
+    assert procrustes_r2(z, other) < 0.5
+    rows = [{"epoch_prev": e, "epoch": e + 1, "cca_mean": c} for e, c in enumerate([0.5, 0.95, 0.8, 0.97, 0.99])]
+    assert stable_from(rows, {"cca_mean": 0.9}) == 3
+    assert stable_from(rows[:3], {"cca_mean": 0.9}) is None
+
+
+def test_convergence_vae(run, capsys):
+    _, rd = run
+    main(["convergence_vae", str(rd), "--k", "5", "--n-volumes", "3"])
+    out = capsys.readouterr().out
+    table = (rd / "convergence" / "convergence.csv").read_text().splitlines()
+    assert table[0].startswith("epoch_prev,epoch,knn_preservation,cca_mean")
+    assert len(table) == 1 + 3  # epochs 0..3: three consecutive pairs
+    verdict = (rd / "convergence" / "verdict.txt").read_text()
+    assert re.match(r"(stable from epoch \d|not yet stable at epoch 3)", verdict)
+    assert verdict.strip() in out
+    for name in ("latent_stability.png", "volume_stability.png", "loss.png", "report.md"):
+        assert (rd / "convergence" / name).stat().st_size > 0
+    import pandas as pd
+
+    df = pd.read_csv(rd / "convergence" / "convergence.csv")
+    assert df["knn_preservation"].between(0, 1).all() and df["volume_cc"].between(-1, 1).all()
+
+
+def test_convergence_nn(nn_run, capsys):
+    sim, rd = nn_run
+    main(["convergence_nn", str(rd), "--reference", str(sim.volume_paths[0])])
+    out = capsys.readouterr().out
+    d = rd / "convergence_nn"
+    assert "stable from epoch" in out or "not yet stable" in out
+    vol, px = read_mrc(d / "map.2.mrc")
+    assert vol.shape == (16, 16, 16) and px == pytest.approx(_pixel(rd), rel=1e-4)
+    import pandas as pd
+
+    df = pd.read_csv(d / "convergence_nn.csv")
+    assert list(df["epoch"]) == [1, 2] and (df["ref_fsc05_A"] >= 2 * px - 1e-6).all()
+    assert (d / "fsc_epochs.png").exists() and (d / "fsc_reference.png").exists()
+
+
+def test_analyze_volumes(run, tmp_path, capsys):
+    sim, rd = run
+    out = tmp_path / "av"
+    main(["analyze_volumes", str(rd), "-o", str(out), "--n-volumes", "8", "--ksample", "3", "--n-pcs", "2"])
+    assert "explained variance" in capsys.readouterr().out
+    px = _pixel(rd)
+    vols = sorted((out / "volumes").glob("vol_*.mrc"))
+    assert len(vols) == 8
+    for p in [*vols, out / "mask.mrc", *(out / "pc1").glob("*.mrc"), *(out / "kmeans3").glob("centre_vol_*.mrc")]:
+        v, p_px = read_mrc(p)
+        assert v.shape == (16, 16, 16) and p_px == pytest.approx(px, rel=1e-4), p
+    labels = np.load(out / "kmeans3" / "labels.npy")
+    assert labels.shape == (24,) and set(labels.tolist()) == {0, 1, 2}
+    names = starfile.read(sim.star_path)
+    names = names["particles"] if isinstance(names, dict) else names
+    seen = 0
+    for c in range(3):
+        idx = read_index_list(out / "kmeans3" / f"cluster_{c:03d}.txt").tolist()
+        assert idx == np.flatnonzero(labels == c).tolist()
+        df = starfile.read(out / "kmeans3" / f"cluster_{c:03d}.star")
+        df = df["particles"] if isinstance(df, dict) else df
+        seen += df.iloc[:, 0].size
+        assert len(df) > 0 and set(df.columns) == set(names.columns)
+    assert seen == len(names)  # every tilt image of every particle lands in exactly one cluster
+    assert "k-means in volume space" in (out / "report.md").read_text()
+
+
+def _projections(paths):
+    vols = np.stack([read_mrc(p)[0] for p in paths]).astype(np.float64)
+    axis = (vols[-1] - vols[0]).ravel()
+    return vols.reshape(len(vols), -1) @ axis
+
+
+def test_pc_traversal(run, capsys):
+    _, rd = run
+    main(["pc_traversal", str(rd), "--pc", "1", "2", "--n-points", "6"])
+    assert "PC1: 6 volumes" in capsys.readouterr().out
+    d = rd / f"pc_traversal.{list_epochs(rd)[-1]}"
+    for pc in (1, 2):
+        paths = sorted((d / f"pc{pc}").glob("vol_*.mrc"))
+        assert len(paths) == 6 and mrc_pixel_size(paths[0]) == pytest.approx(_pixel(rd), rel=1e-4)
+        z = np.loadtxt(d / f"pc{pc}" / "z_values.txt")
+        assert z.shape == (6, 2)
+        # the volumes change monotonically along the PC: projections on (last − first) increase
+        assert np.all(np.diff(_projections(paths)) > 0)
+    assert (d / "pc1" / "path.png").exists()
+
+
+def test_graph_traversal(run, tmp_path, capsys):
+    _, rd = run
+    z = np.load(rd / "z.npy")
+    a, b = int(np.argmin(z[:, 0])), int(np.argmax(z[:, 0]))
+    path = graph_path(z, [a, b], k=5)
+    assert path[0] == a and path[-1] == b and len(set(path.tolist())) == len(path)
+    main(["graph_traversal", str(rd), "--anchors", str(a), str(b), "--max-neighbors", "5", "-o", str(tmp_path / "g")])
+    capsys.readouterr()
+    visited = read_index_list(tmp_path / "g" / "path_particles.txt").tolist()
+    assert visited == path.tolist()
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "g" / "z_values.txt"), z[path], rtol=1e-5, atol=1e-6)
+    assert len(list((tmp_path / "g").glob("vol_*.mrc"))) == len(path)
+    with pytest.raises(SystemExit) as e:
+        main(["graph_traversal", str(rd), "--anchors", "0", "999"])
+    assert e.value.code == 2 and "anchor particle 999" in capsys.readouterr().err
+
+
+def test_subtomo2chimerax(run, tmp_path, capsys):
+    sim, rd = run
+    # per particle, coloured by latent PC1
+    out = tmp_path / "cx"
+    main(["subtomo2chimerax", str(out), "--run", str(rd), "--color-by", "PC1"])
+    capsys.readouterr()
+    scripts = sorted(out.glob("*.cxc"))
+    assert [s.stem for s in scripts] == ["tomo00"]
+    text = scripts[0].read_text()
+    assert text.count("open ") == 24 and text.count("view matrix models") == 24
+    assert len(set(re.findall(r"color (#[0-9a-f]{6})", text))) > 5  # a colour ramp, not one colour
+    vol, px = read_mrc(out / "volumes" / "particle_00000.mrc")
+    assert vol.shape == (16, 16, 16) and px == pytest.approx(_pixel(rd), rel=1e-4)
+    # per cluster, coloured by label: the translation of particle 0 is its position minus A @ box centre (Å)
+    labels = np.arange(24) % 2
+    np.save(tmp_path / "labels.npy", labels)
+    vols = [out / "volumes" / "particle_00000.mrc", out / "volumes" / "particle_00001.mrc"]
+    main(["subtomo2chimerax", str(tmp_path / "cl"), "--star", str(sim.star_path), "--labels",
+          str(tmp_path / "labels.npy"), "--volumes", *map(str, vols)])  # fmt: skip
+    text = (tmp_path / "cl" / "tomo00.cxc").read_text()
+    opened = re.findall(r"open (\S+)", text)
+    assert [o.endswith("particle_00001.mrc") for o in opened] == [bool(x) for x in labels]
+    truth = np.load(sim.truth_path)
+    m = np.array([float(v) for v in re.findall(r"view matrix models #1,(\S+)", text)[0].split(",")]).reshape(3, 4)
+    pos = truth["position_px"][0] * float(truth["pixel_size"])
+    np.testing.assert_allclose(m[:, 3] + m[:, :3] @ np.full(3, 8 * px), pos, atol=1e-3)
+
+
+def test_view_config_and_cleanup(run, tmp_path, capsys):
+    _, rd = run
+    main(["view_config", str(rd)])
+    text = capsys.readouterr().out
+    assert "zdim" in text and "box_size: 16" in text and "weights.3.pt" in text and "torch" in text
+    copy = tmp_path / "copy"
+    shutil.copytree(rd, copy, symlinks=True)
+    before = sorted(p.name for p in copy.iterdir())
+    main(["cleanup", str(copy), "--every", "2", "--dry-run"])
+    assert "would remove weights.1.pt" in capsys.readouterr().out
+    assert sorted(p.name for p in copy.iterdir()) == before
+    main(["cleanup", str(copy), "--every", "2"])
+    capsys.readouterr()
+    left = {p.name for p in copy.iterdir()}
+    assert {"weights.0.pt", "weights.2.pt", "weights.3.pt", "z.0.npy", "z.2.npy", "z.3.npy"} <= left
+    assert not {"weights.1.pt", "z.1.npy", "z.1.logvar.npy"} & left
+    assert np.load(copy / "z.npy").shape == (24, 2)  # the latest link still resolves
+    load_model(copy)
