@@ -3,7 +3,8 @@
 Latent stability (consecutive saved epochs ``z.{e_prev}.npy`` → ``z.{e}.npy``, same particles, same order):
 
 - ``knn_preservation``: mean fraction of each particle's ``k`` nearest neighbours in z that are still among its
-  ``k`` nearest neighbours at the next epoch (1 = the same neighbourhoods; ≈ k/n for unrelated embeddings);
+  ``k`` nearest neighbours at the next epoch (1 = the same neighbourhoods; ≈ k/n for unrelated embeddings; by
+  default k = 5 % of the particles, at least 10: small neighbourhoods on a noisy continuum never stabilise);
 - ``cca_mean``: mean canonical correlation of the two embeddings (1 = the same space up to any invertible linear
   map, which the model may legitimately change between epochs);
 - ``procrustes_r2``: 1 − Procrustes disparity after translation, rotation/reflection and scaling;
@@ -30,8 +31,9 @@ from sklearn.neighbors import NearestNeighbors
 from tomodrgn.analysis.latent import kmeans, nearest_to_centres
 from tomodrgn.analysis.metrics import cc, fsc, resolution_at
 from tomodrgn.analysis.volumes import Decoder, latent_convergence, list_epochs
+from tomodrgn.io.errors import InputError
 
-DEFAULT_THRESHOLDS = {"knn_preservation": 0.5, "cca_mean": 0.9, "volume_cc": 0.95}
+DEFAULT_THRESHOLDS = {"knn_preservation": 0.4, "cca_mean": 0.9, "volume_cc": 0.95}
 """Minimum value of each criterion for a pair of epochs to count as stable (criteria absent from a row are skipped)."""
 
 
@@ -163,7 +165,7 @@ def convergence_vae(
     run_dir: str | Path,
     outdir: str | Path | None = None,
     epochs: list[int] | None = None,
-    k: int = 10,
+    k: int | None = None,
     n_volumes: int = 5,
     thresholds: Mapping[str, float] | None = None,
     decode: bool = True,
@@ -180,8 +182,10 @@ def convergence_vae(
     run_dir = Path(run_dir)
     epochs = list_epochs(run_dir) if epochs is None else sorted(epochs)
     if len(epochs) < 2:
-        raise FileNotFoundError(f"convergence_vae needs ≥ 2 saved epochs (z.N.npy) in {run_dir}, found {epochs}")
+        raise InputError(f"convergence_vae needs ≥ 2 saved epochs (z.N.npy) in {run_dir}, found {epochs}")
     zs = {e: np.load(run_dir / f"z.{e}.npy") for e in epochs}
+    if k is None:
+        k = max(10, round(0.05 * len(zs[epochs[0]])))
     thresholds = dict(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
     dec, pixel_size = None, 1.0
     if decode:
@@ -234,14 +238,16 @@ def convergence_nn(
     run_dir = Path(run_dir)
     epochs = [key[0] - 1 for key, _ in list_checkpoints(run_dir) if key[1] == 0] if run_dir.is_dir() else []
     if len(epochs) < 2:
-        raise FileNotFoundError(f"convergence_nn needs ≥ 2 epoch checkpoints (weights.N.pt) in {run_dir}")
+        raise InputError(f"convergence_nn needs ≥ 2 epoch checkpoints (weights.N.pt) in {run_dir}")
     out = Path(outdir) if outdir is not None else run_dir / "convergence_nn"
     out.mkdir(parents=True, exist_ok=True)
     maps, px = {}, 1.0
     for e in epochs:
         model = load_model(run_dir, e, device)
+        if model.zdim != 0:
+            raise InputError(f"{run_dir} is a VAE run: use convergence_vae (convergence_nn is for train_nn runs)")
         px = model.pixel_size
-        maps[e] = model.decode(None if model.zdim == 0 else np.zeros((1, model.zdim)))[0]
+        maps[e] = model.decode(None)[0]
         write_mrc(out / f"map.{e}.mrc", maps[e], px)
     m = soft_mask(maps[epochs[-1]]) if mask else None
     ref = None

@@ -40,9 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="training run directory")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/convergence)")
-    p.add_argument("--k", type=int, default=10, help="nearest neighbours per particle for the preservation score")
+    p.add_argument(
+        "--k", type=int, default=None, help="nearest neighbours per particle for the preservation score (default 5%%)"
+    )
     p.add_argument("--n-volumes", type=int, default=5, help="particles whose volumes are compared across epochs")
-    p.add_argument("--min-knn", type=float, default=0.5, help="stable when k-NN preservation ≥ this")
+    p.add_argument("--min-knn", type=float, default=0.4, help="stable when k-NN preservation ≥ this")
     p.add_argument("--min-cca", type=float, default=0.9, help="stable when the mean canonical correlation ≥ this")
     p.add_argument("--min-volume-cc", type=float, default=0.95, help="stable when the mean volume CC ≥ this")
     p.add_argument("--no-volumes", action="store_true", help="latent criteria only (no decoding)")
