@@ -17,6 +17,7 @@ from tomodrgn.analysis.overlay import ParticleOverlay, cluster_colors, particle_
 from tomodrgn.analysis.pipeline import AnalysisResult, TruthEvaluation, analyze_run, evaluate_against_truth
 from tomodrgn.demo import DemoResult, run_demo
 from tomodrgn.export.selections import filter_star, read_index_list, write_keep_exclude
+from tomodrgn.io.downsample import downsample_particles
 from tomodrgn.io.errors import InputError, user_error_message
 from tomodrgn.io.mrc import read_mrc, write_mrc
 from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
@@ -44,6 +45,7 @@ __all__ = [
     "cc",
     "cluster_colors",
     "decode_volumes",
+    "downsample_particles",
     "embed_particles",
     "evaluate_against_truth",
     "filter_star",
