@@ -148,3 +148,18 @@ def test_cli_bad_box_one_line(sim64, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == ["tomodrgn downsample: error: new box size -D 31 must be even"]
+
+
+def test_pixel_size_written_when_the_star_had_none(sim64, tmp_path):
+    blocks = starfile.read(sim64.star_path, always_dict=True)
+    blocks["optics"] = blocks["optics"].drop(columns=["rlnImagePixelSize"])
+    star = sim64.star_path.parent / "nopx.star"
+    starfile.write(blocks, star, overwrite=True)
+    assert read_particles(star).pixel_size == pytest.approx(sim64.pixel_size, rel=1e-6)  # from the MRC headers
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        out = downsample_particles(star, 32, tmp_path / "o", pixel_size=7.0)  # the override wins
+        b = read_particles(out)
+    assert starfile.read(out, always_dict=True)["optics"]["rlnImagePixelSize"].tolist() == [14.0]
+    assert b.pixel_size == 14.0 and read_mrc_header(b.stack_path[0]).pixel_size == pytest.approx(14.0)
+    assert not [x for x in w if "MRC header" in str(x.message)]  # STAR and headers agree

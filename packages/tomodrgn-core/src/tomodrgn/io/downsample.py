@@ -19,7 +19,7 @@ import pandas as pd
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import mmap_mrc, write_mrc
 from tomodrgn.io.particles import ParticleSeries, read_particles
-from tomodrgn.io.star import Block, write_star
+from tomodrgn.io.star import Block, find_optics_block, write_star
 from tomodrgn.physics.hartley import fourier_crop
 
 MANIFEST = "tomodrgn_downsample.json"  # marks a folder that holds a downsampled set
@@ -97,8 +97,7 @@ def _rewrite_image_series(
             if f"rlnOrigin{axis}" in df:  # pixels of the old box → pixels of the new one (Å columns stay)
                 df[f"rlnOrigin{axis}"] = pd.to_numeric(df[f"rlnOrigin{axis}"]) * scale
     if not has_pixel_size:  # the pixel size came from the MRC headers or the caller: write it down
-        optics = next((n for n in blocks if n == "optics" and isinstance(blocks[n], pd.DataFrame)), None)
-        blocks[optics or series.image_block]["rlnImagePixelSize"] = pixel_size
+        blocks[find_optics_block(blocks) or series.image_block]["rlnImagePixelSize"] = pixel_size
     return blocks
 
 
