@@ -376,8 +376,10 @@ def test_nan_pixels_named_when_read(tmp_path):
 
 
 def test_pixel_size_absent(tmp_path):
-    star, _, _ = make_warp(tmp_path, optics=False)
+    star, _, images = make_warp(tmp_path, optics=False)
     _rewrite(star, lambda df: df.drop(columns=["rlnDetectorPixelSize"]))
+    assert read_particles(star).pixel_size == PX  # from the MRC header
+    write_mrc(tmp_path / "stacks/p000.mrcs", images[:3], pixel_size=0.0)  # header without a voxel size
     with pytest.raises(InputError, match="pixel size absent"):
         read_particles(star)
     assert read_particles(star, pixel_size=1.5).pixel_size == 1.5

@@ -26,6 +26,7 @@ from tomodrgn.analysis.traversal import Traversal, graph_path, truth_volumes_alo
 from tomodrgn.analysis.volume_space import VolumeSpaceResult
 from tomodrgn.demo import DemoResult, run_demo
 from tomodrgn.export.selections import filter_star, read_index_list, write_keep_exclude
+from tomodrgn.io.downsample import downsample_particles
 from tomodrgn.io.errors import InputError, user_error_message
 from tomodrgn.io.mrc import read_mrc, write_mrc
 from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
@@ -68,6 +69,7 @@ __all__ = [
     "cc",
     "cluster_colors",
     "decode_volumes",
+    "downsample_particles",
     "embed_particles",
     "evaluate_against_truth",
     "filter_star",

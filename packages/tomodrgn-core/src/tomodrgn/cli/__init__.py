@@ -17,6 +17,7 @@ from tomodrgn.cli import (
     chimerax,
     convergence,
     demo,
+    downsample,
     evaluate,
     run_admin,
     simulate,
@@ -28,7 +29,20 @@ from tomodrgn.cli import (
 from tomodrgn.io.errors import user_error_message
 
 # command families, in the order ``tomodrgn --help`` lists them
-COMMAND_MODULES = (simulate, train, evaluate, analyze, convergence, volumes, traversal, chimerax, star, run_admin, demo)
+COMMAND_MODULES = (
+    simulate,
+    downsample,
+    train,
+    evaluate,
+    analyze,
+    convergence,
+    volumes,
+    traversal,
+    chimerax,
+    star,
+    run_admin,
+    demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,8 @@ TRAIN_HELP = {
     "batch_size": "particles per (global) batch",
     "beta": "KL weight (default 1/(zdim + n_tilts·D²))",
     "box_size": "Fourier-crop images to this box size (pixels) on the fly",
-    "pixel_size": "pixel size in Å when the STAR file has none",
+    "pixel_size": "pixel size of the stacks in Å; overrides both the STAR's and the MRC headers' values (default:"
+    " the STAR's, else the MRC header's)",
     "backend": "lattice-mask kernels: auto (Triton on CUDA), torch or triton",
     "device": "auto, cpu or cuda[:i]",
     "checkpoint_every": "write a checkpoint every N epochs",

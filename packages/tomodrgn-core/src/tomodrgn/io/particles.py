@@ -8,20 +8,16 @@ poses (RELION ZYZ matrices), shifts (Å), CTF, cumulative dose (e⁻/Å², at th
 from __future__ import annotations
 
 import mmap
-import os
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mrcfile
-import mrcfile.dtypes
-import mrcfile.utils
 import numpy as np
 import pandas as pd
 
 from tomodrgn.io.errors import InputError
-from tomodrgn.io.mrc import MrcError, mmap_mrc
+from tomodrgn.io.mrc import MrcError, mmap_mrc, read_mrc_header
+from tomodrgn.io.pixel_size import check_pixel_size, choose_pixel_size
 from tomodrgn.io.star import (
     Block,
     find_optics_block,
@@ -206,8 +202,9 @@ def _float_col(df: pd.DataFrame, name: str, path: Path, what: str, default: floa
     return np.broadcast_to(np.asarray(default, dtype=np.float64), (len(df),)).copy()
 
 
-def _pixel_size(df: pd.DataFrame, argument: float | None, path: Path) -> float:
-    """Pixel size (Å) of the stacks: the ``pixel_size`` argument if given, else the file's columns."""
+def _pixel_size(df: pd.DataFrame, argument: float | None, path: Path, first_stack: Path | None) -> float:
+    """Pixel size (Å) of the stacks: the argument, else the file's columns, else the first stack's MRC header
+    (rules in :mod:`tomodrgn.io.pixel_size`)."""
     from_file = None
     for name in ("rlnImagePixelSize", "rlnDetectorPixelSize"):
         if name in df:
@@ -220,16 +217,10 @@ def _pixel_size(df: pd.DataFrame, argument: float | None, path: Path) -> float:
                 raise InputError(f"{path}: column {star_column(name)} must hold one positive pixel size, got {values}")
             from_file = float(values[0])
             break
-    if argument is not None:
-        if from_file is not None and abs(from_file - argument) > 1e-4 * argument:
-            warnings.warn(f"{path}: pixel size {argument} Å given overrides {from_file} Å from the file", stacklevel=3)
-        return float(argument)
-    if from_file is None:
-        raise InputError(
-            f"{path}: pixel size absent (no _rlnImagePixelSize/_rlnDetectorPixelSize in the particle or optics "
-            "block); pass pixel_size"
-        )
-    return from_file
+    header = None
+    if argument is None and first_stack is not None:
+        header = read_mrc_header(first_stack).pixel_size
+    return choose_pixel_size(from_file, header, argument, path, first_stack)
 
 
 def _group_keys(df: pd.DataFrame, flavour: str, path: Path) -> np.ndarray:
@@ -350,35 +341,9 @@ def read_tilt_series_star(path: str | Path) -> dict[str, pd.DataFrame]:
 
 
 def _stack_shape(path: str) -> tuple[int, int, int, int]:
-    """(nx, ny, nz, ispg) of an MRC file from its 1024-byte header, checked against the file size.
-
-    A fast path (many thousands of stacks are opened) that falls back to ``mrcfile`` for anything unusual.
-    """
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(1024)
-        size = os.path.getsize(path)
-        if len(raw) == 1024 and raw[208:212] == b"MAP ":
-            dtype = mrcfile.dtypes.HEADER_DTYPE
-            if mrcfile.utils.byte_order_from_machine_stamp(raw[212:216]) == ">":
-                dtype = dtype.newbyteorder(">")
-            h = np.frombuffer(raw, dtype=dtype)[0]
-            nx, ny, nz, mode = int(h["nx"]), int(h["ny"]), int(h["nz"]), int(h["mode"])
-            item = {0: 1, 1: 2, 2: 4, 6: 2, 12: 2}.get(mode)
-            if item is not None and min(nx, ny, nz) > 0 and size >= 1024 + int(h["nsymbt"]) + nx * ny * nz * item:
-                return nx, ny, nz, int(h["ispg"])
-    except (OSError, ValueError):
-        pass
-    try:
-        with mrcfile.open(path, header_only=True, permissive=False) as mrc:
-            h = mrc.header
-            nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
-            expected = 1024 + int(h.nsymbt) + nx * ny * nz * mrcfile.utils.dtype_from_mode(h.mode).itemsize
-            if os.path.getsize(path) < expected:
-                raise ValueError(f"file is shorter ({os.path.getsize(path)} bytes) than its header says ({expected})")
-            return nx, ny, nz, int(h.ispg)
-    except (ValueError, OSError) as e:
-        raise InputError(f"cannot read MRC header of {path}: {e}") from e
+    """(nx, ny, nz, ispg) of an MRC file from its header, checked against the file size (see ``read_mrc_header``)."""
+    h = read_mrc_header(path)
+    return h.nx, h.ny, h.nz, h.ispg
 
 
 _NO_3D = (
@@ -442,7 +407,9 @@ def read_particles(
 ) -> ParticleSeries:
     """Read a particle STAR file with one row per tilt image (Warp/M, RELION 5 2-D stacks, nextPYP).
 
-    ``source``: "auto" | "warp" | "relion5" | "nextpyp". ``pixel_size`` (Å) overrides the file's value.
+    ``source``: "auto" | "warp" | "relion5" | "nextpyp". ``pixel_size`` (Å, positive) overrides the STAR's and the
+    MRC headers' values; without it the STAR's is used, else the first stack's MRC header (see
+    :mod:`tomodrgn.io.pixel_size`).
     ``datadir``: folder of the stacks (default: the STAR's folder). ``tomogram_pixel_size`` (Å) scales
     ``_rlnCoordinateX/Y/Z`` (default: ``pixel_size``). ``tilt_series_star``: RELION 5 tomograms or tilt-series
     STAR, for the dose and tilt angles when the particle rows lack them (matched by ``_rlnTomoName`` and the tilt
@@ -451,6 +418,8 @@ def read_particles(
     before). Unsupported: RELION 5 3-D pseudo-subtomograms and
     2-D stacks with one row per particle (they need the tilt-series projection geometry).
     """
+    if pixel_size is not None:
+        pixel_size = check_pixel_size(pixel_size, "pixel_size")
     path = Path(star).absolute()
     blocks = read_star(path)
     image_block = find_particle_block(blocks, path)
@@ -485,7 +454,8 @@ def read_particles(
     particle_names = [str(u) for u in uniques]
 
     # geometry, CTF, dose
-    px = _pixel_size(df, pixel_size, path)
+    first_stack = resolve_stack(str(stack_names[0]), star_dir, ddir) if len(stack_names) else None
+    px = _pixel_size(df, pixel_size, path, first_stack)
     angles = [_float_col(df, c, path, "particle pose") for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")]
     rotation = euler_to_matrix(*angles)
     if "rlnOriginXAngst" in df or "rlnOriginYAngst" in df:

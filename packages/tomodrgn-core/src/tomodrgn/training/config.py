@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from tomodrgn.io.pixel_size import check_pixel_size
 from tomodrgn.models.encoder import ENCODERS
 from tomodrgn.models.mlp import parse_arch
 from tomodrgn.models.pooling import POOLING_MODES
@@ -82,6 +83,8 @@ class TrainConfig:
             parse_arch(getattr(self, name))
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError("epochs, batch_size and checkpoint_every must be ≥ 1")
+        if self.pixel_size is not None:  # overrides the STAR's and the MRC headers' pixel size
+            check_pixel_size(self.pixel_size, "pixel_size (--pixel-size)")
 
     @property
     def resolved_z_all_tilts(self) -> bool:

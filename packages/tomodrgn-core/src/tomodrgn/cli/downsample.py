@@ -1,0 +1,49 @@
+"""``tomodrgn downsample``: Fourier-crop every particle stack to a smaller box, with a STAR of the same flavour."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def cmd_downsample(args: argparse.Namespace) -> None:
+    from tomodrgn import api
+
+    out = api.downsample_particles(
+        args.star,
+        args.D,
+        args.outdir,
+        datadir=args.datadir,
+        pixel_size=args.pixel_size,
+        source=args.source,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {out} (box {args.D} px)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "downsample", help="Fourier-crop all particle stacks to a smaller box (new stacks + STAR of the same flavour)"
+    )
+    p.add_argument("star", type=Path, help="particle image-series STAR file (Warp/M or nextPYP)")
+    p.add_argument(
+        "-D",
+        type=int,
+        required=True,
+        metavar="NEW_BOX",
+        help="new box size (pixels): even, ≥ 8, smaller than the stacks'",
+    )
+    p.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the new stacks and STAR")
+    p.add_argument("--datadir", type=Path, default=None, help="folder of the stacks (default: the STAR's folder)")
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="pixel size of the input stacks in Å; overrides both the STAR's and the MRC headers' values (default:"
+        " the STAR's, else the MRC header's)",
+    )
+    p.add_argument(
+        "--source", default="auto", choices=["auto", "warp", "nextpyp"], help="STAR flavour (default: detected)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier downsampled set in -o")
+    p.set_defaults(func=cmd_downsample)
