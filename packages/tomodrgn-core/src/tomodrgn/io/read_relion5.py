@@ -194,6 +194,12 @@ def read_stack_set(
             raise InputError(f"{path}: required column _{col} is missing (2-D stack particle set)")
     if "rlnCtfImage" in df:
         raise InputError(f"{path}: _rlnCtfImage found: {_NO_3D}")
+    if "rlnCtfDataAreCtfPremultiplied" in df and (_float_col(df, "rlnCtfDataAreCtfPremultiplied", path, "") > 0).any():
+        warnings.warn(
+            f"{path}: _rlnCtfDataAreCtfPremultiplied is 1: these images were multiplied by their CTF at extraction, "
+            "which training does not model yet (it applies the CTF once); re-extract without premultiplication",
+            stacklevel=3,
+        )
     n = len(df)
     tomo = df["rlnTomoName"].astype(str).to_numpy()
     names = (
