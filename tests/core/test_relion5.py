@@ -322,3 +322,26 @@ def starfile_free_truth(sim) -> np.ndarray:
     from tomodrgn.io.mrc import read_mrc
 
     return read_mrc(sim.volume_paths[0])[0]
+
+
+def test_cli_simulate_relion5_and_filter_star(tmp_path, capsys):
+    from tomodrgn.cli import main
+
+    main(["simulate", str(tmp_path / "sim"), "--format", "relion5", "--preset", "homogeneous", "--n-particles", "4",
+          "-D", "16", "--n-tilts", "5", "--drop-tilts", "2", "--seed", "2"])  # fmt: skip
+    assert "optimisation_set.star" in capsys.readouterr().out
+    (tmp_path / "keep.txt").write_text("1\n3\n")
+    main(["filter_star", str(tmp_path / "sim/relion5_particles.star"), "--tomograms-star",
+          str(tmp_path / "sim/tomograms.star"), "--indices", str(tmp_path / "keep.txt"), "-o",
+          str(tmp_path / "sel/optimisation_set.star")])  # fmt: skip
+    s = read_particles(tmp_path / "sel/optimisation_set.star")
+    full = read_particles(tmp_path / "sim/optimisation_set.star")
+    assert s.particle_names == [full.particle_names[1], full.particle_names[3]]
+    rows = np.concatenate([full.image_indices[1], full.image_indices[3]])
+    np.testing.assert_array_equal(s.read_images(np.arange(s.n_images)), full.read_images(rows))
+    with pytest.raises(SystemExit) as e:  # a particles STAR alone: one-line user error, exit 2
+        (tmp_path / "sim/optimisation_set.star").unlink()
+        (tmp_path / "sim/tomograms.star").rename(tmp_path / "sim/tomos.star")
+        main(["filter_star", str(tmp_path / "sim/relion5_particles.star"), "--indices", str(tmp_path / "keep.txt"),
+              "-o", str(tmp_path / "x.star")])  # fmt: skip
+    assert e.value.code == 2 and "needs its tomograms STAR" in capsys.readouterr().err
