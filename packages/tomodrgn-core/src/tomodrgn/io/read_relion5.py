@@ -286,8 +286,13 @@ def read_stack_set(
     stack_index = np.asarray(cols["index"], dtype=np.int64)
     box = _check_stacks(stack_path, stack_index, path, "relion5")
 
+    # per-tilt values of all tomograms in one table: row offset[tomogram] + frame
+    order = list(tilts)
+    offset = dict(zip(order, np.cumsum([0] + [len(tilts[t]["dose"]) for t in order])))
+    table_row = np.array([offset[t] for t in tomo], dtype=np.int64)[ip] + frame
+
     def per_tilt(key: str) -> np.ndarray:
-        return np.stack([tilts[tomo[p]][key][f] for p, f in zip(ip, frame)]) if len(ip) else np.empty((0,))
+        return np.concatenate([tilts[t][key] for t in order])[table_row]
 
     r_f = per_tilt("rotation")
     rotation = r_f @ a_sub[ip] @ a_part[ip]
