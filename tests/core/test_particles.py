@@ -258,12 +258,14 @@ def test_relion5_3d_pseudo_subtomograms_rejected(tmp_path):
         read_particles(tmp_path / "p4.star", pixel_size=2.0)
 
 
-def test_relion5_one_row_per_particle_rejected(tmp_path):
+def test_relion5_rows_with_visible_frames_named(tmp_path):
+    # _rlnTomoVisibleFrames makes it a 2-D stack set (one row per particle, tests/core/test_relion5.py): repeated
+    # particle names are an error naming the particle
     star, _ = make_relion5(tmp_path)
     blocks = starfile.read(star, always_dict=True)
     blocks["particles"]["rlnTomoVisibleFrames"] = "[1,1,1,1]"
     starfile.write(blocks, star, overwrite=True)
-    with pytest.raises(InputError, match="one row per particle .*_rlnTomoVisibleFrames.* not supported"):
+    with pytest.raises(InputError, match="particle name 'TS_1/1' appears in more than one row"):
         read_particles(star)
 
 

@@ -31,7 +31,7 @@ from tomodrgn.io.errors import InputError, user_error_message
 from tomodrgn.io.mrc import read_mrc, write_mrc
 from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
 from tomodrgn.models.encoder import ENCODERS
-from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomogram
+from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomogram, write_relion5
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
 from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train, train
@@ -94,6 +94,7 @@ __all__ = [
     "write_keep_exclude",
     "write_mrc",
     "write_particle_subset",
+    "write_relion5",
     "write_volume",
 ]
 

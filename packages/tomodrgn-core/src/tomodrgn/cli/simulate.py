@@ -21,6 +21,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         drop_tilts=args.drop_tilts,
         shift_std=args.shift_std,
         seed=args.seed,
+        format=args.format,
     )
     print(f"wrote {sim.star_path} ({len(sim.particle_names)} particles, D={sim.box_size}, {sim.pixel_size:.3f} Å/px)")
     print(f"ground truth: {', '.join(str(p) for p in sim.volume_paths)}; labels {sim.labels_path}")
@@ -44,5 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--shift-std", type=float, default=None, help="rms in-plane origin per axis, Å (default: 1.5 px; 0: none)"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--format",
+        default="warp",
+        choices=["warp", "relion5"],
+        help="warp: Warp/M image-series particles.star; relion5: also a RELION 5 / WarpTools 2-D stack set "
+        "(optimisation_set.star) of the same images, with geometry a tomogram can express",
+    )
     p.add_argument("--tomogram", action="store_true", help="also write small tomograms with the particles pasted")
     p.set_defaults(func=cmd_simulate)

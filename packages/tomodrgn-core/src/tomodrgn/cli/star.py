@@ -18,7 +18,10 @@ def cmd_filter_star(args: argparse.Namespace) -> None:
         labels = np.load(args.labels) if args.labels.endswith(".npy") else np.loadtxt(args.labels, dtype=np.int64)
     else:
         raise api.InputError("give --indices FILE, or --labels FILE with --keep")
-    out = api.filter_star(args.star, args.output, indices=indices, labels=labels, keep=args.keep, invert=args.exclude)
+    star = args.star
+    if args.tomograms_star is not None:
+        star = api.read_particles(args.star, tomograms_star=args.tomograms_star)
+    out = api.filter_star(star, args.output, indices=indices, labels=labels, keep=args.keep, invert=args.exclude)
     print(f"wrote {out}")
 
 
@@ -30,4 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help=".npy/.txt of one label per particle (with --keep)")
     p.add_argument("--keep", type=int, nargs="+", help="label values to keep")
     p.add_argument("--exclude", action="store_true", help="write the complement of the selection")
+    p.add_argument(
+        "--tomograms-star",
+        type=Path,
+        default=None,
+        help="tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed with "
+        "the optimisation set)",
+    )
     p.set_defaults(func=cmd_filter_star)

@@ -3,6 +3,8 @@
 Outputs under ``outdir``:
 - ``particles/<tomo>_<NNNNN>.mrcs``: one stack per particle, its kept tilts in acquisition (dose) order;
 - ``particles.star``: optics block + one row per tilt image (Warp/M image-series flavour, see DESIGN.md §2);
+- with ``format="relion5"`` also ``optimisation_set.star``, ``relion5_particles.star``, ``tomograms.star``: the same
+  particles and stacks as a RELION 5 / WarpTools 2-D stack set (:mod:`tomodrgn.simulate.relion5`);
 - ``volumes/class_XX.mrc``: ground-truth volumes (one per class; for ``continuous`` one per path bin, at its centre);
 - ``labels.txt``: one integer label per particle (STAR particle order);
 - ``truth.npz``: per-particle and per-image ground truth (see :func:`simulate_dataset`).
@@ -23,11 +25,12 @@ import starfile
 import torch
 
 from tomodrgn.io.mrc import write_mrc
-from tomodrgn.physics.pose import matrix_to_euler, random_rotations
+from tomodrgn.physics.pose import matrix_to_euler, random_rotations, tilt_about_y
 from tomodrgn.simulate.forward import central_slices, filtered_images, half_grid, volume_spectra
 from tomodrgn.simulate.geometry import kept_tilts, place_particles, tilt_rotations, tilt_series
 from tomodrgn.simulate.phantom import render, render_particle
 from tomodrgn.simulate.presets import Preset, get_preset
+from tomodrgn.simulate.relion5 import HAND, tomogram_centre, write_relion5
 
 DEFAULT_BOX_ANGSTROM = 419.2
 DEFAULT_SHIFT_STD_PX = 1.5  # rms in-plane origin per axis (px) of simulated images when shift_std is None
@@ -50,6 +53,7 @@ class SimulatedDataset:
     preset: str = "4-class"
     tomogram_names: list[str] = field(default_factory=list)
     tomogram_shape: tuple[int, int, int] = (64, 256, 256)
+    warp_star_path: Path | None = None  # the Warp/M image-series particles.star (written for every format)
 
 
 def _split_counts(n: int, parts: int) -> np.ndarray:
@@ -80,6 +84,7 @@ def simulate_dataset(
     dose_filter: bool = True,
     oversample: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    format: str = "warp",
 ) -> SimulatedDataset:
     """Simulate a tilt-series particle dataset with known structure, poses, CTF and doses.
 
@@ -99,12 +104,21 @@ def simulate_dataset(
     - Particles are placed at random non-overlapping whole-pixel positions in ``n_tomograms`` tomograms named
       ``tomo00, tomo01, …`` of ``tomogram_shape`` (Z, Y, X) px (default (2D, 8D, 8D), ≤ 50 particles each).
     ``progress(done, total)`` is called after each batch of particles.
+    - ``format``: "warp" (the Warp/M image-series ``particles.star``) or "relion5": also a RELION 5 / WarpTools 2-D
+      stack set of the same images (:mod:`tomodrgn.simulate.relion5`; ``star_path`` is then its
+      ``optimisation_set.star``). A tomogram can express only geometry that is shared by its particles, so
+      "relion5" draws it that way, and both STARs describe it: each particle has a 3-D origin (gaussian, std
+      ``shift_std`` Å per axis) whose projection into each tilt is that image's 2-D origin; the defocus of each tilt
+      image is its tomogram's defocus for that tilt (per tomogram: uniform in ``defocus_range``, ± 200 Å per tilt,
+      astigmatism as above) plus the particle's depth (RELION's ``_rlnTomoHand`` −1 convention), written per image
+      in ``particles.star``; ``_rlnCoordinateX/Y/Z`` are the extraction points (true centre + origin / pixel size).
 
     truth.npz holds per particle: ``particle_names``, ``tomogram``, ``position_px`` (x, y, z), ``rotation`` (n, 3, 3),
     ``label``, ``coordinate`` (continuous path position in [0, 1], NaN for discrete presets), ``amplitudes``,
     ``offsets`` (component weights/translations in box fractions), ``defocus_u/v/angle``, ``n_tilts``; per image
     (STAR row order): ``image_particle``, ``image_tilt_index`` (acquisition index), ``image_tilt``, ``image_dose``,
-    ``image_rotation``, ``image_shift`` (Å); and ``tilt_scheme``, ``dose_scheme``, ``pixel_size``, ``box_size``,
+    ``image_rotation``, ``image_shift`` (Å), ``image_defocus_u/v/angle``; ``origin_angstrom`` (n, 3) (3-D origins,
+    zero for "warp"), ``format``; and ``tilt_scheme``, ``dose_scheme``, ``pixel_size``, ``box_size``,
     ``noise_std`` (σ₀), ``snr``, ``preset``, ``seed``, ``tomogram_names``, ``tomogram_shape``.
     """
     outdir = Path(outdir)
@@ -116,6 +130,8 @@ def simulate_dataset(
     if snr is not None and not snr > 0:
         raise ValueError(f"snr must be > 0 (or None/inf for noiseless), got {snr}")
     noiseless = snr is None or math.isinf(snr)
+    if format not in ("warp", "relion5"):
+        raise ValueError(f"format must be 'warp' or 'relion5', got {format!r}")
     apix = DEFAULT_BOX_ANGSTROM / d if pixel_size is None else float(pixel_size)
     spec: Preset = get_preset(preset)
     tomogram_shape = (2 * d, 8 * d, 8 * d) if tomogram_shape is None else tuple(int(s) for s in tomogram_shape)
@@ -123,8 +139,8 @@ def simulate_dataset(
         n_tomograms = math.ceil(n_particles / PARTICLES_PER_TOMOGRAM)
     n_tomograms = max(1, min(int(n_tomograms), n_particles))
 
-    r_conf, r_pose, r_ctf, r_drop, r_place, r_shift, r_noise = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)
+    r_conf, r_pose, r_ctf, r_drop, r_place, r_shift, r_noise, r_tomo = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)
     )
     angles, doses = tilt_series(n_tilts, max_tilt, tilt_step, dose_per_tilt)
     n, t = n_particles, len(angles)
@@ -138,13 +154,33 @@ def simulate_dataset(
         shift_std = DEFAULT_SHIFT_STD_PX * apix
     if not (shift_std >= 0 and math.isfinite(shift_std)):
         raise ValueError(f"shift_std must be a finite number ≥ 0 Å, got {shift_std}")
-    shifts_all = r_shift.normal(0.0, shift_std, size=(n, t, 2)) if shift_std > 0 else np.zeros((n, t, 2))
     counts = _split_counts(n, n_tomograms)
     tomo_names = [f"tomo{i:02d}" for i in range(n_tomograms)]
     tomo_of = np.repeat(np.arange(n_tomograms), counts)
     local_idx = np.concatenate([np.arange(c) for c in counts])
     positions = np.concatenate([place_particles(int(c), tomogram_shape, d, r_place) for c in counts])
     names = [f"{tomo_names[g]}_{j:05d}" for g, j in zip(tomo_of, local_idx)]
+    origins = np.zeros((n, 3))
+    ctf_img = np.broadcast_to(np.stack([df_u, df_v, df_ang], -1)[:, None], (n, t, 3))
+    if format == "warp":
+        shifts_all = r_shift.normal(0.0, shift_std, size=(n, t, 2)) if shift_std > 0 else np.zeros((n, t, 2))
+    else:  # geometry a tomogram can express (see the docstring)
+        origins = r_shift.normal(0.0, shift_std, size=(n, 3)) if shift_std > 0 else origins
+        rt = tilt_about_y(angles)
+        shifts_all = np.einsum("tij,nj->nti", rt, origins)[..., :2]
+        base = r_tomo.uniform(*defocus_range, size=(n_tomograms, 1)) + r_tomo.normal(0.0, 200.0, (n_tomograms, t))
+        astig_t = r_tomo.uniform(0.0, astigmatism, size=(n_tomograms, 1))
+        tilt_defocus = np.stack(
+            [
+                base + astig_t / 2,
+                base - astig_t / 2,
+                np.broadcast_to(r_tomo.uniform(0, 180, (n_tomograms, 1)), base.shape),
+            ],
+            axis=-1,
+        )
+        centred = (positions - tomogram_centre(tomogram_shape)) * apix
+        depth = HAND * np.einsum("tj,nj->nt", rt[:, 2], centred)
+        ctf_img = tilt_defocus[tomo_of] + np.stack([depth, depth, np.zeros_like(depth)], -1)
 
     # ground-truth volumes
     (outdir / "volumes").mkdir(parents=True, exist_ok=True)
@@ -163,8 +199,9 @@ def simulate_dataset(
         spectra = volume_spectra(np.stack([render(b, d) for b in spec.phantom.components]), oversample)
     coords = torch.from_numpy(half_grid(d)[0].astype(np.float64))
     rot_t = tilt_rotations(rot_p, angles)  # (n, T, 3, 3)
-    ctf_p = np.stack([df_u, df_v, df_ang, np.full(n, voltage), np.full(n, cs), np.full(n, amplitude_contrast),
-                      np.zeros(n)], axis=1)  # fmt: skip
+    ctf_all = np.concatenate(
+        [ctf_img, np.broadcast_to(np.array([voltage, cs, amplitude_contrast, 0.0]), (n, t, 4))], axis=-1
+    )  # (n, T, 7) per image
 
     def images(pi: np.ndarray, ti: np.ndarray) -> torch.Tensor:
         """Noiseless images for (particle, tilt) index pairs."""
@@ -177,7 +214,7 @@ def simulate_dataset(
                 offsets_px=torch.from_numpy(conf.offsets[pi] * d),
             )  # fmt: skip
         return filtered_images(
-            sl, apix, d, ctf_p[pi], doses[ti] if dose_filter else None,
+            sl, apix, d, ctf_all[pi, ti], doses[ti] if dose_filter else None,
             shifts_all[pi, ti] if shift_std > 0 else None, voltage,
         )  # fmt: skip
 
@@ -219,22 +256,24 @@ def simulate_dataset(
     img_shift = shifts_all[img_particle, img_tilt]
     img_dose = doses[img_tilt]
     img_angle = angles[img_tilt]
+    img_ctf = ctf_img[img_particle, img_tilt]
+    extraction = positions + origins / apix  # box centres: true centre + origin (RELION: centre = coordinate − origin)
     particles = pd.DataFrame(
         {
             "rlnImageName": [f"{k}@particles/{names[p]}.mrcs" for k, p in zip(stack_index, img_particle)],
             "rlnGroupName": [names[p] for p in img_particle],
             "rlnMicrographName": [tomo_names[tomo_of[p]] for p in img_particle],
-            "rlnCoordinateX": positions[img_particle, 0],
-            "rlnCoordinateY": positions[img_particle, 1],
-            "rlnCoordinateZ": positions[img_particle, 2],
+            "rlnCoordinateX": extraction[img_particle, 0],
+            "rlnCoordinateY": extraction[img_particle, 1],
+            "rlnCoordinateZ": extraction[img_particle, 2],
             "rlnAngleRot": rot_e,
             "rlnAngleTilt": tilt_e,
             "rlnAnglePsi": psi_e,
             "rlnOriginXAngst": img_shift[:, 0],
             "rlnOriginYAngst": img_shift[:, 1],
-            "rlnDefocusU": df_u[img_particle],
-            "rlnDefocusV": df_v[img_particle],
-            "rlnDefocusAngle": df_ang[img_particle],
+            "rlnDefocusU": img_ctf[:, 0],
+            "rlnDefocusV": img_ctf[:, 1],
+            "rlnDefocusAngle": img_ctf[:, 2],
             "rlnPhaseShift": np.zeros(len(img_particle)),
             "rlnCtfBfactor": -4.0 * img_dose,
             "rlnCtfScalefactor": np.cos(np.deg2rad(img_angle)),
@@ -255,6 +294,13 @@ def simulate_dataset(
     )
     star_path = outdir / "particles.star"
     starfile.write({"optics": optics, "particles": particles}, star_path, overwrite=True, float_format="%.6f")
+    if format == "relion5":
+        star_path = write_relion5(
+            outdir, particle_names=names, tomogram_names=tomo_names, tomogram_of=tomo_of, extraction_px=extraction,
+            origin=origins, rotation=rot_p, tilt_deg=angles, dose=doses, keep=keep, tilt_defocus=tilt_defocus,
+            pixel_size=apix, box_size=d, tomogram_shape=tomogram_shape, voltage=voltage, cs=cs,
+            amplitude_contrast=amplitude_contrast, stack_names=[f"particles/{p}.mrcs" for p in names],
+        )  # fmt: skip
     labels_path = outdir / "labels.txt"
     np.savetxt(labels_path, conf.labels, fmt="%d")
     truth_path = outdir / "truth.npz"
@@ -278,6 +324,11 @@ def simulate_dataset(
         image_dose=img_dose,
         image_rotation=img_rot,
         image_shift=img_shift,
+        image_defocus_u=img_ctf[:, 0],
+        image_defocus_v=img_ctf[:, 1],
+        image_defocus_angle=img_ctf[:, 2],
+        origin_angstrom=origins,
+        format=format,
         tilt_scheme=angles,
         dose_scheme=doses,
         pixel_size=apix,
@@ -301,4 +352,5 @@ def simulate_dataset(
         preset=spec.name,
         tomogram_names=tomo_names,
         tomogram_shape=tomogram_shape,
+        warp_star_path=outdir / "particles.star",
     )

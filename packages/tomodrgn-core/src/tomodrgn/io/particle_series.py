@@ -1,0 +1,272 @@
+"""The particle data model shared by every STAR reader, and the helpers the readers share.
+
+:class:`ParticleSeries`: one row per tilt image (file order), grouped into particles, with poses (RELION ZYZ
+matrices), shifts (Å), CTF, cumulative dose (e⁻/Å², at the end of each tilt's exposure) and tilt (degrees). Images
+stay on disk: stacks are memory-mapped and read image by image (:meth:`ParticleSeries.read_images`).
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tomodrgn.io.errors import InputError
+from tomodrgn.io.mrc import MrcError, mmap_mrc, read_mrc_header
+from tomodrgn.io.pixel_size import choose_pixel_size
+from tomodrgn.io.star import Block, star_column
+
+MAX_OPEN_STACKS = 64  # memory maps kept open at once (least recently used are closed)
+
+
+@dataclass
+class StackSet:
+    """The files of a RELION 5 / WarpTools 2-D stack particle set, kept for writing subsets in the same form.
+
+    ``particle_block`` is the name of the one-row-per-particle block in ``blocks`` (the particles STAR's blocks);
+    ``particle_rows`` (n_particles,) the row of each particle in it; ``tomograms_blocks`` every block of the
+    tomograms STAR; ``optimisation_blocks`` the optimisation set's blocks (None when read from a particles STAR).
+    """
+
+    particles_star: Path
+    tomograms_star: Path
+    particle_block: str
+    particle_rows: np.ndarray
+    tomograms_blocks: dict[str, Block]
+    optimisation_set: Path | None = None
+    optimisation_blocks: dict[str, Block] | None = None
+
+
+@dataclass
+class ParticleSeries:
+    """Tilt images of all particles of a STAR file (see ``docs/architecture.md``). Per-image arrays have len(images).
+
+    ``tilt`` is in degrees; read from ``_rlnCtfScalefactor = cos(tilt)`` its sign is lost (values ≥ 0).
+    ``position`` (n_particles, 3) Å in the tomogram and ``tomogram`` (names per particle) are None when the file has
+    no coordinates; ``class_label`` (n_particles,) is ``_rlnClassNumber`` of each particle's first image, or None.
+    ``stack_set``: the source files of a RELION 5 / WarpTools 2-D stack set (``images`` is then an internal
+    per-image table; ``blocks`` are the particles STAR's blocks), else None.
+    """
+
+    star_path: Path
+    flavour: str
+    blocks: dict[str, Block]
+    images: pd.DataFrame
+    pixel_size: float
+    box_size: int
+    particle_names: list[str]
+    image_indices: list[np.ndarray]
+    stack_path: np.ndarray
+    stack_index: np.ndarray
+    rotation: np.ndarray
+    shift: np.ndarray
+    defocus_u: np.ndarray
+    defocus_v: np.ndarray
+    defocus_angle: np.ndarray
+    voltage: np.ndarray
+    cs: np.ndarray
+    amplitude_contrast: np.ndarray
+    phase_shift: np.ndarray
+    dose: np.ndarray
+    tilt: np.ndarray
+    image_block: str = "particles"
+    position: np.ndarray | None = None
+    tomogram: list[str] | None = None
+    class_label: np.ndarray | None = None
+    datadir: Path | None = None
+    stack_set: StackSet | None = None
+    _stacks: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
+
+    @property
+    def n_particles(self) -> int:
+        return len(self.particle_names)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
+    @property
+    def tilt_counts(self) -> np.ndarray:
+        """Number of tilt images of each particle, int64 (n_particles,)."""
+        return np.array([len(r) for r in self.image_indices], dtype=np.int64)
+
+    def ctf_params(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """CTF parameters (n, 7): defocus U, V (Å), angle (°), voltage (kV), Cs (mm), amplitude contrast, phase (°)."""
+        sel = slice(None) if rows is None else np.asarray(rows)
+        cols = (self.defocus_u, self.defocus_v, self.defocus_angle, self.voltage, self.cs)
+        return np.stack([c[sel] for c in (*cols, self.amplitude_contrast, self.phase_shift)], axis=-1)
+
+    def read_images(self, rows: np.ndarray) -> np.ndarray:
+        """Images of rows ``rows`` of ``images`` as float32 (len(rows), D, D); NaN/inf pixels raise InputError.
+
+        Reads through memory maps; the pages read are released again so iterating a dataset larger than RAM keeps
+        the resident memory bounded.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.box_size, self.box_size), dtype=np.float32)
+        for k, row in enumerate(rows):
+            path = self.stack_path[row]
+            stack = self._stack(path)
+            index = int(self.stack_index[row])
+            out[k] = stack[index]
+            _release_pages(stack, index)
+            if not np.isfinite(out[k]).all():
+                raise InputError(
+                    f"particle {self.particle_of(row)!r}: image {index + 1}@{path} (row {row}) has NaN or inf pixels"
+                )
+        return out
+
+    def particle_of(self, row: int) -> str:
+        """Name of the particle that image row ``row`` belongs to."""
+        if not hasattr(self, "_row_particle"):
+            lookup = np.empty(self.n_images, dtype=np.int64)
+            for p, r in enumerate(self.image_indices):
+                lookup[r] = p
+            self._row_particle = lookup
+        return self.particle_names[int(self._row_particle[row])]
+
+    def _stack(self, path: str) -> np.ndarray:
+        stacks = self._stacks
+        if path in stacks:
+            stacks.move_to_end(path)
+            return stacks[path]
+        try:
+            data = mmap_mrc(path)
+        except MrcError as e:
+            raise InputError(str(e)) from e
+        stacks[path] = data
+        while len(stacks) > MAX_OPEN_STACKS:
+            stacks.popitem(last=False)
+        return data
+
+    def __getstate__(self) -> dict:
+        # memory maps would pickle as full in-memory copies (DataLoader workers): reopen them lazily instead
+        state = dict(self.__dict__)
+        state["_stacks"] = OrderedDict()
+        state.pop("_row_particle", None)
+        return state
+
+
+def _release_pages(stack: np.ndarray, index: int) -> None:
+    """Drop the pages of image ``index`` from this process's resident set (read-only file mapping: always safe)."""
+    mm = getattr(stack, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    try:
+        base = stack.offset - stack.offset % mmap.ALLOCATIONGRANULARITY
+        start = stack.offset - base + index * stack[0].nbytes
+        end = start + stack[0].nbytes
+        page = mmap.PAGESIZE
+        start_aligned = start - start % page
+        end_aligned = min(len(mm), -(-end // page) * page)
+        if end_aligned > start_aligned:
+            mm.madvise(mmap.MADV_DONTNEED, start_aligned, end_aligned - start_aligned)
+    except (AttributeError, ValueError, OSError):
+        pass
+
+
+def resolve_stack(name: str, star_dir: Path, datadir: Path | None) -> Path | None:
+    """Find a stack named in a STAR file: under ``datadir`` (as written, then by file name), then next to the STAR."""
+    p = Path(name)
+    candidates = []
+    if p.is_absolute():
+        candidates.append(p)
+    if datadir is not None:
+        candidates += [datadir / p, datadir / p.name]
+    candidates += [star_dir / p, star_dir / p.name, Path.cwd() / p]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    return None
+
+
+def _float_col(df: pd.DataFrame, name: str, path: Path, what: str, default: float | np.ndarray | None = None):
+    if name in df:
+        values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64, copy=True)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise InputError(f"{path}: column {star_column(name)} row {bad[0]} is not a finite number")
+        return values
+    if default is None:
+        raise InputError(f"{path}: required column {star_column(name)} is missing ({what})")
+    return np.broadcast_to(np.asarray(default, dtype=np.float64), (len(df),)).copy()
+
+
+def _pixel_size(df: pd.DataFrame, argument: float | None, path: Path, first_stack: Path | None) -> float:
+    """Pixel size (Å) of the stacks: the argument, else the file's columns, else the first stack's MRC header
+    (rules in :mod:`tomodrgn.io.pixel_size`)."""
+    from_file = None
+    for name in ("rlnImagePixelSize", "rlnDetectorPixelSize"):
+        if name in df:
+            values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
+            if name == "rlnDetectorPixelSize" and "rlnMagnification" in df:  # RELION 3.0: µm detector pixel / mag
+                mag = pd.to_numeric(df["rlnMagnification"], errors="coerce").to_numpy(dtype=np.float64)
+                values = values * 1e4 / mag
+            values = np.unique(values)
+            if len(values) != 1 or not np.isfinite(values[0]) or values[0] <= 0:
+                raise InputError(f"{path}: column {star_column(name)} must hold one positive pixel size, got {values}")
+            from_file = float(values[0])
+            break
+    header = None
+    if argument is None and first_stack is not None:
+        header = read_mrc_header(first_stack).pixel_size
+    return choose_pixel_size(from_file, header, argument, path, first_stack)
+
+
+def _end_dose(pre_exposure: np.ndarray) -> np.ndarray:
+    """Cumulative dose at the end of each tilt from pre-exposures (start): + the step to the next tilt's start."""
+    order = np.argsort(pre_exposure, kind="stable")
+    s = pre_exposure[order]
+    steps = np.diff(s)
+    own = np.append(steps, steps[-1] if len(steps) else 0.0)
+    out = np.empty_like(pre_exposure)
+    out[order] = s + own
+    return out
+
+
+def _stack_shape(path: str) -> tuple[int, int, int, int]:
+    """(nx, ny, nz, ispg) of an MRC file from its header, checked against the file size (see ``read_mrc_header``)."""
+    h = read_mrc_header(path)
+    return h.nx, h.ny, h.nz, h.ispg
+
+
+_NO_3D = (
+    "RELION 4/5 3-D pseudo-subtomograms are not supported (re-extract the particles as 2-D stacks with one STAR row "
+    "per tilt image, e.g. a Warp/M image-series export)"
+)
+
+
+def _check_stacks(stack_path, stack_index, path: Path, flavour: str) -> int:
+    """Open each stack's header; check counts, indices, square even boxes. Returns the box size D."""
+    box = None
+    codes, uniques = pd.factorize(stack_path, sort=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    for u, stack in enumerate(uniques):
+        rows = order[bounds[u] : bounds[u + 1]]
+        nx, ny, nz, ispg = _stack_shape(stack)
+        is_volume = ispg != 0 and nz > 1
+        if flavour == "relion5" and is_volume and nz == nx == ny and not str(stack).endswith(".mrcs"):
+            raise InputError(f"{path}: {stack} is a 3-D pseudo-subtomogram; {_NO_3D}")
+        if len(rows) > nz:
+            raise InputError(f"{path}: stack/star count mismatch: {len(rows)} rows use {stack}, which has {nz} images")
+        bad = rows[stack_index[rows] >= nz]
+        if len(bad):
+            raise InputError(
+                f"{path}: row {bad[0]}: stack index {stack_index[bad[0]] + 1} out of range for {stack} ({nz} images)"
+            )
+        if nx != ny:
+            raise InputError(f"{stack}: images are {nx}×{ny}; square images are required")
+        if nx % 2:
+            raise InputError(f"{stack}: box size D = {nx} is not even; an even D is required")
+        if box is None:
+            box = nx
+        elif box != nx:
+            raise InputError(f"{stack}: box size {nx} differs from {box} of the other stacks")
+    if box is None:
+        raise InputError(f"{path}: no images")
+    return box

@@ -1,0 +1,418 @@
+"""RELION 5 / WarpTools 2-D stack particle sets (``_rlnTomoSubTomosAre2DStacks 1``): reading and writing subsets.
+
+A set is an optimisation set (``_rlnTomoParticlesFile``, ``_rlnTomoTomogramsFile``), a particles STAR with one row
+per particle (its 2-D stack ``_rlnImageName``, ``_rlnTomoVisibleFrames``, 3-D pose and origin) and a tomograms STAR
+(``data_global`` + one tilt table per tomogram: projection matrices, defocus, pre-exposure). Each particle becomes
+one row per visible tilt image of a :class:`~tomodrgn.io.particle_series.ParticleSeries`; the geometry is derived in
+``docs/architecture.md`` ("RELION 5 / WarpTools 2-D stack sets: geometry"):
+
+- pose A = R_f · A_sub · A_part (R_f the tilt's projection rotation, A_sub from ``_rlnTomoSubtomogramRot/Tilt/Psi``,
+  A_part from ``_rlnAngleRot/Tilt/Psi``, both :func:`~tomodrgn.physics.pose.euler_to_matrix`);
+- 2-D origin (Å) = first two components of R_f · A_sub · o, o = ``_rlnOriginX/Y/ZAngst``;
+- defocus = the tilt's ``_rlnDefocusU/V`` + hand · slope · z-component of R_f · (centred position − A_sub · o) (Å),
+  as RELION's ``Tomogram::getCtf``; dose = pre-exposure + the step to the next tilt; k-th stack image = k-th
+  visible frame (a stack holding every frame of the tilt series is read at the frame indices).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tomodrgn.io.errors import InputError
+from tomodrgn.io.particle_series import (
+    _NO_3D,
+    ParticleSeries,
+    StackSet,
+    _check_stacks,
+    _end_dose,
+    _float_col,
+    _pixel_size,
+    _stack_shape,
+)
+from tomodrgn.io.star import Block, find_optics_block, find_particle_block, join_optics, read_star, write_star
+from tomodrgn.io.tomograms import find_relative, global_table, projection_rotations, relion_y_tilt, tilt_table
+from tomodrgn.physics.pose import euler_to_matrix
+
+OPTIMISATION_KEYS = ("rlnTomoParticlesFile", "rlnTomoTomogramsFile")
+
+
+def _flag_blocks(blocks: dict[str, Block]):
+    for block in blocks.values():
+        if isinstance(block, dict) and "rlnTomoSubTomosAre2DStacks" in block:
+            yield block["rlnTomoSubTomosAre2DStacks"]
+        elif isinstance(block, pd.DataFrame) and "rlnTomoSubTomosAre2DStacks" in block and len(block):
+            yield block["rlnTomoSubTomosAre2DStacks"].iloc[0]
+
+
+def is_optimisation_set(blocks: dict[str, Block]) -> bool:
+    """Whether STAR blocks are a RELION optimisation set (a key-value block naming the particles STAR)."""
+    return any(isinstance(b, dict) and "rlnTomoParticlesFile" in b for b in blocks.values())
+
+
+def is_stack_set(blocks: dict[str, Block]) -> bool:
+    """Whether a particles STAR is a 2-D stack set (``_rlnTomoSubTomosAre2DStacks 1`` or ``_rlnTomoVisibleFrames``)."""
+    if any(str(v).strip() in ("1", "1.0", "True") for v in _flag_blocks(blocks)):
+        return True
+    return any(isinstance(b, pd.DataFrame) and "rlnTomoVisibleFrames" in b for b in blocks.values())
+
+
+def _optimisation_entry(blocks: dict[str, Block], key: str) -> str | None:
+    for b in blocks.values():
+        if isinstance(b, dict) and key in b and str(b[key]).strip() not in ("", '""'):
+            return str(b[key]).strip()
+    return None
+
+
+def _find_tomograms_star(particles_star: Path) -> Path:
+    """The tomograms STAR of a particles STAR read without an optimisation set: through an optimisation set next
+    to it that names it, else a ``tomograms.star`` next to it."""
+    for candidate in sorted(particles_star.parent.glob("*optimisation_set*.star")):
+        blocks = read_star(candidate)
+        names = [_optimisation_entry(blocks, k) for k in OPTIMISATION_KEYS]
+        if names[0] and names[1]:
+            found = find_relative(names[0], candidate.parent)
+            if found is not None and found.resolve() == particles_star.resolve():
+                tomo = find_relative(names[1], candidate.parent)
+                if tomo is not None:
+                    return tomo
+    if (particles_star.parent / "tomograms.star").is_file():
+        return particles_star.parent / "tomograms.star"
+    raise InputError(
+        f"{particles_star}: a 2-D stack particle set needs its tomograms STAR: read the optimisation set instead, "
+        "or pass tomograms_star (--tomograms-star)"
+    )
+
+
+def _visible(value, where: str) -> np.ndarray:
+    text = str(value).strip().strip("[]")
+    try:
+        flags = np.array([int(float(v)) for v in text.split(",") if v.strip() != ""], dtype=np.int64)
+    except ValueError:
+        raise InputError(f"{where}: cannot read _rlnTomoVisibleFrames {value!r} (expected e.g. [1,1,0,1])") from None
+    if len(flags) == 0 or not np.isin(flags, (0, 1)).all():
+        raise InputError(f"{where}: _rlnTomoVisibleFrames {value!r} must be a list of 0/1 flags")
+    return flags.astype(bool)
+
+
+def _tilt_geometry(tomograms_blocks, tomograms_star: Path, tomogram: str) -> dict[str, np.ndarray]:
+    """Per-tilt rotation, defocus, dose, tilt and phase shift of one tomogram's tilt series."""
+    table = tilt_table(tomograms_blocks, tomograms_star, tomogram)
+    where = f"{tomograms_star}: tilt series {tomogram!r}"
+    rot = projection_rotations(table, tomograms_star, tomogram)
+    du = _float_col(table, "rlnDefocusU", tomograms_star, f"defocus per tilt of {where}")
+    pre = _float_col(table, "rlnMicrographPreExposure", tomograms_star, f"dose per tilt of {where}")
+    if "rlnTomoNominalStageTiltAngle" in table:
+        tilt = _float_col(table, "rlnTomoNominalStageTiltAngle", tomograms_star, "")
+    elif "rlnTomoYTilt" in table:
+        tilt = _float_col(table, "rlnTomoYTilt", tomograms_star, "")
+    else:
+        tilt = relion_y_tilt(rot)
+    return {
+        "rotation": rot,
+        "defocus_u": du,
+        "defocus_v": _float_col(table, "rlnDefocusV", tomograms_star, "", default=du),
+        "defocus_angle": _float_col(table, "rlnDefocusAngle", tomograms_star, "", default=0.0),
+        "phase_shift": _float_col(table, "rlnPhaseShift", tomograms_star, "", default=0.0),
+        "dose": _end_dose(pre),
+        "tilt": tilt,
+    }
+
+
+def _per_particle(df: pd.DataFrame, glob: pd.DataFrame, tomo: np.ndarray, name: str, default, path: Path):
+    """A per-particle value from the particle rows (optics joined), else the tomogram's row of ``data_global``."""
+    if name in df:
+        return _float_col(df, name, path, "")
+    if name in glob:
+        values = dict(zip(glob["rlnTomoName"].astype(str), pd.to_numeric(glob[name], errors="coerce")))
+        return np.array([values.get(t, np.nan) for t in tomo], dtype=np.float64)
+    if default is None:
+        raise InputError(f"{path}: required column _{name} is missing from the optics block and data_global")
+    return np.full(len(df), float(default))
+
+
+def _resolve_stack(name: str, star_dir: Path, datadir: Path | None) -> Path | None:
+    """A particle's 2-D stack: absolute, under ``datadir`` (as written, then by file name), else relative to the
+    RELION project folder (the STAR's folder or one of its parents) or the working directory."""
+    p = Path(name)
+    candidates = [p] if p.is_absolute() else []
+    if datadir is not None:
+        candidates += [datadir / p, datadir / p.name]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    return None if p.is_absolute() else find_relative(name, star_dir)
+
+
+def _euler(df: pd.DataFrame, prefix: str, path: Path) -> np.ndarray:
+    cols = [f"{prefix}Rot", f"{prefix}Tilt", f"{prefix}Psi"]
+    if not any(c in df for c in cols):  # RELION: identity when the angles are absent
+        return np.broadcast_to(np.eye(3), (len(df), 3, 3))
+    return euler_to_matrix(*[_float_col(df, c, path, "particle pose", default=0.0) for c in cols])
+
+
+def read_stack_set(
+    path: Path,
+    blocks: dict[str, Block],
+    *,
+    pixel_size: float | None = None,
+    datadir: str | Path | None = None,
+    tomograms_star: str | Path | None = None,
+) -> ParticleSeries:
+    """Read a 2-D stack set from its optimisation set or particles STAR (``blocks`` are ``path``'s blocks)."""
+    optimisation_set = optimisation_blocks = None
+    if is_optimisation_set(blocks):
+        optimisation_set, optimisation_blocks = path, blocks
+        names = {k: _optimisation_entry(blocks, k) for k in OPTIMISATION_KEYS}
+        found = find_relative(names["rlnTomoParticlesFile"] or "", path.parent)
+        if found is None:
+            raise InputError(f"{path}: _rlnTomoParticlesFile {names['rlnTomoParticlesFile']!r} not found")
+        path, blocks = found, read_star(found)
+        if tomograms_star is None:
+            if names["rlnTomoTomogramsFile"] is None:
+                raise InputError(f"{optimisation_set}: required entry _rlnTomoTomogramsFile is missing")
+            tomograms_star = find_relative(names["rlnTomoTomogramsFile"], optimisation_set.parent)
+            if tomograms_star is None:
+                raise InputError(
+                    f"{optimisation_set}: _rlnTomoTomogramsFile {names['rlnTomoTomogramsFile']!r} not found"
+                )
+    if any(str(v).strip() in ("0", "0.0", "False") for v in _flag_blocks(blocks)):
+        raise InputError(f"{path}: _rlnTomoSubTomosAre2DStacks is 0: {_NO_3D}")
+    tomograms_star = Path(tomograms_star).absolute() if tomograms_star is not None else _find_tomograms_star(path)
+    tomograms_blocks = read_star(tomograms_star)
+    glob = global_table(tomograms_blocks, tomograms_star)
+
+    particle_block = find_particle_block(blocks, path)
+    optics_name = find_optics_block(blocks)
+    raw = blocks[particle_block]
+    df = join_optics(raw.reset_index(drop=True), blocks[optics_name] if optics_name else None, path)
+    for col in ("rlnTomoName", "rlnImageName", "rlnTomoVisibleFrames"):
+        if col not in df:
+            raise InputError(f"{path}: required column _{col} is missing (2-D stack particle set)")
+    if "rlnCtfImage" in df:
+        raise InputError(f"{path}: _rlnCtfImage found: {_NO_3D}")
+    if "rlnCtfDataAreCtfPremultiplied" in df and (_float_col(df, "rlnCtfDataAreCtfPremultiplied", path, "") > 0).any():
+        warnings.warn(
+            f"{path}: _rlnCtfDataAreCtfPremultiplied is 1: these images were multiplied by their CTF at extraction, "
+            "which training does not model yet (it applies the CTF once); re-extract without premultiplication",
+            stacklevel=3,
+        )
+    n = len(df)
+    tomo = df["rlnTomoName"].astype(str).to_numpy()
+    names = (
+        df["rlnTomoParticleName"].astype(str).to_numpy()
+        if "rlnTomoParticleName" in df
+        else np.array([f"{t}/{i + 1}" for i, t in enumerate(tomo)])
+    )
+    if len(set(names)) != n:
+        dup = pd.Series(names)[pd.Series(names).duplicated()].iloc[0]
+        raise InputError(f"{path}: particle name {dup!r} appears in more than one row (_rlnTomoParticleName)")
+    ddir = Path(datadir).absolute() if datadir is not None else None
+    first_stack = _resolve_stack(str(df["rlnImageName"].iloc[0]).rpartition("@")[2], path.parent, ddir) if n else None
+    px = _pixel_size(df, pixel_size, path, first_stack)
+
+    # per-particle geometry (Å)
+    a_sub = _euler(df, "rlnTomoSubtomogram", path)
+    a_part = _euler(df, "rlnAngle", path)
+    if any(f"rlnOrigin{a}Angst" in df for a in "XYZ"):
+        origin = np.stack([_float_col(df, f"rlnOrigin{a}Angst", path, "", default=0.0) for a in "XYZ"], -1)
+    else:
+        origin = np.stack([_float_col(df, f"rlnOrigin{a}", path, "", default=0.0) for a in "XYZ"], -1) * px
+    ts_px = _per_particle(df, glob, tomo, "rlnTomoTiltSeriesPixelSize", px, path)
+    centred = None
+    if all(f"rlnCenteredCoordinate{a}Angst" in df for a in "XYZ"):
+        centred = np.stack([_float_col(df, f"rlnCenteredCoordinate{a}Angst", path, "") for a in "XYZ"], -1)
+        position = centred
+    elif all(f"rlnCoordinate{a}" in df for a in "XYZ"):
+        coord = np.stack([_float_col(df, f"rlnCoordinate{a}", path, "") for a in "XYZ"], -1)
+        position = coord * ts_px[:, None]
+        if all(f"rlnTomoSize{a}" in glob for a in "XYZ"):
+            size = np.stack([_per_particle(df, glob, tomo, f"rlnTomoSize{a}", None, path) for a in "XYZ"], -1)
+            centred = (coord - np.floor(size / 2)) * ts_px[:, None]
+    else:
+        position = None
+    hand = _per_particle(df, glob, tomo, "rlnTomoHand", 1.0, path)
+    slope = _per_particle(df, glob, tomo, "rlnTomoDefocusSlope", 1.0, path)
+    if centred is None:
+        warnings.warn(f"{path}: particle positions relative to the tomogram centre unknown: defocus not corrected "
+                      "for particle depth", stacklevel=3)  # fmt: skip
+    voltage = _per_particle(df, glob, tomo, "rlnVoltage", None, path)
+    cs = _per_particle(df, glob, tomo, "rlnSphericalAberration", None, path)
+    w = _per_particle(df, glob, tomo, "rlnAmplitudeContrast", None, path)
+
+    # stacks and visible frames → one row per tilt image
+    tilts: dict[str, dict[str, np.ndarray]] = {}
+    shapes: dict[str, tuple] = {}
+    cols: dict[str, list] = {k: [] for k in ("p", "frame", "stack", "index")}
+    for p in range(n):
+        where = f"{path}: particle {names[p]!r} (row {p})"
+        if tomo[p] not in tilts:
+            tilts[tomo[p]] = _tilt_geometry(tomograms_blocks, tomograms_star, tomo[p])
+        n_frames = len(tilts[tomo[p]]["dose"])
+        visible = _visible(df["rlnTomoVisibleFrames"].iloc[p], where)
+        if len(visible) != n_frames:
+            raise InputError(
+                f"{where}: _rlnTomoVisibleFrames has {len(visible)} flags but tilt series {tomo[p]!r} has {n_frames} "
+                "tilts"
+            )
+        frames = np.flatnonzero(visible)
+        name = str(df["rlnImageName"].iloc[p]).rpartition("@")[2]
+        found = _resolve_stack(name, path.parent, ddir)
+        if found is None:
+            raise InputError(f"{where}: image stack {name} not found (looked next to {path} and its parents); "
+                             "pass datadir")  # fmt: skip
+        stack = str(found)
+        if stack not in shapes:
+            shapes[stack] = _stack_shape(stack)
+        nz = shapes[stack][2]
+        if nz == len(frames):
+            index = np.arange(len(frames))
+        elif nz == n_frames:  # a stack of every frame of the tilt series
+            index = frames
+        else:
+            raise InputError(
+                f"{where}: _rlnTomoVisibleFrames marks {len(frames)} visible frames but {stack} has {nz} images "
+                f"(expected {len(frames)}, or all {n_frames} frames)"
+            )
+        cols["p"] += [p] * len(frames)
+        cols["frame"] += list(frames)
+        cols["stack"] += [stack] * len(frames)
+        cols["index"] += list(index)
+    ip = np.asarray(cols["p"], dtype=np.int64)
+    frame = np.asarray(cols["frame"], dtype=np.int64)
+    stack_path = np.asarray(cols["stack"], dtype=object)
+    stack_index = np.asarray(cols["index"], dtype=np.int64)
+    box = _check_stacks(stack_path, stack_index, path, "relion5")
+
+    # per-tilt values of all tomograms in one table: row offset[tomogram] + frame
+    order = list(tilts)
+    offset = dict(zip(order, np.cumsum([0] + [len(tilts[t]["dose"]) for t in order])))
+    table_row = np.array([offset[t] for t in tomo], dtype=np.int64)[ip] + frame
+
+    def per_tilt(key: str) -> np.ndarray:
+        return np.concatenate([tilts[t][key] for t in order])[table_row]
+
+    r_f = per_tilt("rotation")
+    rotation = r_f @ a_sub[ip] @ a_part[ip]
+    moved = np.einsum("nij,nj->ni", r_f @ a_sub[ip], origin[ip])
+    shift = moved[:, :2]
+    depth = np.zeros(len(ip))
+    if centred is not None:
+        true_centre = centred - np.einsum("pij,pj->pi", a_sub, origin)
+        depth = np.einsum("nj,nj->n", r_f[:, 2], true_centre[ip]) * hand[ip] * slope[ip]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(ip, minlength=n))])
+    images = pd.DataFrame(
+        {
+            "rlnTomoParticleName": names[ip],
+            "rlnTomoName": tomo[ip],
+            "rlnImageName": [f"{i + 1}@{s}" for i, s in zip(stack_index, stack_path)],
+            "tomodrgnTiltFrame": frame,
+        }
+    )
+    class_label = None
+    if "rlnClassNumber" in df:
+        class_label = pd.to_numeric(df["rlnClassNumber"], errors="coerce").to_numpy()
+    return ParticleSeries(
+        star_path=optimisation_set or path,
+        flavour="relion5",
+        blocks=blocks,
+        images=images,
+        pixel_size=px,
+        box_size=box,
+        particle_names=[str(s) for s in names],
+        image_indices=[np.arange(starts[p], starts[p + 1], dtype=np.int64) for p in range(n)],
+        stack_path=stack_path,
+        stack_index=stack_index,
+        rotation=rotation,
+        shift=shift,
+        defocus_u=per_tilt("defocus_u") + depth,
+        defocus_v=per_tilt("defocus_v") + depth,
+        defocus_angle=per_tilt("defocus_angle"),
+        voltage=voltage[ip],
+        cs=cs[ip],
+        amplitude_contrast=w[ip],
+        phase_shift=per_tilt("phase_shift"),
+        dose=per_tilt("dose"),
+        tilt=per_tilt("tilt"),
+        image_block=particle_block,
+        position=position,
+        tomogram=[str(t) for t in tomo] if position is not None else None,
+        class_label=class_label,
+        datadir=ddir,
+        stack_set=StackSet(
+            particles_star=path,
+            tomograms_star=tomograms_star,
+            particle_block=particle_block,
+            particle_rows=np.arange(n, dtype=np.int64),
+            tomograms_blocks=tomograms_blocks,
+            optimisation_set=optimisation_set,
+            optimisation_blocks=optimisation_blocks,
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------- writing
+def _star_path(target: Path, base: Path) -> str:
+    """``target`` as written in a RELION STAR: relative to the working directory (RELION's project folder) when it
+    lies under it and resolves from ``base`` or its parents that way too; else absolute."""
+    target = target.resolve()
+    try:
+        rel = target.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return str(target)
+    found = find_relative(str(rel), base)
+    return str(rel) if found is not None and found == target else str(target)
+
+
+def write_stack_subset(series: ParticleSeries, particles: np.ndarray, out_star: str | Path) -> Path:
+    """Write particles ``particles`` (sorted indices) of a 2-D stack set as a 2-D stack set: the optimisation set at
+    ``out_star``, ``<stem>_particles.star`` (every block and column of the input, the chosen rows) and
+    ``<stem>_tomograms.star`` (the input's tomograms STAR) next to it. Paths that no longer resolve from the new
+    folder are made absolute."""
+    ss = series.stack_set
+    out_star = Path(out_star).absolute()
+    folder = out_star.parent
+    stem = out_star.stem.replace("optimisation_set", "").strip("_")
+    particles_out = folder / (f"{stem}_particles.star" if stem else "particles.star")
+    tomograms_out = folder / (f"{stem}_tomograms.star" if stem else "tomograms.star")
+    rows = ss.particle_rows[np.asarray(particles, dtype=np.int64)]
+    subset = series.blocks[ss.particle_block].iloc[rows].reset_index(drop=True).copy()
+    stacks = {}
+    for p, name in zip(particles, subset["rlnImageName"].astype(str)):
+        image_rows = series.image_indices[int(p)]
+        if len(image_rows):
+            stacks[name] = _star_path(Path(series.stack_path[image_rows[0]]), folder)
+    subset["rlnImageName"] = [stacks.get(name, name) for name in subset["rlnImageName"].astype(str)]
+    blocks = dict(series.blocks)
+    blocks[ss.particle_block] = subset
+    write_star(blocks, particles_out)
+
+    tomo_blocks = dict(ss.tomograms_blocks)
+    glob_name = next(k for k, v in tomo_blocks.items() if isinstance(v, pd.DataFrame) and "rlnTomoName" in v)
+    glob = tomo_blocks[glob_name].copy()
+    if "rlnTomoTiltSeriesStarFile" in glob:
+        rewritten = []
+        for name in glob["rlnTomoTiltSeriesStarFile"].astype(str):
+            found = find_relative(name, ss.tomograms_star.parent)
+            rewritten.append(_star_path(found, folder) if found is not None else name)
+        glob["rlnTomoTiltSeriesStarFile"] = rewritten
+    tomo_blocks[glob_name] = glob
+    write_star(tomo_blocks, tomograms_out)
+
+    entries = {"rlnTomoParticlesFile": _star_path(particles_out, folder),
+               "rlnTomoTomogramsFile": _star_path(tomograms_out, folder)}  # fmt: skip
+    if ss.optimisation_blocks is not None:
+        opt = {k: (dict(v, **entries) if isinstance(v, dict) and "rlnTomoParticlesFile" in v else v)
+               for k, v in ss.optimisation_blocks.items()}  # fmt: skip
+        for block in opt.values():
+            if isinstance(block, dict):
+                for key, value in list(block.items()):  # other files of the set (trajectories, references …)
+                    if key not in entries and isinstance(value, str) and value.endswith((".star", ".mrc")):
+                        found = find_relative(value, ss.optimisation_set.parent)
+                        block[key] = _star_path(found, folder) if found is not None else value
+    else:
+        opt = {"": entries}
+    return write_star(opt, out_star)
