@@ -21,6 +21,7 @@ from tomodrgn.io.errors import InputError, user_error_message
 from tomodrgn.io.mrc import read_mrc, write_mrc
 from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
 from tomodrgn.models.encoder import ENCODERS
+from tomodrgn.reconstruct.pipeline import BackprojectResult, backproject
 from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomogram
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
@@ -29,6 +30,7 @@ from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train,
 __all__ = [
     "ENCODERS",
     "AnalysisResult",
+    "BackprojectResult",
     "DemoResult",
     "EpochEvent",
     "InputError",
@@ -41,6 +43,7 @@ __all__ = [
     "TrainedModel",
     "TruthEvaluation",
     "analyze",
+    "backproject",
     "cc",
     "cluster_colors",
     "decode_volumes",

@@ -12,11 +12,11 @@ import argparse
 import sys
 
 from tomodrgn import __version__
-from tomodrgn.cli import analyze, demo, evaluate, simulate, star, train
+from tomodrgn.cli import analyze, backproject, demo, evaluate, simulate, star, train
 from tomodrgn.io.errors import user_error_message
 
 # command families, in the order ``tomodrgn --help`` lists them
-COMMAND_MODULES = (simulate, train, evaluate, analyze, star, demo)
+COMMAND_MODULES = (simulate, backproject, train, evaluate, analyze, star, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
