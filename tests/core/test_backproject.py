@@ -48,6 +48,8 @@ def test_map_matches_the_ground_truth(sim, truth, result):
     assert apix == pytest.approx(sim.pixel_size, rel=1e-5)
     assert cc(vol, truth) > 0.85
     assert _mid_fsc(vol, truth, sim.pixel_size) > 0.9
+    mirror = np.roll(np.flip(truth, 2), 1, axis=2)  # x → −x about voxel D/2: the other hand
+    assert cc(vol, mirror) < cc(vol, truth) - 0.2 and _mid_fsc(vol, mirror, sim.pixel_size) < 0.3
     for half in result.half_map_paths:
         assert cc(read_mrc(half)[0], truth) > 0.8
     assert (result.n_particles, result.n_images) == (60, 60 * 21)
