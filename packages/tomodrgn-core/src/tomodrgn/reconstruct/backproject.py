@@ -115,12 +115,13 @@ def insert_slices(
     values: torch.Tensor,
     weights: torch.Tensor,
     insertion: str = "trilinear",
+    chunk: int = 1 << 20,
 ) -> None:
     """Add slices to the accumulators in place (see the module docstring).
 
     ``positions`` (..., 3) (x, y, z) voxels from the zero frequency; ``values``, ``weights`` (...). ``trilinear``
     spreads each point over its 8 neighbouring voxels with weights (1−|dx|)(1−|dy|)(1−|dz|); ``nearest`` adds it to
-    the nearest voxel.
+    the nearest voxel. Trilinear insertion runs ``chunk`` points at a time.
     """
     if insertion not in INSERTIONS:
         raise ValueError(f"insertion must be one of {INSERTIONS}, got {insertion!r}")
@@ -134,6 +135,13 @@ def insert_slices(
         numerator.view(-1).index_add_(0, flat, v)
         weight.view(-1).index_add_(0, flat, w)
         return
+    for start in range(0, len(v), chunk):  # chunks bound the 8-corner temporaries (~16 bytes × 8 per point)
+        sl = slice(start, start + chunk)
+        _add_trilinear(numerator.view(-1), weight.view(-1), p[sl], v[sl], w[sl], strides)
+
+
+def _add_trilinear(num, wsum, p, v, w, strides) -> None:
+    d1 = int(strides[1])
     base = torch.floor(p).clamp_(max=d1 - 2)  # p = D sits on the upper corner of the last cell
     f = p - base
     base = base.long()
@@ -141,9 +149,9 @@ def insert_slices(
     wx, wy, wz = (torch.stack([1.0 - f[:, a], f[:, a]], dim=1) for a in range(3))
     ix, iy, iz = (torch.stack([base[:, a], base[:, a] + 1], dim=1) * strides[a] for a in range(3))
     frac = (wz[:, :, None, None] * wy[:, None, :, None] * wx[:, None, None, :]).reshape(-1, 8)
-    flat = (iz[:, :, None, None] + iy[:, None, :, None] + ix[:, None, None, :]).reshape(-1, 8)
-    numerator.view(-1).index_add_(0, flat.reshape(-1), (frac * v[:, None]).reshape(-1))
-    weight.view(-1).index_add_(0, flat.reshape(-1), (frac * w[:, None]).reshape(-1))
+    flat = (iz[:, :, None, None] + iy[:, None, :, None] + ix[:, None, None, :]).reshape(-1)
+    num.index_add_(0, flat, (frac * v[:, None]).reshape(-1))
+    wsum.index_add_(0, flat, (frac * w[:, None]).reshape(-1))
 
 
 def fold_nyquist(acc: torch.Tensor) -> torch.Tensor:
