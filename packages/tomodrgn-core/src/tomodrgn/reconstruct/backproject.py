@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from tomodrgn.physics.ctf import compute_ctf
-from tomodrgn.physics.dose import dose_weights
+from tomodrgn.physics.dose import dose_weights, tilt_weights
 from tomodrgn.physics.hartley import ht2_center, iht3_center, symmetrize_ht
 from tomodrgn.physics.lattice import Lattice
 from tomodrgn.physics.pose import center_hartley_images, slice_coords
@@ -83,7 +83,7 @@ def prepare_slices(
     k = freqs[keep]
     t = torch.ones((n, 1), dtype=torch.float64, device=device)
     if tilt is not None:
-        t = t * torch.cos(torch.deg2rad(tilt.to(device, torch.float64)))[:, None]
+        t = t * torch.from_numpy(tilt_weights(tilt.cpu().numpy())).to(device)[:, None]
     d_k = None
     if dose is not None:
         radius = torch.linalg.vector_norm(k, dim=-1).cpu().numpy()
