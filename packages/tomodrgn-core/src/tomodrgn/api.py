@@ -31,6 +31,7 @@ from tomodrgn.io.errors import InputError, user_error_message
 from tomodrgn.io.mrc import read_mrc, write_mrc
 from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
 from tomodrgn.models.encoder import ENCODERS
+from tomodrgn.reconstruct.pipeline import BackprojectResult, backproject
 from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomogram, write_relion5
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
@@ -54,6 +55,7 @@ __all__ = [
     "view_config",
     "ENCODERS",
     "AnalysisResult",
+    "BackprojectResult",
     "DemoResult",
     "EpochEvent",
     "InputError",
@@ -66,6 +68,7 @@ __all__ = [
     "TrainedModel",
     "TruthEvaluation",
     "analyze",
+    "backproject",
     "cc",
     "cluster_colors",
     "decode_volumes",

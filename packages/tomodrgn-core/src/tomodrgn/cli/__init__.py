@@ -14,6 +14,7 @@ import sys
 from tomodrgn import __version__
 from tomodrgn.cli import (
     analyze,
+    backproject,
     chimerax,
     convergence,
     demo,
@@ -31,6 +32,7 @@ from tomodrgn.io.errors import user_error_message
 # command families, in the order ``tomodrgn --help`` lists them
 COMMAND_MODULES = (
     simulate,
+    backproject,
     downsample,
     train,
     evaluate,

@@ -1,0 +1,1 @@
+"""Direct reconstruction from particle tilt images: weighted back-projection (``tomodrgn backproject``)."""

@@ -1,0 +1,275 @@
+"""``tomodrgn backproject``: half maps, full map, FSC, density sign and PNGs from a particle STAR file.
+
+Outputs in ``outdir``: ``backproject.mrc`` (full map, unfiltered), ``backproject_half1.mrc`` /
+``backproject_half2.mrc`` (random particle halves, seeded), ``backproject_filt.mrc`` (full map low-passed to
+``lowpass`` Å, default the half-map FSC = 0.143 resolution), ``fsc.txt`` and ``fsc.png`` (half-map FSC in a soft
+spherical mask of radius 0.4·D), ``slices.png`` (central slices of the filtered map). Maps are D³ [z, y, x] with
+the particle's rotation origin at voxel D/2 and the stacks' pixel size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tomodrgn.analysis.metrics import fsc, resolution_at
+from tomodrgn.analysis.plots import plot_fsc
+from tomodrgn.export.selections import read_index_list
+from tomodrgn.io.errors import InputError
+from tomodrgn.io.mrc import write_mrc
+from tomodrgn.io.particles import ParticleSeries, read_particles
+from tomodrgn.reconstruct.backproject import (
+    CTF_MODES,
+    INSERTIONS,
+    insert_slices,
+    lowpass_volume,
+    prepare_slices,
+    real_volume,
+    zero_accumulators,
+)
+from tomodrgn.reconstruct.report import (
+    density_contrast,
+    density_sign,
+    plot_central_slices,
+    spherical_mask,
+    write_fsc_table,
+)
+
+PHASE_FLIP_REGULARIZER = 0.01  # added to the accumulated weights (units: one image's full weight)
+
+
+@dataclass
+class BackprojectResult:
+    """Paths and numbers of a back-projection (see the module docstring).
+
+    ``density_sign`` is "positive", "negative" or "unclear" (from ``density_contrast``, see
+    :func:`tomodrgn.reconstruct.report.density_contrast`); ``suggestion`` is a hint for the user or None.
+    """
+
+    map_path: Path
+    half_map_paths: tuple[Path, Path]
+    filtered_map_path: Path
+    fsc_path: Path
+    fsc_plot_path: Path
+    slices_path: Path
+    freq: np.ndarray
+    fsc: np.ndarray
+    resolution_0143: float
+    resolution_05: float
+    lowpass: float
+    density_sign: str
+    density_contrast: float
+    suggestion: str | None
+    n_particles: int
+    n_images: int
+    pixel_size: float
+    box_size: int
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.map_path, *self.half_map_paths, self.filtered_map_path, self.fsc_path, self.fsc_plot_path,
+                self.slices_path]  # fmt: skip
+
+
+def select_particles(n_particles: int, indices: np.ndarray | str | Path | None = None, first: int | None = None):
+    """Particle indices to use: ``indices`` (array, or an index-list file) in the given order, then the ``first``
+    N of them (all particles when both are None)."""
+    if indices is None:
+        chosen = np.arange(n_particles, dtype=np.int64)
+    else:
+        if isinstance(indices, (str, Path)):
+            try:
+                indices = read_index_list(indices)
+            except ValueError as e:
+                raise InputError(str(e)) from e
+        chosen = np.asarray(indices, dtype=np.int64).reshape(-1)
+        bad = chosen[(chosen < 0) | (chosen >= n_particles)]
+        if bad.size:
+            raise InputError(f"--ind: particle index {int(bad[0])} out of range 0..{n_particles - 1}")
+    if first is not None:
+        if first < 1:
+            raise InputError(f"--first must be ≥ 1, got {first}")
+        chosen = chosen[:first]
+    if len(chosen) < 2:
+        raise InputError(f"back-projection needs at least 2 particles (for two half maps), got {len(chosen)}")
+    return chosen
+
+
+def split_halves(particles: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random halves of the particle indices (each sorted; the first gets ⌊n/2⌋), reproducible from ``seed``."""
+    perm = np.random.default_rng(seed).permutation(len(particles))
+    half = len(particles) // 2
+    return np.sort(particles[perm[:half]]), np.sort(particles[perm[half:]])
+
+
+def accumulate(
+    series: ParticleSeries,
+    particles: np.ndarray,
+    numerator: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    batch_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+    **options,
+) -> int:
+    """Insert all tilt images of ``particles`` into the accumulators, ``batch_size`` images at a time, read lazily
+    in file order. ``options`` go to
+    :func:`prepare_slices` (ctf, invert) and :func:`insert_slices` (insertion); ``dose_weight`` / ``tilt_weight``
+    (bool) switch those weights on. ``progress(n)`` is called with the images done in each batch.
+    Returns the number of images inserted."""
+    insertion = options.pop("insertion", "trilinear")
+    dose_weight, tilt_weight = options.pop("dose_weight", False), options.pop("tilt_weight", False)
+    rows = np.sort(np.concatenate([series.image_indices[p] for p in particles]))
+    device = numerator.device
+    for start in range(0, len(rows), batch_size):
+        r = rows[start : start + batch_size]
+        images = torch.from_numpy(series.read_images(r)).to(device)
+        for volt in np.unique(series.voltage[r]):
+            sel = np.flatnonzero(series.voltage[r] == volt)
+            rr = r[sel]
+            values, weights, positions = prepare_slices(
+                images[torch.from_numpy(sel).to(device)],
+                series.pixel_size,
+                torch.from_numpy(series.rotation[rr]),
+                torch.from_numpy(series.shift[rr]),
+                torch.from_numpy(series.ctf_params(rr)),
+                dose=torch.from_numpy(series.dose[rr]) if dose_weight else None,
+                tilt=torch.from_numpy(series.tilt[rr]) if tilt_weight else None,
+                voltage=float(volt),
+                **options,
+            )
+            insert_slices(numerator, weight, positions, values, weights, insertion)
+        if progress is not None:
+            progress(len(r))
+    return len(rows)
+
+
+def _prepare_outdir(outdir: Path, overwrite: bool) -> None:
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"-o {outdir}: exists and is not a folder")
+    if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
+        raise InputError(f"-o {outdir}: folder exists and is not empty; pass --overwrite or choose another folder")
+    outdir.mkdir(parents=True, exist_ok=True)
+
+
+def backproject(
+    star: str | Path | ParticleSeries,
+    outdir: str | Path,
+    *,
+    invert: bool = False,
+    ctf: str = "phase-flip",
+    wiener_constant: float = 1.0,
+    dose_weight: bool = False,
+    tilt_weight: bool = False,
+    lowpass: float | None = None,
+    first: int | None = None,
+    indices: np.ndarray | str | Path | None = None,
+    insertion: str = "trilinear",
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str = "auto",
+    overwrite: bool = False,
+    pixel_size: float | None = None,
+    datadir: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BackprojectResult:
+    """Weighted back-projection of the particles' tilt images into a D³ map, with half maps and their FSC.
+
+    ``star``: a particle STAR path (read with :func:`tomodrgn.io.particles.read_particles`, ``pixel_size`` Å and
+    ``datadir`` passed on) or a :class:`ParticleSeries`. ``invert``: flip the image contrast (dark particles).
+    ``ctf``: "phase-flip" (default), "wiener" (constant ``wiener_constant``, in units of one image's CTF² weight) or
+    "none". ``dose_weight``: exposure-filter weights; ``tilt_weight``: cos(tilt) weights. ``lowpass`` Å for the
+    filtered map (default: the FSC = 0.143 resolution). ``first`` / ``indices`` (array or index-list file) select
+    particles. ``insertion``: "trilinear" or "nearest". ``seed``: the half-set split. ``device``: "auto", "cpu",
+    "cuda[:i]". ``progress(done, total)`` counts images. See the module docstring for the files written.
+    """
+    if ctf not in CTF_MODES:
+        raise InputError(f"--ctf must be one of {', '.join(CTF_MODES)}, got {ctf!r}")
+    if insertion not in INSERTIONS:
+        raise InputError(f"--insertion must be one of {', '.join(INSERTIONS)}, got {insertion!r}")
+    if not wiener_constant > 0:
+        raise InputError(f"--wiener-constant must be > 0, got {wiener_constant}")
+    if lowpass is not None and not lowpass > 0:
+        raise InputError(f"--lowpass must be a resolution > 0 Å, got {lowpass}")
+    outdir = Path(outdir)
+    series = star if isinstance(star, ParticleSeries) else read_particles(star, pixel_size=pixel_size, datadir=datadir)
+    particles = select_particles(series.n_particles, indices, first)
+    _prepare_outdir(outdir, overwrite)
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
+
+    d, apix = series.box_size, series.pixel_size
+    halves = split_halves(particles, seed)
+    total = int(sum(len(series.image_indices[p]) for p in particles))
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress(done[0], total)
+
+    options = dict(ctf=ctf, invert=invert, insertion=insertion, dose_weight=dose_weight, tilt_weight=tilt_weight)
+    accs = []
+    for half in halves:
+        num, w = zero_accumulators(d, dev)
+        accumulate(series, half, num, w, batch_size=batch_size, progress=tick, **options)
+        accs.append((num, w))
+    reg = wiener_constant if ctf == "wiener" else PHASE_FLIP_REGULARIZER
+    half_maps = [real_volume(num, w, reg) for num, w in accs]
+    full = real_volume(accs[0][0] + accs[1][0], accs[0][1] + accs[1][1], reg)
+
+    mask = spherical_mask(d)
+    freq, curve = fsc(half_maps[0], half_maps[1], apix, mask=mask)
+    res143, res05 = resolution_at(freq, curve, 0.143), resolution_at(freq, curve, 0.5)
+    cutoff = lowpass if lowpass is not None else res143
+    filtered = lowpass_volume(full, apix, cutoff)
+    contrast = density_contrast(full, apix)
+    sign = density_sign(contrast)
+    suggestion = None
+    if sign == "negative":
+        suggestion = (
+            "the map's density is negative: the particles look dark as read; run again with --invert"
+            if not invert
+            else "the map's density is negative with --invert: run again without --invert"
+        )
+    elif sign == "unclear":
+        suggestion = "the density sign is unclear: check poses, origins and particle centring (or use more particles)"
+
+    paths = {
+        "map": write_mrc(outdir / "backproject.mrc", full, apix),
+        "half1": write_mrc(outdir / "backproject_half1.mrc", half_maps[0], apix),
+        "half2": write_mrc(outdir / "backproject_half2.mrc", half_maps[1], apix),
+        "filt": write_mrc(outdir / "backproject_filt.mrc", filtered, apix),
+        "fsc": write_fsc_table(outdir / "fsc.txt", freq, curve),
+        "fsc_png": plot_fsc(
+            {"half maps": (freq, curve)}, outdir / "fsc.png", title=f"half-map FSC: {res143:.1f} Å at 0.143"
+        ),
+        "slices": plot_central_slices(
+            filtered, outdir / "slices.png", title=f"backproject_filt.mrc ({cutoff:.1f} Å), density {sign}"
+        ),
+    }
+    return BackprojectResult(
+        map_path=paths["map"],
+        half_map_paths=(paths["half1"], paths["half2"]),
+        filtered_map_path=paths["filt"],
+        fsc_path=paths["fsc"],
+        fsc_plot_path=paths["fsc_png"],
+        slices_path=paths["slices"],
+        freq=freq,
+        fsc=curve,
+        resolution_0143=res143,
+        resolution_05=res05,
+        lowpass=float(cutoff),
+        density_sign=sign,
+        density_contrast=contrast,
+        suggestion=suggestion,
+        n_particles=len(particles),
+        n_images=total,
+        pixel_size=apix,
+        box_size=d,
+    )
