@@ -11,9 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
-from tomodrgn.analysis.latent import kmeans, pca, umap_embed
+from tomodrgn.analysis.latent import kmeans, path_between, pc_traversal, pca, umap_embed
 from tomodrgn.analysis.metrics import cc, fsc, resolution_at, soft_mask
-from tomodrgn.analysis.overlay import ParticleOverlay, cluster_colors, particle_overlay, place_volumes
+from tomodrgn.analysis.overlay import (
+    COLOR_QUANTITIES,
+    ParticleOverlay,
+    cluster_colors,
+    particle_overlay,
+    particle_quantity,
+    particles_of_points,
+    place_volumes,
+    points_of_particles,
+    volume_beside,
+    volume_translate,
+)
 from tomodrgn.analysis.pipeline import AnalysisResult, TruthEvaluation, analyze_run, evaluate_against_truth
 from tomodrgn.demo import DemoResult, run_demo
 from tomodrgn.export.selections import filter_star, read_index_list, write_keep_exclude
@@ -27,6 +38,7 @@ from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
 from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train, train
 
 __all__ = [
+    "COLOR_QUANTITIES",
     "ENCODERS",
     "AnalysisResult",
     "DemoResult",
@@ -69,6 +81,13 @@ __all__ = [
     "write_mrc",
     "write_particle_subset",
     "write_volume",
+    "volume_translate",
+    "volume_beside",
+    "points_of_particles",
+    "particles_of_points",
+    "particle_quantity",
+    "pc_traversal",
+    "path_between",
 ]
 
 simulate = simulate_dataset
