@@ -13,8 +13,8 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QMessageBox
 
 from napari_tomodrgn._view import is_decoded, visible_in_view
-from napari_tomodrgn._widget_latent import PATH_LAYER, LatentWidget
 from napari_tomodrgn._widget_latent import VOLUME_LAYER as LATENT_VOLUME
+from napari_tomodrgn._widget_latent import LatentWidget
 from napari_tomodrgn._widget_overlay import PLACED_LAYER, OverlayWidget
 from napari_tomodrgn._widget_train import VOLUME_LAYER as TRAIN_VOLUME
 from napari_tomodrgn._widget_train import TrainWidget

@@ -8,6 +8,7 @@ in the widget's status label and a napari notification (user errors through ``to
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,8 @@ def error_text(exc: BaseException | str) -> str:
     from tomodrgn.api import user_error_message
 
     msg = user_error_message(exc)
+    if msg is not None and isinstance(exc, OSError) and not getattr(exc, "filename", None) and str(exc):
+        msg = " ".join(str(exc).split())  # e.g. FileNotFoundError("no weights.*.pt checkpoint in …")
     if msg is None:
         text = " ".join(str(exc).split())
         msg = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -43,6 +46,11 @@ def report_error(widget: Any, exc: BaseException | str, context: str = "") -> st
     from napari.utils.notifications import show_error
 
     text = error_text(exc)
+    if isinstance(exc, BaseException):
+        from tomodrgn.api import user_error_message
+
+        if user_error_message(exc) is None:  # a bug, not the user's input: keep the traceback in the log
+            logging.getLogger("napari_tomodrgn").error("%s", text, exc_info=exc)
     if context:
         text = f"{context}: {text}"
     widget.status.value = f"error: {text}"
@@ -74,7 +82,7 @@ def run_in_thread(widget: Any, fn: Callable, *args: Any, done: Callable[[Any], N
         widget.worker_threads.append(threading.get_ident())
         return fn(*args, **kwargs)
 
-    worker = create_worker(call, _start_thread=False)
+    worker = create_worker(call, _start_thread=False, _ignore_errors=True)  # errors → report_error
     widget.workers.append(worker)
     worker.returned.connect(done)
     worker.errored.connect(lambda e: report_error(widget, e, what.rstrip("…. ")))

@@ -233,7 +233,7 @@ class TrainWidget(Container):
         self.status.value = "starting…" if note is None else f"starting… ({note})"
         self.ax.clear()
         self.canvas.draw_idle()
-        worker = thread_worker(train_events, start_thread=False)(
+        worker = thread_worker(train_events, start_thread=False, ignore_errors=True)(
             star, outdir, cfg, self.stop_event, resume, self.worker_threads
         )
         worker.yielded.connect(self._on_event)
