@@ -104,3 +104,18 @@ def init_async(widget: Any) -> None:
     widget.workers = []
     widget.worker_threads = []
     widget.busy = busy_bar()
+
+
+def compact(widget: Any) -> None:
+    """Let a form fit a narrow dock: wrapping status line, narrow file fields, spare height at the bottom."""
+    from magicgui.widgets import FileEdit
+    from qtpy.QtWidgets import QSizePolicy
+
+    label = widget.status.native
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+    label.setMinimumHeight(2 * label.fontMetrics().height())
+    for child in widget:
+        if isinstance(child, FileEdit):
+            child.line_edit.native.setMinimumWidth(80)
+    widget.native.layout().addStretch(1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QScrollArea, QTabWidget
 
 from napari_tomodrgn._widget_latent import LatentWidget
@@ -30,6 +31,7 @@ class TomoDRGNDock(QTabWidget):
         for widget, title in ((self.train, "Train"), (self.latent, "Latent"), (self.overlay, "Overlay")):
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
+            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
             scroll.setWidget(widget.native)
             scroll.setMinimumHeight(200)
             self.addTab(scroll, title)

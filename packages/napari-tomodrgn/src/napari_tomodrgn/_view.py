@@ -38,10 +38,16 @@ def is_decoded(layer: Any) -> bool:
 
 
 def show_volume(
-    viewer: Any, name: str, vol: np.ndarray, pixel_size: float, center: np.ndarray, metadata: dict | None = None
+    viewer: Any,
+    name: str,
+    vol: np.ndarray,
+    pixel_size: float,
+    center: np.ndarray,
+    metadata: dict | None = None,
+    context: float = 3.0,
 ) -> Any:
     """Add or update Image layer ``name`` holding ``vol`` (voxel ``pixel_size`` Å) centred on ``center`` (Å, z y x)
-    and move the view to it. Returns the layer."""
+    and move the view to it (``context`` × its width in view: room for the particle beside it). Returns the layer."""
     from tomodrgn.api import volume_translate
 
     scale = (float(pixel_size),) * 3
@@ -58,20 +64,22 @@ def show_volume(
             vol, name=name, scale=scale, translate=translate, colormap="magma", blending="additive",
             contrast_limits=limits, metadata=meta, units=("angstrom",) * 3, axis_labels=AXIS_LABELS,
         )  # fmt: skip
-    focus(viewer, np.asarray(center, dtype=float), extent=float(vol.shape[0] * pixel_size))
+    focus(viewer, np.asarray(center, dtype=float), extent=float(max(vol.shape[-2:]) * pixel_size) * context)
     return layer
 
 
 def focus(viewer: Any, center: np.ndarray, extent: float) -> None:
-    """Move the z slider to ``center``'s z and centre the camera on it; zoom out if ``extent`` Å does not fit."""
+    """Move the z slider to ``center``'s z and centre the camera on it; zoom so ``extent`` Å fits, unless it already
+    fits and is not tiny (the user's zoom is kept when it is reasonable)."""
     nd = viewer.dims.ndim
     if nd >= 3:
         viewer.dims.set_point(nd - 3, float(center[-3]))
     viewer.camera.center = tuple(float(c) for c in center[-3:])
     canvas = getattr(getattr(viewer.window, "_qt_viewer", None), "canvas", None)
     size = min(canvas.size) if canvas is not None else 600
-    if size > 0 and extent * viewer.camera.zoom > 0.9 * size:
-        viewer.camera.zoom = 0.3 * size / extent
+    target = 0.8 * size / max(extent, 1e-6)
+    if size > 0 and not target / 4 <= viewer.camera.zoom <= target:
+        viewer.camera.zoom = target
 
 
 def beside_scene(viewer: Any, extent: float, exclude: str | None = None) -> np.ndarray:

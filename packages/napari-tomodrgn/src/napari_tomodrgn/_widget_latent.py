@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.path import Path as MplPath
 from matplotlib.widgets import LassoSelector, RectangleSelector
 
-from napari_tomodrgn._async import field_path, init_async, report_error, run_in_thread
+from napari_tomodrgn._async import compact, field_path, init_async, report_error, run_in_thread
 from napari_tomodrgn._run import LoadedRun, load_run
 from napari_tomodrgn._view import beside_scene, setup_viewer, show_volume
 
@@ -76,7 +76,8 @@ class LatentWidget(Container):
         self.out_star = FileEdit(label="selection STAR", mode="w", filter="*.star")
         self.save_btn = PushButton(text="Save selection")
         self.status = Label(label="status", value="load a run folder")
-        self.extend([self.run_dir, self.epoch, self.method, self.k, self.load_btn, self.color_by, self.tool])
+        self.extend([self.run_dir, self.epoch, self.method, self.k, self.load_btn, self.busy, self.status])
+        self.extend([self.color_by, self.tool])
         self.figure = Figure(figsize=(4, 3.2), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(220)
@@ -84,7 +85,8 @@ class LatentWidget(Container):
         self.ax = self.figure.add_subplot(111)
         self.native.layout().addWidget(self.toolbar)
         self.native.layout().addWidget(self.canvas)
-        self.extend([self.path, self.n_path, self.path_btn, self.out_star, self.save_btn, self.busy, self.status])
+        self.extend([self.path, self.n_path, self.path_btn, self.out_star, self.save_btn])
+        compact(self)
         self.run: LoadedRun | None = None
         self.coords: np.ndarray | None = None
         self.cluster_labels: np.ndarray | None = None
@@ -343,7 +345,7 @@ class LatentWidget(Container):
                 row[:, :, k * (d + gap) : k * (d + gap) + d] = v
             extent = row.shape[-1] * run.pixel_size
             center = beside_scene(self.viewer, extent, exclude=PATH_LAYER)
-            show_volume(self.viewer, PATH_LAYER, row, run.pixel_size, center, {"path": path, "n": n})
+            show_volume(self.viewer, PATH_LAYER, row, run.pixel_size, center, {"path": path, "n": n}, context=1.2)
             self.status.value = f"{n} volumes along {path} (left to right)"
 
         return run_in_thread(self, run.decode, z.astype(np.float32), done=done, what=f"decoding {n} volumes…")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, Select, SpinBox
 
-from napari_tomodrgn._async import field_path, init_async, report_error, run_in_thread
+from napari_tomodrgn._async import compact, field_path, init_async, report_error, run_in_thread
 from napari_tomodrgn._reader import overlay_layers
 from napari_tomodrgn._run import LoadedRun, load_run
 from napari_tomodrgn._view import is_decoded, setup_viewer, show_volume
@@ -57,7 +57,7 @@ class OverlayWidget(Container):
         self.k = SpinBox(label="k-means clusters", min=1, max=1000, value=8)
         self.show_btn = PushButton(text="Show particles")
         self.clusters = Select(label="clusters shown", choices=[], allow_multiple=True)
-        self.clusters.native.setMaximumHeight(90)
+        self.clusters.native.setFixedHeight(90)
         self.place_btn = PushButton(text="Place volumes")
         self.status = Label(label="status", value="")
         self.extend(
@@ -75,6 +75,7 @@ class OverlayWidget(Container):
                 self.status,
             ]
         )
+        compact(self)
         self.series: Any = None
         self.run: LoadedRun | None = None
         self.overlay: Any = None

@@ -32,7 +32,7 @@ from magicgui.widgets import (
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
-from napari_tomodrgn._async import field_path, report_error
+from napari_tomodrgn._async import compact, field_path, report_error
 from napari_tomodrgn._torch_setup import prepare_torch
 from napari_tomodrgn._view import beside_scene, setup_viewer, show_volume
 
@@ -144,6 +144,7 @@ class TrainWidget(Container):
         self._last_plot = 0.0
         self.worker_threads: list[int] = []
         self.confirm_box: Any = None
+        compact(self)
         self._prefill_star()
         self.viewer.layers.events.inserted.connect(lambda e: self._prefill_star())
         self.start_btn.changed.connect(self.start)
