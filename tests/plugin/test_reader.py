@@ -90,3 +90,15 @@ def test_reader_training_run_folder(trained_run, sim_dataset):
     truth = np.load(sim_dataset.truth_path)
     np.testing.assert_allclose(pts, truth["position_px"][:, ::-1], atol=1e-4)
     assert len(set(pmeta["features"]["cluster"])) > 1
+
+
+def test_open_run_by_its_checkpoint_is_unambiguous(make_napari_viewer, trained_run):
+    """File ▸ Open on a run's weights.pt: only this plugin claims it (no reader dialog) and it opens the run."""
+    from napari.plugins._npe2 import get_readers
+
+    viewer = make_napari_viewer()  # (discovers the plugins)
+    assert list(get_readers(str(trained_run / "weights.pt"))) == ["napari-tomodrgn"]
+    layers = viewer.open(str(trained_run / "weights.pt"), plugin=None)  # as File ▸ Open: napari picks the reader
+    kinds = sorted(type(layer).__name__ for layer in layers)
+    assert kinds == ["Image", "Points", "Vectors"]
+    assert get_reader(str(trained_run / "other.pt")) is None

@@ -19,11 +19,18 @@ STAR_SUFFIXES = (".star",)
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
-    """Return :func:`read` if every path is an MRC file, a STAR file or a folder holding such files, else None."""
+    """Return :func:`read` if every path is an MRC file, a STAR file, a folder holding such files or a run's
+    checkpoint ``weights*.pt`` (opens its run folder), else None.
+
+    Opening a folder, napari asks which reader to use (its built-in reader accepts every folder too); opening a
+    run's ``weights.pt`` is unambiguous (no other reader claims ``*.pt``).
+    """
     paths = [path] if isinstance(path, str | Path) else list(path)
     if not paths:
         return None
     for p in map(Path, paths):
+        if _is_checkpoint(p):
+            continue
         if p.is_dir():
             if not _folder_files(p) and not is_run_folder(p):
                 return None
@@ -37,12 +44,19 @@ def read(path: str | list[str]) -> list[LayerData]:
     paths = [path] if isinstance(path, str | Path) else list(path)
     layers: list[LayerData] = []
     for p in map(Path, paths):
+        if _is_checkpoint(p):
+            layers.extend(read_run_folder(p.parent))
+            continue
         if p.is_dir() and is_run_folder(p):
             layers.extend(read_run_folder(p))
         files = _folder_files(p) if p.is_dir() else [p]
         for f in files:
             layers.extend(read_mrc_layer(f) if f.suffix.lower() in MRC_SUFFIXES else read_star_layers(f))
     return layers
+
+
+def _is_checkpoint(path: Path) -> bool:
+    return path.is_file() and path.suffix == ".pt" and path.name.startswith("weights") and is_run_folder(path.parent)
 
 
 def is_run_folder(folder: Path) -> bool:
