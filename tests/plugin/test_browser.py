@@ -57,6 +57,22 @@ def test_latent_selection_linked_with_overlay_points(browser, qtbot):
     np.testing.assert_allclose(w._highlight.get_offsets(), w.coords[w.selected])
 
 
+def test_latent_umap_runs_in_a_worker_with_busy_bar(browser, qtbot):
+    """Switching to UMAP (tens of seconds on first use: numba compiles) returns at once; a busy bar shows meanwhile."""
+    import time
+
+    _, w, _ = browser
+    n_threads = len(w.worker_threads)
+    t0 = time.perf_counter()
+    w.method.value = "umap"
+    returned_after = time.perf_counter() - t0
+    assert w.workers and not w.busy.native.isHidden() and "umap" in w.status.value
+    assert returned_after < 10.0, returned_after  # generous: the UI thread only started the worker
+    wait_idle(qtbot, w, timeout=300_000)
+    assert w.busy.native.isHidden() and w.ax.get_xlabel() == "UMAP1"
+    assert len(w.worker_threads) > n_threads and MAIN not in w.worker_threads
+
+
 def test_latent_legend_colour_by_and_distinct_hues(browser):
     _, w, _ = browser
     legend = w.ax.get_legend()

@@ -147,7 +147,9 @@ def test_latent_click_decodes_volume_in_view(make_napari_viewer, qtbot, trained_
     viewer = make_napari_viewer()
     w = LatentWidget(viewer)
     assert w.load(trained_run) is not None
+    assert not w.busy.native.isHidden()  # the busy bar shows until the worker has finished
     wait_idle(qtbot, w)
+    assert w.busy.native.isHidden()
     run = w.run
     assert run is not None and w.coords.shape == (12, 2) and w.cluster_labels.shape == (12,)
     target = 5
