@@ -40,7 +40,11 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
 
 
 def read(path: str | list[str]) -> list[LayerData]:
-    """Layer data for each path (a folder contributes its MRC volumes and STAR particle files)."""
+    """Layer data for each path (a folder contributes its MRC volumes and STAR particle files).
+
+    Also turns on the Å scale bar and z/y/x axis names of the current viewer (:func:`_view.setup_viewer`).
+    """
+    show_units()
     paths = [path] if isinstance(path, str | Path) else list(path)
     layers: list[LayerData] = []
     for p in map(Path, paths):
@@ -53,6 +57,20 @@ def read(path: str | list[str]) -> list[LayerData]:
         for f in files:
             layers.extend(read_mrc_layer(f) if f.suffix.lower() in MRC_SUFFIXES else read_star_layers(f))
     return layers
+
+
+def show_units() -> None:
+    """Scale bar (Å, from the layers' units) and z/y/x axis names in the current napari viewer, if there is one."""
+    try:
+        import napari
+
+        from napari_tomodrgn._view import setup_viewer
+
+        viewer = napari.current_viewer()
+    except ImportError:
+        return
+    if viewer is not None:
+        setup_viewer(viewer)
 
 
 def _is_checkpoint(path: Path) -> bool:

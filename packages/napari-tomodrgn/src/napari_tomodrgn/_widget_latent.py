@@ -11,6 +11,7 @@ Loading, embedding and decoding run in thread workers (:mod:`napari_tomodrgn._as
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,7 @@ class LatentWidget(Container):
         self._selector: Any = None
         self._scatter = self._highlight = self._marker = self._cbar = None
         self._linking = False
-        self._linked_ids: set[int] = set()
+        self._linked: weakref.WeakSet = weakref.WeakSet()  # Points layers whose selection is connected
         self.canvas.mpl_connect("button_press_event", self._on_press)
         self.load_btn.changed.connect(lambda: self.load())
         self.method.changed.connect(lambda: self.reembed())
@@ -304,8 +305,8 @@ class LatentWidget(Container):
 
     def _link_layers(self) -> None:
         for layer in self._linked_points():
-            if id(layer) not in self._linked_ids:
-                self._linked_ids.add(id(layer))
+            if layer not in self._linked:
+                self._linked.add(layer)
                 layer.selected_data.events.items_changed.connect(lambda *_, lay=layer: self._on_points_selected(lay))
 
     def _on_points_selected(self, layer) -> None:
