@@ -15,6 +15,7 @@ def test_manifest_from_distribution_validates():
     manifest.validate_imports()  # every python_name resolves to an importable callable
     widgets = {w.display_name: w.command for w in manifest.contributions.widgets}
     assert widgets == {
+        "tomoDRGN": "napari-tomodrgn.dock_widget",
         "Train": "napari-tomodrgn.train_widget",
         "Latent browser": "napari-tomodrgn.latent_widget",
         "Tomogram overlay": "napari-tomodrgn.overlay_widget",
@@ -32,14 +33,14 @@ def test_npe2_validate_cli():
 
 
 def test_widgets_in_plugins_menu(make_napari_viewer):
-    """The three widgets are in the viewer's Plugins menu (app-model submenu) and open as dock widgets."""
+    """The tabbed dock and the three widgets are in the Plugins menu (app-model submenu) and open as dock widgets."""
     from napari._app_model import get_app_model
 
     viewer = make_napari_viewer()
     menus = dict(get_app_model().menus)
     plugin_menu = menus["napari/plugins/napari-tomodrgn"]
     titles = {item.command.title for item in plugin_menu}
-    assert titles == {"Train", "Latent browser", "Tomogram overlay"}
+    assert titles == {"tomoDRGN", "Train", "Latent browser", "Tomogram overlay"}
     assert any(getattr(item, "submenu", None) == "napari/plugins/napari-tomodrgn" for item in menus["napari/plugins"])
     for display in sorted(titles):
         dock, widget = viewer.window.add_plugin_dock_widget("napari-tomodrgn", display)

@@ -112,3 +112,57 @@ def test_place_volumes_matches_simulated_tomogram(sim_dataset, tmp_path):
     cc = np.corrcoef(placed.ravel(), expected.ravel())[0, 1]
     assert cc > 0.99, cc
     np.testing.assert_allclose(placed.sum(), expected.sum(), rtol=0.02)
+
+
+def test_cluster_colors_distinct_hues_for_20_clusters():
+    """Up to 10 clusters get 10 different hues, and 20 clusters 20 different colours (no adjacent dark/light pair)."""
+    import colorsys
+
+    rgba = cluster_colors(np.arange(20))
+    assert len({tuple(c) for c in rgba}) == 20
+    hues = [round(colorsys.rgb_to_hsv(*c[:3])[0], 2) for c in rgba[:10]]
+    assert len(set(hues)) >= 9  # tab20 grey has no hue; the other nine are different
+    for a, b in zip(rgba[:-1], rgba[1:]):  # consecutive labels: visibly different colours
+        assert np.abs(a[:3] - b[:3]).max() > 0.15, (a, b)
+
+
+def test_volume_beside_and_translate_put_the_volume_next_to_the_particle():
+    from tomodrgn.analysis.overlay import volume_beside, volume_translate
+
+    pos = np.array([100.0, 200.0, 300.0])  # Å (z, y, x)
+    d, ps = 16, 4.0
+    centre = volume_beside(pos, d * ps)
+    assert centre[0] == pos[0] and centre[1] == pos[1] and centre[2] - pos[2] == pytest.approx(1.25 * d * ps)
+    t = volume_translate(centre, (d, d, d), ps)
+    np.testing.assert_allclose(t + ps * (d // 2), centre)  # voxel D/2 (the rotation origin) lands on the centre
+    lo_x = t[2]
+    assert lo_x > pos[2]  # the volume does not cover its particle
+    np.testing.assert_allclose(volume_beside(pos, 10.0, index=2) - pos, [0, 0, 37.5])
+
+
+def test_selection_maps_between_points_and_particles():
+    from tomodrgn.analysis.overlay import particles_of_points, points_of_particles
+
+    point_particles = np.array([7, 3, 9, 3, 12])  # particle index of each point
+    np.testing.assert_array_equal(points_of_particles(point_particles, [3, 12]), [1, 3, 4])
+    np.testing.assert_array_equal(particles_of_points(point_particles, {0, 1, 3}), [3, 7])
+    assert particles_of_points(point_particles, set()).size == 0
+
+
+def test_particle_quantity(tiny_star):
+    from tomodrgn.analysis.overlay import particle_quantity
+
+    series = read_particles(tiny_star.star)
+    tomo, cats = particle_quantity(series, "tomogram")
+    assert cats == ["tomoA", "tomoB"] and list(tomo) == [0, 0, 1, 1, 1]
+    defocus, none = particle_quantity(series, "defocus")
+    assert none is None and np.allclose(defocus, 20000.0)
+    z = np.random.default_rng(0).normal(size=(5, 3)) * [5.0, 1.0, 0.1]
+    pc1, _ = particle_quantity(series, "PC1", z=z)
+    assert abs(np.corrcoef(pc1, z[:, 0])[0, 1]) > 0.95
+    labels, names = particle_quantity(series, "cluster", labels=np.array([0, 2, 1, 0, 2]))
+    assert names == ["cluster 0", "cluster 1", "cluster 2"]
+    with pytest.raises(InputError, match="no latent z"):
+        particle_quantity(series, "PC2")
+    with pytest.raises(InputError, match="unknown quantity"):
+        particle_quantity(series, "mass")

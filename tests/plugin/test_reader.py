@@ -25,7 +25,9 @@ def test_reader_mrcs_stack_scale(tmp_path):
     path = write_mrc(tmp_path / "s.mrcs", stack, pixel_size=1.7)
     [(arr, meta, kind)] = get_reader(str(path))(str(path))
     assert kind == "image" and arr.shape == (3, 4, 4)
-    assert meta["scale"] == (1.0, pytest.approx(1.7), pytest.approx(1.7))
+    # the image axis gets the pixel size too: next to a tomogram the z slider keeps voxel-sized steps, not 1 Å
+    assert meta["scale"] == (pytest.approx(1.7),) * 3
+    assert meta["metadata"]["stack"] and meta["axis_labels"] == ("image", "y", "x")
 
 
 def test_reader_rejects_other_files(tmp_path):
@@ -53,18 +55,26 @@ def test_reader_star_points_and_vectors(tiny_star):
 def test_reader_run_folder_in_viewer(make_napari_viewer, tmp_path, tiny_star):
     """A folder (run folder) opened through napari with this plugin gives its volumes (scaled) and particles."""
     run = tiny_star.star.parent
-    analysis = run / "analysis"
+    analysis = run / "analyze.1"  # the folder the core's analyze writes
     analysis.mkdir()
     vol = np.random.default_rng(0).normal(size=(8, 8, 8)).astype(np.float32)
     write_mrc(analysis / "vol_000.mrc", vol, pixel_size=2.5)
     viewer = make_napari_viewer()
     viewer.open(str(run), plugin="napari-tomodrgn")
     names = [layer.name for layer in viewer.layers]
-    assert "vol_000" in names and "particles particles" in names and "particles directions" in names
+    assert "vol_000" in names and "particles" in names and "particles directions" in names
+    assert not any("particles particles" in n for n in names)
     np.testing.assert_allclose(viewer.layers["vol_000"].scale, [2.5, 2.5, 2.5])
-    assert viewer.layers["particles particles"].data.shape == (5, 3)
-    assert "stack" in names  # the stack next to the STAR is an image with (1, ps, ps) scale
-    np.testing.assert_allclose(viewer.layers["stack"].scale, [1.0, 2.0, 2.0])
+    points = viewer.layers["particles"]
+    assert points.data.shape == (5, 3)
+    # a plain STAR (no clusters): small, semi-transparent points that do not hide the tomogram
+    assert points.opacity < 1 and np.all(points.size <= 8 * 2 / 4 + 2)
+    assert len({tuple(c) for c in points.face_color}) == 1 and tuple(points.face_color[0][:3]) != (1.0, 1.0, 1.0)
+    assert "stack" in names  # the stack next to the STAR is an image with the pixel size on every axis
+    np.testing.assert_allclose(viewer.layers["stack"].scale, [2.0, 2.0, 2.0])
+    # Å units, z/y/x axes, scale bar in Å
+    assert viewer.scale_bar.visible
+    assert str(points.units[0]) == "angstrom" and viewer.dims.axis_labels[-3:] in (("z", "y", "x"), ("image", "y", "x"))
 
 
 def test_reader_training_run_folder(trained_run, sim_dataset):
@@ -81,3 +91,15 @@ def test_reader_training_run_folder(trained_run, sim_dataset):
     truth = np.load(sim_dataset.truth_path)
     np.testing.assert_allclose(pts, truth["position_px"][:, ::-1], atol=1e-4)
     assert len(set(pmeta["features"]["cluster"])) > 1
+
+
+def test_open_run_by_its_checkpoint_is_unambiguous(make_napari_viewer, trained_run):
+    """File ▸ Open on a run's weights.pt: only this plugin claims it (no reader dialog) and it opens the run."""
+    from napari.plugins._npe2 import get_readers
+
+    viewer = make_napari_viewer()  # (discovers the plugins)
+    assert list(get_readers(str(trained_run / "weights.pt"))) == ["napari-tomodrgn"]
+    layers = viewer.open(str(trained_run / "weights.pt"), plugin=None)  # as File ▸ Open: napari picks the reader
+    kinds = sorted(type(layer).__name__ for layer in layers)
+    assert kinds == ["Image", "Points", "Vectors"]
+    assert get_reader(str(trained_run / "other.pt")) is None

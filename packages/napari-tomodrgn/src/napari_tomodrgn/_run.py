@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ class LoadedRun:
     series: Any
     cache_size: int = 32
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def pixel_size(self) -> float:
@@ -28,19 +30,25 @@ class LoadedRun:
     def volume(self, particle: int) -> np.ndarray:
         """Decoded volume (D, D, D) at particle ``particle``'s z (homogeneous: the one volume), LRU-cached."""
         key = int(particle) if self.z is not None else -1
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        vol = self.model.decode(None if self.z is None else self.z[key : key + 1])[0]
-        self._cache[key] = vol
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return vol
+        with self._lock:  # widgets decode in worker threads
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            vol = self.model.decode(None if self.z is None else self.z[key : key + 1])[0]
+            self._cache[key] = vol
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            return vol
 
     def mean_volume(self) -> np.ndarray:
         """Volume (D, D, D) at the mean of z (homogeneous: the one volume)."""
         z = None if self.z is None else self.z.mean(axis=0, keepdims=True)
         return self.model.decode(z)[0]
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Volumes (n, D, D, D) at latent points ``z`` (n, zdim)."""
+        with self._lock:
+            return self.model.decode(z)
 
     def volumes(self, particles: np.ndarray) -> list[np.ndarray]:
         return [self.volume(int(p)) for p in particles]
@@ -50,12 +58,12 @@ def load_run(run_dir: str | Path, epoch: int | None = None, star: str | Path | N
     """Load a training run folder: the checkpoint (latest or ``epoch``), its z and the training STAR.
 
     The STAR is the one recorded in the checkpoint unless ``star`` is given. Raises FileNotFoundError naming the
-    missing file.
+    missing file; :class:`tomodrgn.api.InputError` if the STAR does not match the run's latents.
     """
     from napari_tomodrgn._torch_setup import prepare_torch
 
     prepare_torch()
-    from tomodrgn.api import load_model, read_particles
+    from tomodrgn.api import InputError, load_model, read_particles
 
     run_dir = Path(run_dir)
     model = load_model(run_dir, epoch)
@@ -70,5 +78,8 @@ def load_run(run_dir: str | Path, epoch: int | None = None, star: str | Path | N
     star_path = Path(star) if star is not None else Path(model.metadata["star_path"])
     series = read_particles(star_path, pixel_size=model.config.pixel_size)
     if z is not None and len(z) != series.n_particles:
-        raise ValueError(f"{run_dir}: z has {len(z)} rows but {star_path} has {series.n_particles} particles")
+        raise InputError(
+            f"{star_path} has {series.n_particles} particles but run {run_dir} has latents for {len(z)}: "
+            "choose the STAR the run was trained on"
+        )
     return LoadedRun(run_dir, model, z, series)

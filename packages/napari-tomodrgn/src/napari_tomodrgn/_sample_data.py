@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from napari_tomodrgn._reader import LayerData, overlay_layers, read_mrc_layer
+from napari_tomodrgn._reader import LayerData, overlay_layers, read_mrc_layer, show_units
 
 
 def make_sample_data(outdir: str | Path | None = None, n_particles: int = 24, box_size: int = 16) -> list[LayerData]:
@@ -20,6 +20,7 @@ def make_sample_data(outdir: str | Path | None = None, n_particles: int = 24, bo
     from napari_tomodrgn._torch_setup import prepare_torch
 
     prepare_torch()
+    show_units()
     from tomodrgn.api import particle_overlay, read_particles, simulate_tomogram
     from tomodrgn.api import simulate as simulate_dataset
 

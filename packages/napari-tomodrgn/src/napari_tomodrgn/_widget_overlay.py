@@ -1,10 +1,11 @@
 """Tomogram overlay: particles of a STAR file as Points + Vectors on a tomogram Image layer, coloured by cluster.
 
-Geometry comes from :func:`tomodrgn.analysis.overlay.particle_overlay` (positions in tomogram voxels, reference z
-axis as direction); the layers get the tomogram layer's scale so they line up with it. Cluster labels are the
-k-means labels of the run's z when a run folder is given, else ``_rlnClassNumber``, else none. Selecting a point
-shows that particle's decoded volume; *Place volumes* pastes every particle's volume into a tomogram-sized layer at
-its pose (:func:`tomodrgn.analysis.overlay.place_volumes`).
+Geometry comes from :func:`tomodrgn.api.particle_overlay` (positions in tomogram voxels, reference z axis as
+direction); the layers get the tomogram layer's scale so they line up with it. Cluster labels are the k-means labels
+of the run's z when a run folder is given, else ``_rlnClassNumber``, else none; *clusters shown* hides or shows
+clusters. Selecting one point decodes that particle's volume and shows it beside the particle (view moved there);
+*Place volumes* pastes every particle's volume into a tomogram-sized layer at its pose
+(:func:`tomodrgn.api.place_volumes`). Loading the run, decoding and placing run in thread workers.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, Select, SpinBox
 
+from napari_tomodrgn._async import compact, field_path, init_async, report_error, run_in_thread
 from napari_tomodrgn._reader import overlay_layers
 from napari_tomodrgn._run import LoadedRun, load_run
+from napari_tomodrgn._view import is_decoded, setup_viewer, show_volume
 
 if TYPE_CHECKING:
     import napari
@@ -25,12 +28,27 @@ VOLUME_LAYER = "tomoDRGN particle volume"
 PLACED_LAYER = "tomoDRGN placed volumes"
 
 
+def _labels_and_run(series: Any, run_dir: Path | None, k: int, run: LoadedRun | None):
+    """Worker body: (cluster labels or None, loaded run or None) for the particles of ``series``."""
+    from tomodrgn.api import kmeans
+
+    if run is None and run_dir is not None:
+        run = load_run(run_dir, star=series.star_path)
+    if run is not None and run.z is not None:
+        return kmeans(run.z, min(k, len(run.z)))[0], run
+    if series.class_label is not None:
+        return np.asarray(series.class_label, dtype=np.int64), run
+    return None, run
+
+
 class OverlayWidget(Container):
     """Dock widget: draw a STAR file's particles (position, orientation, cluster) on a tomogram layer."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
         self.viewer = napari_viewer
+        setup_viewer(napari_viewer)
+        init_async(self)
         self.tomogram_layer = ComboBox(label="tomogram layer", choices=self._image_layers)
         self.star = FileEdit(label="particles STAR", mode="r", filter="*.star")
         self.coord_pixel = FloatSpinBox(label="coordinate pixel (Å, 0: stack)", min=0.0, max=1e4, value=0.0, step=0.1)
@@ -38,6 +56,8 @@ class OverlayWidget(Container):
         self.run_dir = FileEdit(label="run folder (optional)", mode="d")
         self.k = SpinBox(label="k-means clusters", min=1, max=1000, value=8)
         self.show_btn = PushButton(text="Show particles")
+        self.clusters = Select(label="clusters shown", choices=[], allow_multiple=True)
+        self.clusters.native.setFixedHeight(90)
         self.place_btn = PushButton(text="Place volumes")
         self.status = Label(label="status", value="")
         self.extend(
@@ -49,130 +69,167 @@ class OverlayWidget(Container):
                 self.run_dir,
                 self.k,
                 self.show_btn,
+                self.clusters,
                 self.place_btn,
+                self.busy,
                 self.status,
             ]
         )
+        compact(self)
         self.series: Any = None
         self.run: LoadedRun | None = None
         self.overlay: Any = None
         self.points_layer: Any = None
+        self.vectors_layer: Any = None
+        self._requested: int | None = None
         self.star.changed.connect(self._star_changed)
         self.show_btn.changed.connect(lambda: self.show_particles())
         self.place_btn.changed.connect(lambda: self.place_volumes())
+        self.clusters.changed.connect(lambda: self.show_clusters(self.clusters.value))
         self.viewer.layers.events.inserted.connect(lambda e: self.tomogram_layer.reset_choices())
         self.viewer.layers.events.removed.connect(lambda e: self.tomogram_layer.reset_choices())
 
     def _image_layers(self, *_) -> list[str]:
+        """3-D Image layers that are not decoded volumes (those carry ``metadata['tomodrgn_decoded']``)."""
         from napari.layers import Image
 
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim == 3]
+        return [
+            layer.name for layer in self.viewer.layers
+            if isinstance(layer, Image) and layer.ndim == 3 and not is_decoded(layer)
+        ]  # fmt: skip
 
     def _read_series(self) -> Any:
         from tomodrgn.api import read_particles
 
         px = float(self.coord_pixel.value) or None
-        return read_particles(Path(self.star.value), tomogram_pixel_size=px)
+        return read_particles(field_path(self.star, "a particles STAR file"), tomogram_pixel_size=px)
 
     def _star_changed(self, *_) -> None:
+        self.series = None
         try:
             self.series = self._read_series()
-        except (OSError, ValueError) as e:
-            self.status.value = f"cannot read STAR: {e}"
+        except Exception as e:  # noqa: BLE001 - every failure becomes a message
+            report_error(self, e, "cannot read STAR")
             return
+        self.run = None  # a run is tied to its STAR
         names = sorted(set(self.series.tomogram or []))
         self.tomogram.choices = ["(all)", *names]
         self.tomogram.value = names[0] if len(names) == 1 else "(all)"
+        self.status.value = f"{self.series.n_particles} particles in {len(names) or 'unnamed'} tomogram(s)"
 
-    def show_particles(self, tomogram_layer: str | None = None, tomogram: str | None = None) -> list:
-        """Add (or replace) the Points + Vectors layers of the particles on the chosen tomogram layer."""
-        from tomodrgn.api import particle_overlay
-
+    def show_particles(self, tomogram_layer: str | None = None, tomogram: str | None = None):
+        """Load the run / cluster labels (worker), then add (or replace) the Points + Vectors layers; returns the
+        worker, or None if the input is incomplete (the reason is in the status line)."""
         if self.series is None:
             self._star_changed()
             if self.series is None:
-                return []
+                return None
         layer_name = tomogram_layer or self.tomogram_layer.value
         if layer_name is None or layer_name not in self.viewer.layers:
-            self.status.value = "choose a tomogram layer (a 3-D Image layer with its voxel size as scale)"
-            return []
-        tomo_layer = self.viewer.layers[layer_name]
-        tomo_ps = float(tomo_layer.scale[-1])
+            report_error(self, "choose a tomogram layer (a 3-D Image layer with its voxel size as scale)")
+            return None
         tomo_name = tomogram if tomogram is not None else self.tomogram.value
         tomo_name = None if tomo_name in (None, "(all)") else tomo_name
-        labels = self._cluster_labels()
-        self.overlay = particle_overlay(self.series, labels=labels, tomogram=tomo_name, tomogram_pixel_size=tomo_ps)
+        run_dir = None
+        if str(self.run_dir.line_edit.value).strip():
+            run_dir = Path(self.run_dir.value)
+        series, k = self.series, int(self.k.value)
+        return run_in_thread(
+            self, _labels_and_run, series, run_dir, k, self.run,
+            done=lambda res: self._draw_particles(res, layer_name, tomo_name), what="clustering particles…",
+        )  # fmt: skip
+
+    def _draw_particles(self, result, layer_name: str, tomo_name: str | None) -> list:
+        from tomodrgn.api import particle_overlay
+
+        labels, self.run = result
+        tomo_layer = self.viewer.layers[layer_name]
+        try:
+            ov = particle_overlay(
+                self.series, labels=labels, tomogram=tomo_name, tomogram_pixel_size=tomo_layer.scale[-1]
+            )
+        except Exception as e:  # noqa: BLE001 - every failure becomes a message
+            report_error(self, e)
+            return []
+        self.overlay = ov
         name = Path(self.series.star_path).stem
         layers = []
         for data, meta, kind in overlay_layers(
-            self.overlay, name=name, box_size=self.series.box_size, star_path=str(self.series.star_path),
-            series=self.series,
-        ):  # fmt: skip
-            meta = {**meta, "scale": tuple(tomo_layer.scale), "translate": tuple(tomo_layer.translate)}
+            ov, name=name, box_size=self.series.box_size, star_path=str(self.series.star_path), series=self.series
+        ):
+            meta = {**meta, "translate": tuple(tomo_layer.translate)}
             if meta["name"] in self.viewer.layers:
                 self.viewer.layers.remove(meta["name"])
             layers.append(getattr(self.viewer, f"add_{kind}")(data, **meta))
-        self.points_layer = layers[0]
+        self.points_layer, self.vectors_layer = layers
+        self.vectors_layer.metadata["all_data"] = self.vectors_layer.data.copy()
+        self.vectors_layer.metadata["all_colors"] = np.asarray(ov.colors)
         self.points_layer.selected_data.events.items_changed.connect(self._on_point_selection)
-        n_clusters = 0 if labels is None else len(np.unique(labels))
-        self.status.value = f"{len(self.overlay.positions)} particles on {layer_name}, {n_clusters} clusters"
+        present = [] if ov.labels is None else sorted(int(v) for v in np.unique(ov.labels))
+        self.clusters.choices = present
+        self.clusters.value = present
+        self.status.value = f"{len(ov.positions)} particles on {layer_name}, {len(present)} clusters"
         return layers
 
-    def _cluster_labels(self) -> np.ndarray | None:
-        from tomodrgn.api import kmeans
-
-        if self.run is None and self.run_dir.value and Path(self.run_dir.value).joinpath("weights.pt").exists():
-            self.run = load_run(self.run_dir.value, star=self.series.star_path)
-        if self.run is not None and self.run.z is not None:
-            return kmeans(self.run.z, min(int(self.k.value), len(self.run.z)))[0]
-        if self.series.class_label is not None:
-            return np.asarray(self.series.class_label, dtype=np.int64)
-        return None
+    def show_clusters(self, clusters) -> None:
+        """Show only the particles (points and direction vectors) of the given cluster labels."""
+        if self.overlay is None or self.overlay.labels is None or self.points_layer is None:
+            return
+        mask = np.isin(self.overlay.labels, np.asarray(list(clusters), dtype=np.int64))
+        self.points_layer.shown = mask
+        vec = self.vectors_layer
+        vec.data = vec.metadata["all_data"][mask]
+        vec.edge_color = vec.metadata["all_colors"][mask] if mask.any() else "white"
+        self.status.value = f"{int(mask.sum())} of {len(mask)} particles shown"
 
     def _on_point_selection(self, *_) -> None:
         sel = sorted(self.points_layer.selected_data)
         if len(sel) == 1:
-            self.show_particle(int(self.overlay.particle_indices[sel[0]]))
+            self.show_particle(int(self.overlay.particle_indices[sel[0]]), point=sel[0])
 
-    def show_particle(self, particle: int) -> np.ndarray | None:
-        """Show the volume decoded at particle ``particle``'s z (needs a run folder) in the particle-volume layer."""
+    def show_particle(self, particle: int, point: int | None = None):
+        """Decode (worker) particle ``particle``'s volume and show it beside the particle; returns the worker."""
+        from tomodrgn.api import volume_beside
+
         if self.run is None:
-            self.status.value = "give a run folder to decode particle volumes"
+            report_error(self, "give a run folder and press Show particles to decode particle volumes")
             return None
-        vol = self.run.volume(particle)
-        scale = (self.run.pixel_size,) * 3
-        if VOLUME_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[VOLUME_LAYER]
-            layer.data, layer.scale = vol, scale
-            layer.contrast_limits = (float(vol.min()), float(vol.max()) + 1e-12)
-        else:
-            layer = self.viewer.add_image(vol, name=VOLUME_LAYER, scale=scale, rendering="mip")
-        layer.metadata["particle"] = particle
-        self.status.value = f"particle {particle} ({self.series.particle_names[particle]})"
-        return vol
+        if point is None:
+            point = int(np.flatnonzero(self.overlay.particle_indices == particle)[0])
+        pos = np.asarray(self.points_layer.data_to_world(self.points_layer.data[point]), dtype=float)[-3:]
+        run, name = self.run, self.series.particle_names[particle]
+        self._requested = particle
 
-    def place_volumes(self) -> Any:
-        """Paste each shown particle's decoded volume into a tomogram-sized Image layer at its position and pose."""
+        def done(vol: np.ndarray) -> None:
+            if self._requested != particle:
+                return
+            center = volume_beside(pos, vol.shape[0] * run.pixel_size)
+            show_volume(self.viewer, VOLUME_LAYER, vol, run.pixel_size, center, {"particle": particle})
+            self.status.value = f"particle {particle} ({name})"
+
+        return run_in_thread(self, run.volume, particle, done=done, what=f"decoding particle {particle} ({name})…")
+
+    def place_volumes(self):
+        """Paste each shown particle's decoded volume into a tomogram-sized layer at its pose (worker)."""
         from tomodrgn.api import place_volumes
 
         if self.overlay is None or self.run is None:
-            self.status.value = "show particles with a run folder first"
+            report_error(self, "show particles with a run folder first")
             return None
         tomo_layer = self.viewer.layers[self.tomogram_layer.value]
-        vols = self.run.volumes(self.overlay.particle_indices)
-        placed = place_volumes(
-            vols,
-            self.overlay.positions,
-            self.overlay.rotations,
-            tuple(tomo_layer.data.shape),
-            self.run.pixel_size,
-            self.overlay.pixel_size,
-        )
-        kw = {"scale": tuple(tomo_layer.scale), "translate": tuple(tomo_layer.translate)}
-        if PLACED_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[PLACED_LAYER]
-            layer.data = placed
-        else:
-            layer = self.viewer.add_image(placed, name=PLACED_LAYER, colormap="magma", blending="additive", **kw)
-        self.status.value = f"placed {len(vols)} volumes"
-        return layer
+        ov, run, shape = self.overlay, self.run, tuple(tomo_layer.data.shape)
+
+        def work() -> np.ndarray:
+            vols = run.volumes(ov.particle_indices)
+            return place_volumes(vols, ov.positions, ov.rotations, shape, run.pixel_size, ov.pixel_size)
+
+        def done(placed: np.ndarray) -> None:
+            kw = {"scale": tuple(tomo_layer.scale), "translate": tuple(tomo_layer.translate)}
+            if PLACED_LAYER in self.viewer.layers:
+                self.viewer.layers[PLACED_LAYER].data = placed
+            else:
+                self.viewer.add_image(placed, name=PLACED_LAYER, colormap="magma", blending="additive",
+                                      metadata={"tomodrgn_decoded": True}, **kw)  # fmt: skip
+            self.status.value = f"placed {len(ov.particle_indices)} volumes"
+
+        return run_in_thread(self, work, done=done, what=f"placing {len(ov.particle_indices)} volumes…")

@@ -12,9 +12,21 @@ from pathlib import Path
 import numpy as np
 
 from tomodrgn.analysis.convergence import ConvergenceResult, convergence_nn, convergence_vae
-from tomodrgn.analysis.latent import kmeans, pca, umap_embed
+from tomodrgn.analysis.latent import kmeans, path_between, pca, umap_embed
+from tomodrgn.analysis.latent import pc_traversal as latent_pc_traversal
 from tomodrgn.analysis.metrics import cc, fsc, resolution_at, soft_mask
-from tomodrgn.analysis.overlay import ParticleOverlay, cluster_colors, particle_overlay, place_volumes
+from tomodrgn.analysis.overlay import (
+    COLOR_QUANTITIES,
+    ParticleOverlay,
+    cluster_colors,
+    particle_overlay,
+    particle_quantity,
+    particles_of_points,
+    place_volumes,
+    points_of_particles,
+    volume_beside,
+    volume_translate,
+)
 from tomodrgn.analysis.pipeline import AnalysisResult, TruthEvaluation, analyze_run, evaluate_against_truth
 from tomodrgn.analysis.run_commands import (
     analyze_volumes_run,
@@ -53,6 +65,7 @@ __all__ = [
     "subtomo2chimerax",
     "truth_volumes_along",
     "view_config",
+    "COLOR_QUANTITIES",
     "ENCODERS",
     "AnalysisResult",
     "BackprojectResult",
@@ -99,6 +112,13 @@ __all__ = [
     "write_particle_subset",
     "write_relion5",
     "write_volume",
+    "volume_translate",
+    "volume_beside",
+    "points_of_particles",
+    "particles_of_points",
+    "particle_quantity",
+    "latent_pc_traversal",
+    "path_between",
 ]
 
 simulate = simulate_dataset

@@ -55,14 +55,26 @@ def reference_z_axis(rotations: np.ndarray) -> np.ndarray:
     return d[:, ::-1].copy()
 
 
+# tab20 with its 10 saturated colours first and their light partners after, so clusters 0..9 get 10 distinct hues
+# and no two consecutive labels are a dark/light pair of the same hue
+TAB20_DISTINCT = (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19)
+
+
 def cluster_colors(labels: np.ndarray | None, n: int | None = None, cmap: str = "tab20") -> np.ndarray:
-    """RGBA colours (n, 4) for cluster ``labels`` (a qualitative colormap, label modulo its size); white if None."""
+    """RGBA colours (n, 4) for cluster ``labels`` (a qualitative colormap, label modulo its size); white if None.
+
+    With ``tab20`` (default) the colours follow :data:`TAB20_DISTINCT`: up to 10 clusters get 10 different hues,
+    up to 20 clusters 20 different colours.
+    """
     if labels is None:
         return np.ones((0 if n is None else n, 4))
     from matplotlib import colormaps  # matplotlib is a core dependency; imported lazily (slow import)
 
     cm = colormaps[cmap]
-    return np.asarray(cm(np.asarray(labels, dtype=np.int64) % cm.N), dtype=float)
+    idx = np.asarray(labels, dtype=np.int64) % cm.N
+    if cmap == "tab20":
+        idx = np.asarray(TAB20_DISTINCT)[idx]
+    return np.asarray(cm(idx), dtype=float)
 
 
 def particle_overlay(
@@ -163,3 +175,71 @@ def place_volumes(
         ).numpy()
         out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] += vals.reshape(grids[0].shape).astype(out.dtype)
     return out
+
+
+def volume_translate(center: np.ndarray, volume_shape: Sequence[int], volume_pixel_size: float) -> np.ndarray:
+    """Translate (Å, z, y, x) that puts a volume's rotation origin (voxel D/2) at ``center`` (Å, z, y, x).
+
+    World coordinates are Å: a layer with scale ``volume_pixel_size`` and this translate is centred on ``center``.
+    """
+    half = np.asarray([s // 2 for s in volume_shape], dtype=np.float64)
+    return np.asarray(center, dtype=np.float64) - float(volume_pixel_size) * half
+
+
+def volume_beside(position: np.ndarray, volume_extent: float, index: int = 0, gap: float = 0.25) -> np.ndarray:
+    """Centre (Å, z, y, x) for a decoded volume shown next to a particle at ``position`` (Å, z, y, x).
+
+    The volume (edge ``volume_extent`` Å) sits beside the particle along +x, in the particle's z slice, so a 2-D view
+    of that slice shows the particle and its volume side by side; ``index`` k puts the k-th of several volumes one
+    more volume width further (a row of volumes).
+    """
+    step = float(volume_extent) * (1.0 + gap)
+    return np.asarray(position, dtype=np.float64) + np.array([0.0, 0.0, step * (index + 1)])
+
+
+def points_of_particles(point_particles: np.ndarray, particles: np.ndarray) -> np.ndarray:
+    """Indices of the points (rows of ``point_particles``, the particle index of each point) showing ``particles``."""
+    return np.flatnonzero(np.isin(np.asarray(point_particles), np.asarray(particles, dtype=np.int64))).astype(np.int64)
+
+
+def particles_of_points(point_particles: np.ndarray, points: Any) -> np.ndarray:
+    """Sorted unique particle indices shown by the points ``points`` (indices into ``point_particles``)."""
+    pts = np.asarray(sorted(points), dtype=np.int64)
+    return np.unique(np.asarray(point_particles, dtype=np.int64)[pts]) if len(pts) else np.empty(0, np.int64)
+
+
+COLOR_QUANTITIES = ("cluster", "PC1", "PC2", "tomogram", "defocus")
+
+
+def particle_quantity(
+    series: Any, name: str, z: np.ndarray | None = None, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, list[str] | None]:
+    """Per-particle values to colour a scatter or points by: ``(values (n,), category names or None)``.
+
+    ``cluster`` (``labels``), ``PC1``/``PC2`` (PCA of ``z``), ``tomogram`` (index into the sorted names),
+    ``defocus`` (mean defocus U of the particle's images, Å). Categorical quantities return their category names.
+    Raises :class:`InputError` if the data for ``name`` is missing.
+    """
+    from tomodrgn.analysis.latent import pca
+
+    star = getattr(series, "star_path", "<particles>")
+    if name == "cluster":
+        if labels is None:
+            raise InputError("colour by cluster: no cluster labels (load a run folder)")
+        labels = np.asarray(labels, dtype=np.int64)
+        return labels, [f"cluster {k}" for k in range(int(labels.max()) + 1)]
+    if name in ("PC1", "PC2"):
+        if z is None:
+            raise InputError(f"colour by {name}: no latent z (load a VAE run folder)")
+        coords = pca(z, 2).coords
+        k = int(name[-1]) - 1
+        return (coords[:, k] if coords.shape[1] > k else np.zeros(len(coords))), None
+    if name == "tomogram":
+        names = _tomogram_names(series)
+        if names is None:
+            raise InputError(f"{star}: no tomogram names to colour by")
+        cats = sorted(set(names.tolist()))
+        return np.searchsorted(np.asarray(cats), names).astype(np.int64), cats
+    if name == "defocus":
+        return np.array([float(np.mean(series.defocus_u[r])) for r in series.image_indices]), None
+    raise InputError(f"unknown quantity {name!r} to colour by (choose from {', '.join(COLOR_QUANTITIES)})")

@@ -1,0 +1,121 @@
+"""Widget plumbing shared by the docks: slow calls in a napari thread worker with a busy bar; errors as messages.
+
+Every slow call (UMAP/PCA, loading a run, decoding, placing volumes) goes through :func:`run_in_thread`: the call runs
+in a ``napari.qt.threading`` worker, the widget's busy bar (an indeterminate progress bar) shows while any worker of
+the widget runs, and the result is handed to ``done`` in the main thread. Errors go to :func:`report_error`: one line
+in the widget's status label and a napari notification (user errors through ``tomodrgn.api.user_error_message``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import ProgressBar
+
+from napari_tomodrgn._torch_setup import prepare_torch
+
+
+def busy_bar() -> ProgressBar:
+    """An indeterminate (busy) progress bar, hidden until a worker runs."""
+    bar = ProgressBar(label="busy", min=0, max=1, value=0, visible=False)
+    bar.native.setRange(0, 0)  # Qt: range 0..0 = busy animation
+    return bar
+
+
+def error_text(exc: BaseException | str) -> str:
+    """One non-empty line for an error: the user-error message of the core, else ``Type: message``."""
+    if isinstance(exc, str):
+        return exc or "unknown error"
+    from tomodrgn.api import user_error_message
+
+    msg = user_error_message(exc)
+    if msg is not None and isinstance(exc, OSError) and not getattr(exc, "filename", None) and str(exc):
+        msg = " ".join(str(exc).split())  # e.g. FileNotFoundError("no weights.*.pt checkpoint in …")
+    if msg is None:
+        text = " ".join(str(exc).split())
+        msg = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return msg
+
+
+def report_error(widget: Any, exc: BaseException | str, context: str = "") -> str:
+    """Show an error in ``widget.status`` and as a napari notification; returns the line shown."""
+    from napari.utils.notifications import show_error
+
+    text = error_text(exc)
+    if isinstance(exc, BaseException):
+        from tomodrgn.api import user_error_message
+
+        if user_error_message(exc) is None:  # a bug, not the user's input: keep the traceback in the log
+            logging.getLogger("napari_tomodrgn").error("%s", text, exc_info=exc)
+    if context:
+        text = f"{context}: {text}"
+    widget.status.value = f"error: {text}"
+    show_error(text)
+    return text
+
+
+def field_path(field: Any, what: str) -> Path:
+    """The path in a FileEdit; raises ``InputError`` naming ``what`` if the field is empty (magicgui reads '' as .)."""
+    from tomodrgn.api import InputError
+
+    text = str(field.line_edit.value).strip()
+    if not text:
+        raise InputError(f"choose {what} first (the field is empty)")
+    return Path(text).expanduser()
+
+
+def run_in_thread(widget: Any, fn: Callable, *args: Any, done: Callable[[Any], None], what: str, **kwargs: Any):
+    """Run ``fn(*args, **kwargs)`` in a thread worker; ``done(result)`` runs in the main thread. Returns the worker.
+
+    While it runs: ``widget.busy`` (a :func:`busy_bar`) is shown and ``widget.status`` says ``what``; the ids of the
+    threads the calls ran in are appended to ``widget.worker_threads`` (tests check the work ran off the main thread).
+    """
+    from napari.qt.threading import create_worker
+
+    prepare_torch()  # main thread: never let torch import triton inside a worker after Mesa OpenGL is loaded
+
+    def call() -> Any:
+        widget.worker_threads.append(threading.get_ident())
+        return fn(*args, **kwargs)
+
+    worker = create_worker(call, _start_thread=False, _ignore_errors=True)  # errors → report_error
+    widget.workers.append(worker)
+    worker.returned.connect(done)
+    worker.errored.connect(lambda e: report_error(widget, e, what.rstrip("…. ")))
+    worker.finished.connect(lambda: _finished(widget, worker))
+    widget.busy.visible = True
+    widget.status.value = what
+    worker.start()
+    return worker
+
+
+def _finished(widget: Any, worker: Any) -> None:
+    if worker in widget.workers:
+        widget.workers.remove(worker)
+    widget.busy.visible = bool(widget.workers)
+
+
+def init_async(widget: Any) -> None:
+    """Give ``widget`` the attributes :func:`run_in_thread` uses (``workers``, ``worker_threads``, ``busy``)."""
+    widget.workers = []
+    widget.worker_threads = []
+    widget.busy = busy_bar()
+
+
+def compact(widget: Any) -> None:
+    """Let a form fit a narrow dock: wrapping status line, narrow file fields, spare height at the bottom."""
+    from magicgui.widgets import FileEdit
+    from qtpy.QtWidgets import QSizePolicy
+
+    label = widget.status.native
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+    label.setMinimumHeight(2 * label.fontMetrics().height())
+    for child in widget:
+        if isinstance(child, FileEdit):
+            child.line_edit.native.setMinimumWidth(80)
+    widget.native.layout().addStretch(1)
