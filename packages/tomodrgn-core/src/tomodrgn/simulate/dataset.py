@@ -22,6 +22,7 @@ import pandas as pd
 import starfile
 import torch
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.physics.pose import matrix_to_euler, random_rotations
 from tomodrgn.simulate.forward import central_slices, filtered_images, half_grid, volume_spectra
@@ -110,11 +111,11 @@ def simulate_dataset(
     outdir = Path(outdir)
     d = int(box_size)
     if d % 2 or d < 8:
-        raise ValueError(f"box_size must be even and ≥ 8, got {box_size}")
+        raise InputError(f"box_size must be even and ≥ 8, got {box_size}")
     if n_particles < 1:
-        raise ValueError(f"n_particles must be ≥ 1, got {n_particles}")
+        raise InputError(f"n_particles must be ≥ 1, got {n_particles}")
     if snr is not None and not snr > 0:
-        raise ValueError(f"snr must be > 0 (or None/inf for noiseless), got {snr}")
+        raise InputError(f"snr must be > 0 (or None/inf for noiseless), got {snr}")
     noiseless = snr is None or math.isinf(snr)
     apix = DEFAULT_BOX_ANGSTROM / d if pixel_size is None else float(pixel_size)
     spec: Preset = get_preset(preset)
@@ -137,7 +138,7 @@ def simulate_dataset(
     if shift_std is None:
         shift_std = DEFAULT_SHIFT_STD_PX * apix
     if not (shift_std >= 0 and math.isfinite(shift_std)):
-        raise ValueError(f"shift_std must be a finite number ≥ 0 Å, got {shift_std}")
+        raise InputError(f"shift_std must be a finite number ≥ 0 Å, got {shift_std}")
     shifts_all = r_shift.normal(0.0, shift_std, size=(n, t, 2)) if shift_std > 0 else np.zeros((n, t, 2))
     counts = _split_counts(n, n_tomograms)
     tomo_names = [f"tomo{i:02d}" for i in range(n_tomograms)]

@@ -83,11 +83,14 @@ class TrainingDiverged(InputError):
     """The loss (or a weight) became NaN or infinite; the run stopped without writing the bad state."""
 
 
-def divergence_message(what: str, epoch: int, step: int, steps_per_epoch: int, lr: float, kept: str | None) -> str:
-    """One line: where training diverged, which checkpoint is the last good one, and the likely causes."""
+def divergence_message(what: str, epoch: int, step: int, steps_per_epoch: int, config: TrainConfig, kept) -> str:
+    """One line: where training diverged (epoch counted from 1, as in the epoch lines), which checkpoint is the last
+    good one, and the likely causes."""
     keep = f"the last good checkpoint is {kept}" if kept else "no checkpoint was written"
+    lr = config.lr
     return (
-        f"training stopped: {what} at epoch {epoch} step {step}/{steps_per_epoch}; {keep}. Likely causes: a learning "
+        f"training stopped: {what} in epoch {epoch + 1}/{config.epochs} at step {step}/{steps_per_epoch}; {keep}. "
+        "Likely causes: a learning "
         f"rate too high (--lr {lr:g}), a wrong pixel size (--pixel-size / _rlnDetectorPixelSize), NaN or extreme pixel "
         "values in the images, or wrong CTF/dose values in the STAR file"
     )
@@ -424,7 +427,7 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
 
     def save(epoch: int, step_in_epoch: int, z=None, partial=None) -> Path | None:
         if not _all_finite(model):  # a non-finite gradient at the last step made the weights NaN: keep the old file
-            msg = divergence_message("non-finite weights", epoch, step, steps_per_epoch, config.lr, last_good[0])
+            msg = divergence_message("non-finite weights", epoch, step, steps_per_epoch, config, last_good[0])
             if log is not None:
                 log.write(msg + "\n")
                 log.flush()
@@ -507,7 +510,7 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
                 stats = all_reduce_sum(torch.stack([mse, kl]).detach().float(), ctx).cpu().numpy()
                 tot = float(stats[0] + b_eff * stats[1])
                 if not math.isfinite(tot):  # stop before the bad step changes the weights
-                    msg = divergence_message(f"loss {tot}", epoch, step + 1, steps_per_epoch, config.lr, last_good[0])
+                    msg = divergence_message(f"loss {tot}", epoch, step + 1, steps_per_epoch, config, last_good[0])
                     if log is not None:
                         log.write(msg + "\n")
                         log.flush()
