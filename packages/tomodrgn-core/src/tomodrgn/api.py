@@ -25,7 +25,8 @@ from tomodrgn.models.names import ENCODERS
 from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomogram
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
-from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, TrainingDiverged, iter_train, train
+from tomodrgn.training.guard import TrainingDiverged
+from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train, train
 from tomodrgn.training.run_dir import prepare_run_dir
 
 __all__ = [

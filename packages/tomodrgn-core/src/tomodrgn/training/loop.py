@@ -37,8 +37,9 @@ from tomodrgn.physics.pose import center_hartley_images
 from tomodrgn.training import checkpoint as ck
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum, init_distributed, shutdown
+from tomodrgn.training.guard import TrainingDiverged, all_finite, divergence_message, prepare_outdir, remove_created
 from tomodrgn.training.loss import beta_at, combine, default_beta, gather_image_pixels, loss_terms, render_pixels
-from tomodrgn.training.run_dir import check_run_dir, prepare_run_dir
+from tomodrgn.training.run_dir import check_run_dir
 
 
 @dataclass
@@ -77,23 +78,6 @@ class RunResult:
     checkpoint: Path | None
     stopped: bool = False
     history: list[EpochEvent] = field(default_factory=list)
-
-
-class TrainingDiverged(InputError):
-    """The loss (or a weight) became NaN or infinite; the run stopped without writing the bad state."""
-
-
-def divergence_message(what: str, epoch: int, step: int, steps_per_epoch: int, config: TrainConfig, kept) -> str:
-    """One line: where training diverged (epoch counted from 1, as in the epoch lines), which checkpoint is the last
-    good one, and the likely causes."""
-    keep = f"the last good checkpoint is {kept}" if kept else "no checkpoint was written"
-    lr = config.lr
-    return (
-        f"training stopped: {what} in epoch {epoch + 1}/{config.epochs} at step {step}/{steps_per_epoch}; {keep}. "
-        "Likely causes: a learning "
-        f"rate too high (--lr {lr:g}), a wrong pixel size (--pixel-size / _rlnDetectorPixelSize), NaN or extreme pixel "
-        "values in the images, or wrong CTF/dose values in the STAR file"
-    )
 
 
 # ------------------------------------------------------------------------------------------------------ building
@@ -322,50 +306,6 @@ def iter_train(
         shutdown(ctx)
 
 
-def _prepare_outdir(outdir: Path, config: TrainConfig, resume: bool, overwrite: bool, ctx: DistContext) -> list:
-    """Rank 0 readies the folder and writes config.json; every rank gets the same error. Returns what rank 0
-    created (to remove after a failed start)."""
-    created, error = [], None
-    if ctx.is_main:
-        try:
-            if not outdir.exists():
-                created.append(outdir)
-            removed = prepare_run_dir(outdir, resume, overwrite)
-            for name in ("config.json", "train.log"):
-                if not (outdir / name).exists():
-                    created.append(outdir / name)
-            config.save(outdir / "config.json")
-            if removed:
-                with (outdir / "train.log").open("a") as log:
-                    log.write(
-                        f"# --overwrite removed {len(removed)} file(s) of the previous run: "
-                        + ", ".join(p.name for p in removed)
-                        + "\n"
-                    )
-        except Exception as e:  # noqa: BLE001 - re-raised on every rank below
-            error = e
-    if ctx.distributed:
-        errors = [e for e in all_gather_objects(error, ctx) if e is not None]
-        error = errors[0] if errors else None
-    if error is not None:
-        _remove_created(created)
-        raise error
-    return created
-
-
-def _remove_created(created: list[Path]) -> None:
-    """Remove files (and then folders) a failed start made; folders only when empty."""
-    for p in sorted(created, key=lambda p: p.is_dir()):
-        try:
-            p.rmdir() if p.is_dir() else p.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
-def _all_finite(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
 def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: DistContext, overwrite: bool = False):
     state = None
     if resume:
@@ -420,13 +360,13 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
     z_all_tilts = config.latent_dim > 0 and config.resolved_z_all_tilts
     ds_all = ds.with_tilts(None, sequential=True) if z_all_tilts else None
     fm = model.decoder.feature_matrix
-    created = _prepare_outdir(outdir, config, resume, overwrite, ctx)  # everything above is checked: now write
+    created = prepare_outdir(outdir, config, resume, overwrite, ctx)  # everything above is checked: now write
     log = (outdir / "train.log").open("a") if ctx.is_main else None
     found = ck.list_checkpoints(outdir) if ctx.is_main else []
     last_good = [found[-1][1].name if found else None]
 
     def save(epoch: int, step_in_epoch: int, z=None, partial=None) -> Path | None:
-        if not _all_finite(model):  # a non-finite gradient at the last step made the weights NaN: keep the old file
+        if not all_finite(model):  # a non-finite gradient at the last step made the weights NaN: keep the old file
             msg = divergence_message("non-finite weights", epoch, step, steps_per_epoch, config, last_good[0])
             if log is not None:
                 log.write(msg + "\n")
@@ -585,7 +525,7 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
         if log is not None:
             log.close()
             log = None
-        _remove_created(created)  # failed before its first checkpoint: leave no half-made run behind
+        remove_created(created)  # failed before its first checkpoint: leave no half-made run behind
         raise
     finally:
         if log is not None:
