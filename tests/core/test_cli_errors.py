@@ -230,7 +230,7 @@ def test_read_only_output_folder(sim, tmp_path):
     if not _mount_tmpfs(mnt, "size=64k,ro"):
         pytest.skip("needs root to mount a read-only tmpfs")
     try:
-        assert_user_error(cli("train_vae", sim.star_path, "-o", mnt / "run", *TINY), "read-only", "run")
+        assert_user_error(cli("train_vae", sim.star_path, "-o", mnt / "run", *TINY), "read-only file system", str(mnt))
     finally:
         subprocess.run(["umount", str(mnt)])
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tomodrgn.training.run_dir import atomic_write_bytes
+from tomodrgn.training.run_dir import atomic_write_bytes, write_error
 
 _CKPT = re.compile(r"^weights\.(\d+)(?:\.step(\d+))?\.pt$")
 
@@ -40,12 +40,16 @@ def link_latest(target: Path, link: Path) -> None:
     """Make ``link`` a relative symlink to ``target`` (atomically), or a copy where symlinks are unavailable."""
     tmp = link.with_name(link.name + ".tmp")
     try:
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        os.symlink(target.name, tmp)
-    except OSError:
-        shutil.copyfile(target, tmp)
-    os.replace(tmp, link)
+        try:
+            if tmp.is_symlink() or tmp.exists():
+                tmp.unlink()
+            os.symlink(target.name, tmp)
+        except OSError:
+            shutil.copyfile(target, tmp)
+        os.replace(tmp, link)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(e, link) from e
 
 
 def checkpoint_name(epoch: int, step_in_epoch: int = 0) -> str:

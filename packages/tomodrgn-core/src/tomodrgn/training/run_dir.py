@@ -41,6 +41,7 @@ def check_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = Fa
         raise InputError("give --resume or --overwrite, not both")
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: the output folder is a file")
+    _check_writable(outdir)
     if resume or overwrite or not outdir.exists():
         return
     content = sorted(p.name for p in outdir.iterdir())
@@ -50,6 +51,17 @@ def check_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = Fa
             f"{outdir}: the output folder is not empty ({shown}); use --resume to continue the run in it, "
             "--overwrite to delete the old run's files first, or another -o folder"
         )
+
+
+def _check_writable(outdir: Path) -> None:
+    """OSError (EROFS or EACCES, naming the folder) when ``outdir``, or the folder it would be made in, cannot be
+    written: a read-only output folder fails at once, not after the data were read."""
+    existing = outdir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        code = errno.EROFS if os.statvfs(existing).f_flag & os.ST_RDONLY else errno.EACCES
+        raise OSError(code, os.strerror(code), str(existing))
 
 
 def prepare_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = False) -> list[Path]:
@@ -89,10 +101,12 @@ def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> Path:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:  # also Ctrl-C: never leave a .tmp behind
         try:
             tmp.unlink()
         except OSError:
             pass
-        raise write_error(e, path) from e
+        if isinstance(e, OSError):
+            raise write_error(e, path) from e
+        raise
     return path
