@@ -128,6 +128,8 @@ class TrainConfig:
             )
         if self.first is not None and self.ind is not None:
             raise InputError("give --first or --ind, not both")
+        if self.ind is not None:  # recorded absolute in config.json, so --resume works from any folder
+            self.ind = str(Path(self.ind).absolute())
 
     @property
     def resolved_z_all_tilts(self) -> bool:
