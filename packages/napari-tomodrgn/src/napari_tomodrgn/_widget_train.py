@@ -67,6 +67,7 @@ def train_events(
     stop_event: threading.Event,
     resume: bool = False,
     threads: list | None = None,
+    overwrite: bool = False,
 ):
     """Generator run by the worker: yields ("step", StepEvent), ("epoch", EpochEvent), ("volume", (vol, Å, epoch)).
 
@@ -76,7 +77,7 @@ def train_events(
 
     if threads is not None:
         threads.append(threading.get_ident())
-    for ev in iter_train(star, outdir, config, stop_event=stop_event, resume=resume):
+    for ev in iter_train(star, outdir, config, stop_event=stop_event, resume=resume, overwrite=overwrite):
         if isinstance(ev, EpochEvent):
             yield "epoch", ev
             if ev.checkpoint is not None:
@@ -224,7 +225,8 @@ class TrainWidget(Container):
             report_error(self, e, "cannot start training")
             return None
         resume = bool(self.resume.value)
-        if not resume and outdir.is_dir() and any(outdir.iterdir()) and not self._confirm_overwrite(outdir):
+        overwrite = not resume and outdir.is_dir() and any(outdir.iterdir())
+        if overwrite and not self._confirm_overwrite(outdir):
             self.status.value = f"not started: {outdir} is not empty (tick resume, or choose another folder)"
             return None
         self.stop_event = threading.Event()
@@ -235,7 +237,7 @@ class TrainWidget(Container):
         self.ax.clear()
         self.canvas.draw_idle()
         worker = thread_worker(train_events, start_thread=False, ignore_errors=True)(
-            star, outdir, cfg, self.stop_event, resume, self.worker_threads
+            star, outdir, cfg, self.stop_event, resume, self.worker_threads, overwrite
         )
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)

@@ -42,13 +42,16 @@ from tomodrgn.io.downsample import downsample_particles
 from tomodrgn.io.errors import InputError, user_error_message
 from tomodrgn.io.mrc import read_mrc, write_mrc
 from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
-from tomodrgn.models.encoder import ENCODERS
+from tomodrgn.io.selection import read_particles_checked, select_particles
+from tomodrgn.models.names import ENCODERS
 from tomodrgn.reconstruct.pipeline import BackprojectResult, backproject
 from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomogram, write_relion5
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
+from tomodrgn.training.guard import TrainingDiverged
 from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train, train
 from tomodrgn.training.run_admin import CleanupPlan, cleanup, view_config
+from tomodrgn.training.run_dir import prepare_run_dir
 
 __all__ = [
     "CleanupPlan",
@@ -79,6 +82,7 @@ __all__ = [
     "StepEvent",
     "TrainConfig",
     "TrainedModel",
+    "TrainingDiverged",
     "TruthEvaluation",
     "analyze",
     "backproject",
@@ -96,11 +100,14 @@ __all__ = [
     "particle_overlay",
     "pca",
     "place_volumes",
+    "prepare_run_dir",
     "read_index_list",
     "read_mrc",
     "read_particles",
+    "read_particles_checked",
     "resolution_at",
     "run_demo",
+    "select_particles",
     "simulate",
     "simulate_tomogram",
     "soft_mask",
@@ -158,12 +165,19 @@ def embed_particles(
     epoch: int | None = None,
     sequential: bool = True,
     device: str = "cpu",
+    first: int | None = None,
+    ind: str | Path | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Latent (μ, log σ²) of every particle of ``star`` (default: the training STAR), from ``n_tilts`` tilts each
-    (default: all tilts when the run wrote all-tilt latents, else the training value; see ``TrainedModel.embed``)."""
+    (default: all tilts when the run wrote all-tilt latents, else the training value; see ``TrainedModel.embed``).
+    ``first`` / ``ind``: only the first N particles / those of an index list (:func:`select_particles`)."""
+    if n_tilts is not None and (isinstance(n_tilts, bool) or n_tilts < 1):
+        raise InputError(f"--n-tilts must be ≥ 1, got {n_tilts}")
     model = load_model(run_dir, epoch, device=device)
     if star is None:
         star = model.metadata.get("star_path")
         if star is None:
-            raise ValueError(f"{run_dir} does not record its training STAR: pass star=")
-    return model.embed(star, n_tilts=n_tilts, sequential=sequential)
+            raise InputError(f"{run_dir} does not record its training STAR: pass star=")
+    if (first is not None or ind is not None) and not isinstance(star, ParticleSeries):
+        star = read_particles_checked(star, pixel_size=model.config.pixel_size)
+    return model.embed(select_particles(star, first=first, ind=ind), n_tilts=n_tilts, sequential=sequential)

@@ -13,6 +13,8 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
+from tomodrgn.io.errors import InputError
+
 
 def _as_z(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
@@ -76,7 +78,7 @@ def kmeans(z: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     """k-means clustering of z: returns ``(labels (n,) int64 in 0..k-1, centres (k, zdim))``."""
     z = _as_z(z)
     if not 1 <= k <= z.shape[0]:
-        raise ValueError(f"kmeans: k = {k} must be between 1 and the number of particles ({z.shape[0]})")
+        raise InputError(f"kmeans: k = {k} must be between 1 and the number of particles ({z.shape[0]})")
     model = KMeans(n_clusters=k, random_state=seed, n_init=10).fit(z)
     return model.labels_.astype(np.int64), model.cluster_centers_
 

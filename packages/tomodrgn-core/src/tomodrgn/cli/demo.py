@@ -22,7 +22,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tomodrgn.demo import DEMO_DEFAULTS
+    from tomodrgn.demo_defaults import DEMO_DEFAULTS
 
     p = sub.add_parser("demo", help="simulate the 4-class dataset, train, analyse and compare with ground truth")
     p.add_argument("--outdir", type=Path, default=Path("demo_output"))

@@ -5,18 +5,32 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 
+def _parse_z(args: argparse.Namespace, zdim: int):
+    import numpy as np
 
-def _parse_z(args: argparse.Namespace, zdim: int) -> np.ndarray | None:
+    from tomodrgn.io.errors import InputError
+
+    def load(path):
+        z = np.atleast_2d(np.loadtxt(path) if str(path).endswith(".txt") else np.load(path))
+        if z.shape[-1] != zdim:
+            raise InputError(f"{path}: each z needs {zdim} values (the model's zdim), got {z.shape[-1]} per row")
+        return z
+
     if args.zfile:
-        return np.atleast_2d(np.loadtxt(args.zfile) if str(args.zfile).endswith(".txt") else np.load(args.zfile))
+        return load(args.zfile)
     if args.z:
+        if len(args.z) % zdim:
+            raise InputError(
+                f"--z: {len(args.z)} value(s) given; the model has zdim {zdim}, so give a multiple of {zdim}"
+            )
         return np.asarray(args.z, dtype=np.float32).reshape(-1, zdim)
     if args.path:
         from tomodrgn.analysis.latent import path_between
 
-        z = np.atleast_2d(np.loadtxt(args.path) if str(args.path).endswith(".txt") else np.load(args.path))
+        z = load(args.path)
+        if len(z) < 2 or args.n_points < 1:
+            raise InputError(f"--path {args.path}: needs two z rows and --n-points ≥ 1")
         return path_between(z[0], z[1], args.n_points)
     return None
 
@@ -33,9 +47,13 @@ def cmd_eval_vol(args: argparse.Namespace) -> None:
 
 
 def cmd_eval_images(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from tomodrgn import api
 
-    mu, logvar = api.embed_particles(args.run, args.star, n_tilts=args.n_tilts, epoch=args.epoch)
+    mu, logvar = api.embed_particles(
+        args.run, args.star, n_tilts=args.n_tilts, epoch=args.epoch, first=args.first, ind=args.ind
+    )
     out = Path(args.output)
     np.save(out, mu)
     np.save(out.with_name(out.stem + ".logvar.npy"), logvar)
@@ -66,4 +84,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         " training value)",
     )
     p.add_argument("--epoch", type=int, default=None)
+    p.add_argument("--first", type=int, default=None, help="embed the first N particles only (STAR particle order)")
+    p.add_argument("--ind", default=None, help="embed the particles of this index list (0-based, one per line)")
     p.set_defaults(func=cmd_eval_images)

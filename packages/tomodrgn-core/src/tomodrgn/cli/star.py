@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 
 def cmd_filter_star(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from tomodrgn import api
 
     indices = labels = None

@@ -32,6 +32,8 @@ TRAIN_HELP = {
     "amp": "mixed precision on GPU",
     "preload": "load all images into RAM (default: memory-mapped, read lazily)",
     "invert": "invert image contrast",
+    "first": "train on the first N particles only (STAR particle order)",
+    "ind": "train on the particles of this index list (0-based, one per line; e.g. a filter/selection .keep.txt)",
 }
 LATENT_ONLY = ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "pooling")
 
@@ -53,6 +55,12 @@ def _add_train_options(p: argparse.ArgumentParser, mode: str) -> None:
         else:
             p.add_argument(flag, type=kind, default=f.default, help=help_)
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in -o")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in a used -o folder: first delete the old run's files (config.json, train.log, weights*.pt,"
+        " z*.npy, analyze*/); other files are kept",
+    )
 
 
 def train_config(args: argparse.Namespace, mode: str):
@@ -65,9 +73,15 @@ def train_config(args: argparse.Namespace, mode: str):
 
 
 def _cmd_train(args: argparse.Namespace, mode: str) -> None:
+    from tomodrgn.training.run_dir import check_run_dir
+
+    config = train_config(args, mode)  # options and the output folder are checked before torch is loaded
+    check_run_dir(args.outdir, args.resume, args.overwrite)
+    if not args.star.is_file():
+        raise FileNotFoundError(2, "No such file or directory", str(args.star))
     from tomodrgn import api
 
-    res = api.train(args.star, args.outdir, train_config(args, mode), resume=args.resume)
+    res = api.train(args.star, args.outdir, config, resume=args.resume, overwrite=args.overwrite)
     state = "stopped early" if res.stopped else "finished"
     print(f"{state}: {res.epochs_completed} epochs, final loss {res.final_loss}, checkpoint {res.checkpoint}")
 

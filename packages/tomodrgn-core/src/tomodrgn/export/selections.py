@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
 
 
@@ -30,12 +31,12 @@ def select_indices(
         idx = np.asarray(list(indices), dtype=np.int64)
         bad = idx[(idx < 0) | (idx >= n_particles)]
         if bad.size:
-            raise ValueError(f"particle index {int(bad[0])} out of range 0..{n_particles - 1}")
+            raise InputError(f"particle index {int(bad[0])} out of range 0..{n_particles - 1}")
         chosen[idx] = True
     else:
         labels = np.asarray(labels)
         if len(labels) != n_particles:
-            raise ValueError(f"{len(labels)} labels for {n_particles} particles")
+            raise InputError(f"{len(labels)} labels for {n_particles} particles")
         if keep is None:
             raise ValueError("selecting by labels needs keep= (the label values to keep)")
         chosen = np.isin(labels, np.asarray(list(keep)))
@@ -79,7 +80,7 @@ def read_index_list(path: str | Path) -> np.ndarray:
             try:
                 out.append(int(tok))
             except ValueError:
-                raise ValueError(f"{path}, line {n}: {tok!r} is not a particle index") from None
+                raise InputError(f"{path}, line {n}: {tok!r} is not a particle index") from None
     return np.asarray(out, dtype=np.int64)
 
 

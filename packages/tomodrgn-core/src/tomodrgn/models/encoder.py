@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 from tomodrgn.models.mlp import mlp
+from tomodrgn.models.names import ENCODERS as ENCODERS  # re-exported (defined torch-free)
 from tomodrgn.models.pooling import Pooling
 from tomodrgn.physics.lattice import Lattice
 from tomodrgn.physics.pose import slice_coords
-
-ENCODERS = ("per-tilt", "reference-frame")
 
 
 class TiltSeriesEncoder(nn.Module):

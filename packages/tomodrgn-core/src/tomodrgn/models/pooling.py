@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-POOLING_MODES = ("concatenate", "max", "mean", "median", "set")
+from tomodrgn.models.names import POOLING_MODES
 
 
 class SetPooling(nn.Module):

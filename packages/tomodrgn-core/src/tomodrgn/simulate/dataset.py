@@ -24,6 +24,7 @@ import pandas as pd
 import starfile
 import torch
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.physics.pose import matrix_to_euler, random_rotations, tilt_about_y
 from tomodrgn.simulate.forward import central_slices, filtered_images, half_grid, volume_spectra
@@ -124,11 +125,11 @@ def simulate_dataset(
     outdir = Path(outdir)
     d = int(box_size)
     if d % 2 or d < 8:
-        raise ValueError(f"box_size must be even and ≥ 8, got {box_size}")
+        raise InputError(f"box_size must be even and ≥ 8, got {box_size}")
     if n_particles < 1:
-        raise ValueError(f"n_particles must be ≥ 1, got {n_particles}")
+        raise InputError(f"n_particles must be ≥ 1, got {n_particles}")
     if snr is not None and not snr > 0:
-        raise ValueError(f"snr must be > 0 (or None/inf for noiseless), got {snr}")
+        raise InputError(f"snr must be > 0 (or None/inf for noiseless), got {snr}")
     noiseless = snr is None or math.isinf(snr)
     if format not in ("warp", "relion5"):
         raise ValueError(f"format must be 'warp' or 'relion5', got {format!r}")
@@ -153,7 +154,7 @@ def simulate_dataset(
     if shift_std is None:
         shift_std = DEFAULT_SHIFT_STD_PX * apix
     if not (shift_std >= 0 and math.isfinite(shift_std)):
-        raise ValueError(f"shift_std must be a finite number ≥ 0 Å, got {shift_std}")
+        raise InputError(f"shift_std must be a finite number ≥ 0 Å, got {shift_std}")
     counts = _split_counts(n, n_tomograms)
     tomo_names = [f"tomo{i:02d}" for i in range(n_tomograms)]
     tomo_of = np.repeat(np.arange(n_tomograms), counts)

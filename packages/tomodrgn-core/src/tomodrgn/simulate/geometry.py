@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.physics.pose import tilt_about_y
 from tomodrgn.physics.tilt_scheme import dose_symmetric
 
@@ -38,7 +39,7 @@ def kept_tilts(n_particles: int, n_tilts: int, drop_tilts: int, rng: np.random.G
     if drop_tilts <= 0:
         return keep
     if drop_tilts >= n_tilts:
-        raise ValueError(f"drop_tilts={drop_tilts} must be smaller than the number of tilts ({n_tilts})")
+        raise InputError(f"drop_tilts={drop_tilts} must be smaller than the number of tilts ({n_tilts})")
     n_drop = rng.integers(0, drop_tilts + 1, size=n_particles)
     for i, k in enumerate(n_drop):
         if k:

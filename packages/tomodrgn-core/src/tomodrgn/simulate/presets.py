@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.simulate.phantom import Phantom, hinge_path, hinged, ribosome_like
 
 N_CONTINUOUS_BINS = 10
@@ -79,7 +80,7 @@ def get_preset(name: str) -> Preset:
         return _discrete(name, ribosome_like(), 1.0 - np.vstack([np.zeros(4), np.eye(4)[1:]]))
     if name == "continuous":
         return _continuous()
-    raise ValueError(f"unknown simulation preset {name!r}; choose one of {PRESETS}")
+    raise InputError(f"unknown simulation preset {name!r}; choose one of {PRESETS}")
 
 
 PRESETS = ("homogeneous", "4-class", "continuous")

@@ -1,17 +1,27 @@
-"""Training: configuration, loss, the loop (one process or torchrun), checkpoints, evaluation of trained runs."""
+"""Training: configuration, loss, the loop (one process or torchrun), checkpoints, evaluation of trained runs.
 
-from tomodrgn.training.config import TrainConfig
-from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
-from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train, train
+Names are imported lazily (on first use), so ``tomodrgn.training.config`` can be imported without torch.
+"""
 
-__all__ = [
-    "EpochEvent",
-    "RunResult",
-    "StepEvent",
-    "TrainConfig",
-    "TrainedModel",
-    "iter_train",
-    "load_model",
-    "train",
-    "write_volume",
-]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "EpochEvent": "loop",
+    "RunResult": "loop",
+    "StepEvent": "loop",
+    "TrainConfig": "config",
+    "TrainedModel": "evaluate",
+    "iter_train": "loop",
+    "load_model": "evaluate",
+    "train": "loop",
+    "write_volume": "evaluate",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -7,6 +7,7 @@ Every file is written as ``*.tmp`` and renamed, so a killed process never leaves
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -15,34 +16,40 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tomodrgn.training.run_dir import atomic_write_bytes, write_error
+
 _CKPT = re.compile(r"^weights\.(\d+)(?:\.step(\d+))?\.pt$")
 
 
 def atomic_torch_save(obj, path: Path) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
+    """``torch.save`` to ``path`` via ``path.tmp``: serialised in memory first, so a full disk raises an OSError
+    (ENOSPC, named by :func:`~tomodrgn.io.errors.user_error_message`) instead of torch's "unexpected pos" error, and
+    the ``.tmp`` is removed."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getbuffer())
 
 
 def atomic_np_save(arr: np.ndarray, path: Path) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-    os.replace(tmp, path)
-    return path
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return atomic_write_bytes(path, buf.getbuffer())
 
 
 def link_latest(target: Path, link: Path) -> None:
     """Make ``link`` a relative symlink to ``target`` (atomically), or a copy where symlinks are unavailable."""
     tmp = link.with_name(link.name + ".tmp")
     try:
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        os.symlink(target.name, tmp)
-    except OSError:
-        shutil.copyfile(target, tmp)
-    os.replace(tmp, link)
+        try:
+            if tmp.is_symlink() or tmp.exists():
+                tmp.unlink()
+            os.symlink(target.name, tmp)
+        except OSError:
+            shutil.copyfile(target, tmp)
+        os.replace(tmp, link)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(e, link) from e
 
 
 def checkpoint_name(epoch: int, step_in_epoch: int = 0) -> str:

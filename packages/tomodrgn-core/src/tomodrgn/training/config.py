@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.io.pixel_size import check_pixel_size
-from tomodrgn.models.encoder import ENCODERS
-from tomodrgn.models.mlp import parse_arch
-from tomodrgn.models.pooling import POOLING_MODES
+from tomodrgn.models.names import ENCODERS, POOLING_MODES, parse_arch
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def option_name(field_name: str) -> str:
+    """The command-line spelling of a :class:`TrainConfig` field: ``batch_size`` → ``--batch-size``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _number(cfg, name: str, kind: type, low: float | None, strict: bool = False, optional: bool = False) -> None:
+    """InputError naming ``--option`` unless cfg.name is a finite ``kind`` ≥ low (> low when ``strict``)."""
+    v = getattr(cfg, name)
+    if v is None and optional:
+        return
+    ok_type = isinstance(v, numbers.Integral) if kind is int else isinstance(v, numbers.Real)
+    if isinstance(v, bool) or not ok_type:
+        raise InputError(f"{option_name(name)} must be {'an integer' if kind is int else 'a number'}, got {v!r}")
+    if not math.isfinite(v):
+        raise InputError(f"{option_name(name)} must be a finite number, got {v}")
+    if low is not None and (v <= low if strict else v < low):
+        raise InputError(f"{option_name(name)} must be {'>' if strict else '≥'} {low:g}, got {v}")
 
 
 @dataclass
@@ -28,6 +51,10 @@ class TrainConfig:
     minimum tilt count, in file order) instead of the training pass's sampled tilts; None → True for the
     reference-frame encoder (which takes any number of tilts), False otherwise.
     ``enc_mask``: radius (px) of the encoder's input pixels (None: D/2 per tilt; min(D/4, 12) for reference-frame).
+    ``first`` / ``ind``: train on the first N particles / on the particles of a 0-based index list file (STAR
+    particle order; see :func:`tomodrgn.io.selection.select_particles`).
+    Every option is checked when the config is made: :class:`~tomodrgn.io.errors.InputError` names it as typed on
+    the command line (``--lr``).
     """
 
     mode: str = "vae"
@@ -62,27 +89,48 @@ class TrainConfig:
     preload: bool = False
     invert: bool = False
     device: str = "auto"
+    first: int | None = None
+    ind: str | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in ("vae", "homogeneous"):
-            raise ValueError(f"mode must be 'vae' or 'homogeneous', got {self.mode!r}")
-        if self.mode == "vae" and self.zdim < 1:
-            raise ValueError(f"vae mode needs zdim ≥ 1, got {self.zdim}")
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
-        if self.z_all_tilts and self.encoder == "per-tilt" and self.pooling == "concatenate":
-            raise ValueError(
-                "z_all_tilts needs an encoder that takes any number of tilts: the reference-frame "
-                "encoder, or a pooling other than concatenate"
-            )
-        if self.pooling not in POOLING_MODES:
-            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
-        if self.backend not in ("auto", "torch", "triton"):
-            raise ValueError(f"backend must be auto, torch or triton, got {self.backend!r}")
+        choices = {"mode": ("vae", "homogeneous"), "encoder": ENCODERS, "pooling": POOLING_MODES}
+        choices["backend"] = ("auto", "torch", "triton")
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(
+                    f"{option_name(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+        if not isinstance(self.device, str) or not _DEVICE.match(self.device):
+            raise InputError(f"--device must be auto, cpu, mps or cuda[:i], got {self.device!r}")
         for name in ("enc_arch_a", "enc_arch_b", "dec_arch"):
-            parse_arch(getattr(self, name))
-        if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise ValueError("epochs, batch_size and checkpoint_every must be ≥ 1")
+            try:
+                parse_arch(getattr(self, name))
+            except (ValueError, TypeError) as e:
+                raise InputError(f"{option_name(name)}: {e}") from None
+        for name in ("epochs", "batch_size", "checkpoint_every", "embed_dim"):
+            _number(self, name, int, 1)
+        _number(self, "zdim", int, 1 if self.mode == "vae" else 0)
+        _number(self, "num_workers", int, 0)
+        _number(self, "seed", int, 0)
+        for name in ("enc_mask", "n_tilts", "n_features", "first"):
+            _number(self, name, int, 1, optional=True)
+        _number(self, "lr", float, 0.0, strict=True)
+        _number(self, "feat_sigma", float, 0.0, strict=True)
+        _number(self, "weight_decay", float, 0.0)
+        _number(self, "beta_warmup_epochs", float, 0.0)
+        _number(self, "beta", float, 0.0, optional=True)
+        _number(self, "box_size", int, 8, optional=True)
+        if self.box_size is not None and self.box_size % 2:
+            raise InputError(f"--box-size must be even, got {self.box_size}")
+        if self.z_all_tilts and self.encoder == "per-tilt" and self.pooling == "concatenate":
+            raise InputError(
+                "--z-all-tilts needs an encoder that takes any number of tilts: the reference-frame "
+                "encoder, or a --pooling other than concatenate"
+            )
+        if self.first is not None and self.ind is not None:
+            raise InputError("give --first or --ind, not both")
+        if self.ind is not None:  # recorded absolute in config.json, so --resume works from any folder
+            self.ind = str(Path(self.ind).absolute())
         if self.pixel_size is not None:  # overrides the STAR's and the MRC headers' pixel size
             check_pixel_size(self.pixel_size, "pixel_size (--pixel-size)")
 
@@ -104,17 +152,15 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown training option(s): {sorted(unknown)}")
+            raise InputError(f"unknown training option(s): {sorted(unknown)}")
         if "encoder" not in d:  # runs written before the option existed used the per-tilt encoder
             d = {**d, "encoder": "per-tilt"}
         return cls(**d)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
-        return path
+        from tomodrgn.training.run_dir import atomic_write_bytes
+
+        return atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

@@ -9,7 +9,9 @@ all-reduced over processes. Rank 0 writes ``config.json``, ``train.log``, checkp
 from __future__ import annotations
 
 import functools
+import math
 import random
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +25,9 @@ from torch.profiler import record_function
 from torch.utils.data import DataLoader, DistributedSampler
 
 from tomodrgn.data.dataset import TiltSeriesDataset, collate
-from tomodrgn.io.particles import ParticleSeries, read_particles
+from tomodrgn.io.errors import InputError
+from tomodrgn.io.particles import ParticleSeries
+from tomodrgn.io.selection import read_particles_checked, select_particles
 from tomodrgn.kernels import HalfLattice, half_lattice, masked_lattice
 from tomodrgn.models.encoder import phase_flip
 from tomodrgn.models.mlp import parse_arch
@@ -33,7 +37,9 @@ from tomodrgn.physics.pose import center_hartley_images
 from tomodrgn.training import checkpoint as ck
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum, init_distributed, shutdown
+from tomodrgn.training.guard import TrainingDiverged, all_finite, divergence_message, prepare_outdir, remove_created
 from tomodrgn.training.loss import beta_at, combine, default_beta, gather_image_pixels, loss_terms, render_pixels
+from tomodrgn.training.run_dir import check_run_dir
 
 
 @dataclass
@@ -61,6 +67,7 @@ class EpochEvent:
     particles_per_s: float
     seconds: float
     checkpoint: Path | None = None
+    n_epochs: int | None = None  # epochs of the whole run (``config.epochs``)
 
 
 @dataclass
@@ -95,7 +102,7 @@ def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfi
     series = (
         star_or_series
         if isinstance(star_or_series, ParticleSeries)
-        else read_particles(star_or_series, pixel_size=config.pixel_size)
+        else read_particles_checked(star_or_series, pixel_size=config.pixel_size)
     )
     return TiltSeriesDataset(
         series,
@@ -271,6 +278,7 @@ def iter_train(
     config: TrainConfig | None = None,
     stop_event: threading.Event | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> Iterator[StepEvent | EpochEvent]:
     """Train, yielding a :class:`StepEvent` per step and an :class:`EpochEvent` per epoch.
 
@@ -282,22 +290,29 @@ def iter_train(
     its saved config is used; a ``config`` given with ``resume`` only changes epochs, num_workers, device,
     checkpoint_every and amp). ``stop_event``: when set, stop after the current step and write a checkpoint.
     Works unchanged under ``torchrun`` (one DistributedSampler replica per process).
+
+    A non-empty ``outdir`` is refused unless ``resume`` or ``overwrite`` (which first deletes the old run's files:
+    :func:`tomodrgn.training.run_dir.prepare_run_dir`). The options and the STAR file are checked before anything is
+    written; a run that fails before its first checkpoint removes the files it wrote (and the folder it made).
+    A NaN or infinite loss stops training with :class:`TrainingDiverged` before the bad step is taken, so the
+    last checkpoint written stays the last good one.
     """
     outdir = Path(outdir)
+    check_run_dir(outdir, resume, overwrite)
     ctx = init_distributed(config.device if config is not None else "auto")
     try:
-        yield from _train(star_or_series, outdir, config, stop_event, resume, ctx)
+        yield from _train(star_or_series, outdir, config, stop_event, resume, ctx, overwrite)
     finally:
         shutdown(ctx)
 
 
-def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: DistContext):
+def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: DistContext, overwrite: bool = False):
     state = None
     if resume:
         found = ck.latest_checkpoint(outdir) if outdir.is_dir() else None
         if found is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint (weights.*.pt) in {outdir}")
-        ckpt_path, state = found
+        _, state = found
         saved = TrainConfig.from_dict(state["config"])
         if config is not None:  # a resumed run keeps its model and data settings; these may change
             keep = {k: getattr(config, k) for k in ("epochs", "num_workers", "device", "checkpoint_every", "amp")}
@@ -305,16 +320,15 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
         config = saved
     if config is None:
         config = TrainConfig()
-    if ctx.is_main:
-        outdir.mkdir(parents=True, exist_ok=True)
-        config.save(outdir / "config.json")
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     random.seed(config.seed)
     device = ctx.device
     norm = tuple(state["dataset"]["norm"]) if state is not None else None
-    ds = make_dataset(star_or_series, config, norm=norm)
+    if not isinstance(star_or_series, ParticleSeries):
+        star_or_series = read_particles_checked(star_or_series, pixel_size=config.pixel_size)
+    ds = make_dataset(select_particles(star_or_series, first=config.first, ind=config.ind), config, norm=norm)
     D = ds.box_size
     voltage = float(np.median(ds.series.voltage))
     lattice = half_lattice(D, ds.pixel_size, voltage).to(device)
@@ -336,7 +350,7 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
     backend = config.backend
 
     if config.batch_size % ctx.world_size:
-        raise ValueError(f"batch_size {config.batch_size} is not divisible by the {ctx.world_size} processes")
+        raise InputError(f"--batch-size {config.batch_size} is not divisible by the {ctx.world_size} processes")
     local_bs = config.batch_size // ctx.world_size
     sampler = DistributedSampler(ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
     steps_per_epoch = (len(sampler) + local_bs - 1) // local_bs
@@ -346,9 +360,18 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
     z_all_tilts = config.latent_dim > 0 and config.resolved_z_all_tilts
     ds_all = ds.with_tilts(None, sequential=True) if z_all_tilts else None
     fm = model.decoder.feature_matrix
+    created = prepare_outdir(outdir, config, resume, overwrite, ctx)  # everything above is checked: now write
     log = (outdir / "train.log").open("a") if ctx.is_main else None
+    found = ck.list_checkpoints(outdir) if ctx.is_main else []
+    last_good = [found[-1][1].name if found else None]
 
     def save(epoch: int, step_in_epoch: int, z=None, partial=None) -> Path | None:
+        if not all_finite(model):  # a non-finite gradient at the last step made the weights NaN: keep the old file
+            msg = divergence_message("non-finite weights", epoch, step, steps_per_epoch, config, last_good[0])
+            if log is not None:
+                log.write(msg + "\n")
+                log.flush()
+            raise TrainingDiverged(msg)
         if not ctx.is_main:
             return None
         e_done = epoch + 1 if step_in_epoch == 0 else epoch
@@ -371,6 +394,8 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
             lp = ck.atomic_np_save(z[1], outdir / f"z.{epoch}.logvar.npy")
             ck.link_latest(zp, outdir / "z.npy")
             ck.link_latest(lp, outdir / "z.logvar.npy")
+        last_good[0] = path.name
+        created.clear()  # the run has a checkpoint: a later failure keeps its folder
         return path
 
     if log is not None:
@@ -422,6 +447,14 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
                 red = all_reduce_sum(torch.stack([terms.wsum.detach(), n_local]), ctx)
                 b_eff = beta_at(beta, global_step, warmup)
                 loss, mse, kl = combine(terms, red[0], red[1], b_eff, ctx.world_size)
+                stats = all_reduce_sum(torch.stack([mse, kl]).detach().float(), ctx).cpu().numpy()
+                tot = float(stats[0] + b_eff * stats[1])
+                if not math.isfinite(tot):  # stop before the bad step changes the weights
+                    msg = divergence_message(f"loss {tot}", epoch, step + 1, steps_per_epoch, config, last_good[0])
+                    if log is not None:
+                        log.write(msg + "\n")
+                        log.flush()
+                    raise TrainingDiverged(msg)
                 optim.zero_grad(set_to_none=True)
                 with record_function("tomodrgn.backward"):
                     loss.backward()
@@ -429,7 +462,6 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
                     optim.step()
                 global_step += 1
                 step += 1
-                stats = all_reduce_sum(torch.stack([mse, kl]).float(), ctx).cpu().numpy()
                 n_glob = float(red[1])
                 if mu is not None:
                     seen_idx.append(index)
@@ -437,7 +469,6 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
                     seen_lv.append(logvar.detach().float().cpu().numpy())
                 now = time.perf_counter()
                 dt, t_prev = now - t_prev, now
-                tot = float(stats[0] + b_eff * stats[1])
                 sums += [tot * n_glob, stats[0] * n_glob, stats[1] * n_glob, n_glob]
                 yield StepEvent(
                     epoch, step, global_step, steps_per_epoch, tot, float(stats[0]), float(stats[1]), n_glob / dt
@@ -475,7 +506,8 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
                 z = (z_mu, z_lv)
             path = save(epoch, 0, z) if write else None
             n = max(sums[3], 1.0)
-            ev = EpochEvent(epoch, *(float(v) for v in sums[:3] / n), float(sums[3] / max(secs, 1e-9)), secs, path)
+            pps = float(sums[3] / max(secs, 1e-9))
+            ev = EpochEvent(epoch, *(float(v) for v in sums[:3] / n), pps, secs, path, config.epochs)
             if log is not None:
                 log.write(
                     f"epoch {epoch} loss {ev.loss:.6f} mse {ev.mse:.6f} kl {ev.kl:.4f} beta {beta:.3g} "
@@ -489,9 +521,25 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
                 if path is None:
                     save(epoch, 0, z)
                 return
+    except Exception:
+        if log is not None:
+            log.close()
+            log = None
+        remove_created(created)  # failed before its first checkpoint: leave no half-made run behind
+        raise
     finally:
         if log is not None:
             log.close()
+
+
+def epoch_line(ev: EpochEvent) -> str:
+    """``epoch N/M loss … mse … kl … s/epoch … particles/s`` (N counted from 1; the checkpoint written, if any)."""
+    total = f"/{ev.n_epochs}" if ev.n_epochs else ""
+    return (
+        f"epoch {ev.epoch + 1}{total} loss {ev.loss:.5f} mse {ev.mse:.5f} kl {ev.kl:.3f} "
+        f"{ev.seconds:.1f} s/epoch {ev.particles_per_s:.1f} particles/s"
+        + (f" -> {ev.checkpoint.name}" if ev.checkpoint else "")
+    )
 
 
 def train(
@@ -501,18 +549,25 @@ def train(
     stop_event: threading.Event | None = None,
     resume: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> RunResult:
-    """Run :func:`iter_train` to the end with a tqdm progress bar (loss, particles/s); returns a :class:`RunResult`."""
+    """Run :func:`iter_train` to the end; returns a :class:`RunResult`.
+
+    ``progress``: print one :func:`epoch_line` per epoch on stdout, with a tqdm bar per epoch (on stderr) only when
+    stderr is a terminal, so output redirected to a file or pipe has no carriage-return progress noise.
+    ``resume`` / ``overwrite``: see :func:`iter_train`.
+    """
     from tqdm.auto import tqdm
 
     outdir = Path(outdir)
     history: list[EpochEvent] = []
     bar = None
     last_loss = None
-    for ev in iter_train(star_or_series, outdir, config, stop_event, resume):
+    show_bar = progress and sys.stderr.isatty()
+    for ev in iter_train(star_or_series, outdir, config, stop_event, resume, overwrite):
         if isinstance(ev, StepEvent):
-            if bar is None and progress:
-                bar = tqdm(total=ev.steps_per_epoch, desc=f"epoch {ev.epoch}", unit="batch", leave=False)
+            if bar is None and show_bar:
+                bar = tqdm(total=ev.steps_per_epoch, desc=f"epoch {ev.epoch + 1}", unit="batch", leave=False)
                 bar.n = ev.step - 1
             if bar is not None:
                 bar.update(1)
@@ -523,10 +578,9 @@ def train(
             if bar is not None:
                 bar.close()
                 bar = None
-                tqdm.write(
-                    f"epoch {ev.epoch}: loss {ev.loss:.5f} mse {ev.mse:.5f} kl {ev.kl:.3f} "
-                    f"({ev.particles_per_s:.1f} particles/s)"
-                )
+            if progress:
+                tqdm.write(epoch_line(ev), file=sys.stdout)
+                sys.stdout.flush()
     if bar is not None:
         bar.close()
     found = ck.list_checkpoints(outdir) if outdir.is_dir() else []

@@ -1,0 +1,118 @@
+"""Reading a particle subset: the first N particles or a 0-based index list (``--first`` / ``--ind``), and the checks
+on the particle rows that :func:`~tomodrgn.io.particles.read_particles` leaves to its callers (a block without
+rows, the same tilt image listed twice).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tomodrgn.io.errors import InputError
+from tomodrgn.io.particles import ParticleSeries, read_particles
+from tomodrgn.io.star import find_particle_block, read_star
+
+#: per-particle fields of :class:`ParticleSeries` (every other array / frame of length n_images is per image)
+_PER_PARTICLE = ("particle_names", "image_indices", "position", "tomogram", "class_label")
+
+
+def read_particles_checked(star: str | Path, **kwargs) -> ParticleSeries:
+    """:func:`read_particles` with two more checks: a particle block with columns but no rows is reported as such
+    (``{file}: the particle block has no rows``), and a tilt image listed twice (same stack and index) is refused
+    naming both rows, instead of silently giving its particle an extra tilt."""
+    try:
+        series = read_particles(star, **kwargs)
+    except InputError:
+        _raise_if_no_rows(Path(star).absolute())
+        raise
+    check_duplicate_images(series)
+    return series
+
+
+def _raise_if_no_rows(path: Path) -> None:
+    try:
+        blocks = read_star(path)
+        block = blocks[find_particle_block(blocks, path)]
+    except Exception:  # noqa: BLE001 - the original error is the better one then
+        return
+    if isinstance(block, pd.DataFrame) and len(block) == 0:
+        raise InputError(f"{path}: the particle block has no rows") from None
+
+
+def check_duplicate_images(series: ParticleSeries) -> None:
+    """InputError naming the first tilt image (stack file and index) that two rows of the particle block share."""
+    keys = pd.Series([f"{i}@{p}" for i, p in zip(series.stack_index, series.stack_path)])
+    dup = keys.duplicated(keep=False).to_numpy()
+    if not dup.any():
+        return
+    rows = np.flatnonzero(keys.to_numpy() == keys[np.flatnonzero(dup)[0]])
+    names = series.images["rlnImageName"].astype(str).to_numpy() if "rlnImageName" in series.images else keys
+    raise InputError(
+        f"{series.star_path}: rows {rows[0]} and {rows[1]} are the same tilt image ({names[rows[0]]}); "
+        "each tilt image must be listed once"
+    )
+
+
+def read_indices(path: str | Path, n_particles: int) -> np.ndarray:
+    """A 0-based particle index list (:func:`tomodrgn.export.selections.read_index_list`), checked against
+    ``n_particles``: InputError naming the file and the bad index."""
+    from tomodrgn.export.selections import read_index_list
+
+    try:
+        idx = read_index_list(path)
+    except ValueError as e:  # a token that is not an integer
+        raise InputError(str(e)) from None
+    if idx.size == 0:
+        raise InputError(f"{path}: the index list is empty")
+    bad = idx[(idx < 0) | (idx >= n_particles)]
+    if bad.size:
+        raise InputError(f"{path}: particle index {int(bad[0])} out of range 0..{n_particles - 1}")
+    if len(np.unique(idx)) != len(idx):
+        raise InputError(f"{path}: particle index {int(idx[np.flatnonzero(pd.Series(idx).duplicated())[0]])} twice")
+    return idx
+
+
+def select_particles(
+    series: ParticleSeries, first: int | None = None, ind: str | Path | np.ndarray | None = None
+) -> ParticleSeries:
+    """``series`` restricted to its first ``first`` particles, or to the particles of ``ind`` (an index-list file or
+    an array of 0-based indices in STAR particle order, kept in that order); the series itself when neither is given.
+
+    The subset keeps only the chosen particles' image rows (in file order); every per-image and per-particle field
+    is restricted accordingly. The errors (InputError) name ``--first`` / the index file.
+    """
+    if first is None and ind is None:
+        return series
+    if first is not None and ind is not None:
+        raise InputError("give --first or --ind, not both")
+    n = series.n_particles
+    if first is not None:
+        if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or first < 1:
+            raise InputError(f"--first must be an integer ≥ 1, got {first!r}")
+        chosen = np.arange(min(int(first), n))
+    elif isinstance(ind, (str, Path)):
+        chosen = read_indices(ind, n)
+    else:
+        chosen = np.asarray(ind, dtype=np.int64).reshape(-1)
+        if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= n:
+            raise InputError(f"--ind: particle indices must lie in 0..{n - 1}")
+    old_rows = [series.image_indices[p] for p in chosen]
+    rows = np.sort(np.concatenate(old_rows))
+    new_row = np.full(series.n_images, -1, dtype=np.int64)
+    new_row[rows] = np.arange(len(rows))
+    changes: dict = {"image_indices": [new_row[r] for r in old_rows], "_stacks": OrderedDict()}
+    for f in dataclasses.fields(series):
+        v = getattr(series, f.name)
+        if f.name in ("image_indices", "_stacks") or v is None:
+            continue
+        if f.name in _PER_PARTICLE:
+            changes[f.name] = [v[p] for p in chosen] if isinstance(v, list) else np.asarray(v)[chosen]
+        elif isinstance(v, pd.DataFrame) and len(v) == series.n_images:
+            changes[f.name] = v.iloc[rows].reset_index(drop=True)
+        elif isinstance(v, np.ndarray) and v.ndim >= 1 and len(v) == series.n_images:
+            changes[f.name] = v[rows]
+    return dataclasses.replace(series, **changes)
