@@ -8,6 +8,20 @@ other half is evaluated at −x and its b is negated (cryoDRGN's convention, ext
 
 Features (cryoDRGN "gaussian"): ``[sin(2π x·B), cos(2π x·B)]`` with B (3, F) = feat_sigma·N(0, 1)·(D/2)/(2π),
 F = 3·D/2 by default, a registered buffer (saved in checkpoints, identical across DDP ranks).
+
+Output envelope: (a, b) = E(|x|)·MLP(x) with E(r) = 1 + (g − 1)·exp(−r²/2r₀²), r in pixels (|x|·D), g = 10 and
+r₀ = 2 px by default (buffers, saved in checkpoints). A particle's spectrum is 10–50× larger within a few shells of
+DC than elsewhere (in the normalised units of training), and those shells are the least constrained by the data (CTF
+≈ amplitude contrast near k = 0; DC itself is never trained). Without E the MLP reaches those values only by growing
+weights that are shared with every other frequency: the low shells stayed under-fitted (gain 0.3–0.7) and the
+growth left a common offset on the many noise-dominated high-frequency voxels (mean ≈ +0.6 of their std). The
+volume's centre voxel is the sum of its spectrum over the ball, so both errors land there: a spike of 13–26 σ of the
+residual (decoded − best linear fit of the truth) at the box centre. E puts the low-frequency dynamic range into a
+fixed output scale, so the MLP's outputs are O(1) everywhere; it removes neither capacity nor symmetry (E is even).
+On a demo-like 4-class run (500 particles, D = 32, SNR 0.05, 3 epochs) E took the centre residual from 23–26 σ to
+5–9 σ, the high-shell offset from 0.85 to ≤ 0.14 of its std and the map–truth correlation from 0.88–0.92 to
+0.92–0.96. g is a fixed choice, not fitted to the data: g = 30 did better on a noiseless D = 16 run and worse on
+that D = 32 run.
 """
 
 from __future__ import annotations
@@ -46,6 +60,7 @@ class HartleyDecoder(nn.Module):
         arch: tuple[int, int] = (256, 3),
         feat_sigma: float = 0.5,
         n_features: int | None = None,
+        envelope: tuple[float, float] = (10.0, 2.0),
     ) -> None:
         super().__init__()
         nodes, layers = arch
@@ -59,6 +74,21 @@ class HartleyDecoder(nn.Module):
             body += [ResidLinear(nodes), nn.ReLU(inplace=True)]
         body.append(nn.Linear(nodes, 2))
         self.body = nn.Sequential(*body)
+        gain, radius = envelope
+        self.register_buffer("envelope_gain", torch.tensor(float(gain)))
+        self.register_buffer("envelope_radius", torch.tensor(float(radius)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Checkpoints written before the output envelope load with E ≡ 1 (the decoder they were trained with)."""
+        if prefix + "envelope_gain" not in state_dict:
+            state_dict[prefix + "envelope_gain"] = torch.ones_like(self.envelope_gain)
+            state_dict[prefix + "envelope_radius"] = torch.ones_like(self.envelope_radius)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def envelope(self, coords: torch.Tensor) -> torch.Tensor:
+        """E(|x|) (K,) at coords (K, 3) in cycles/pixel (see the module docstring)."""
+        r2 = (coords.float() * self.D).square().sum(-1)
+        return 1.0 + (self.envelope_gain - 1.0) * torch.exp(-r2 / (2.0 * self.envelope_radius.square()))
 
     def featurize(self, coords: torch.Tensor) -> torch.Tensor:
         """Gaussian Fourier features (K, 2F) of coords (K, 3) (no canonicalisation)."""
@@ -90,7 +120,7 @@ class HartleyDecoder(nn.Module):
             if z is None or point_particle is None:
                 raise ValueError("this decoder has zdim > 0: pass z and point_particle")
             x = x + self.first_z(z).index_select(0, point_particle)
-        ab = self.body(x).float()
+        ab = self.body(x).float() * self.envelope(coords)[:, None]
         a, b = ab[:, 0], ab[:, 1] * sign
         return a - b, a + b
 
@@ -123,5 +153,5 @@ class HartleyDecoder(nn.Module):
             vol[sel] = h_pos
         dc = (D // 2) * (D * D + D + 1)
         h_pos, h_neg = self(coords[dc : dc + 1], z=zb, point_particle=torch.zeros(1, dtype=torch.long, device=dev))
-        vol[dc] = 0.5 * (h_pos[0] + h_neg[0])  # = a: the DC term is never seen in training
+        vol[dc] = 0.5 * (h_pos[0] + h_neg[0])  # = a (b is odd): DC is never trained; the MLP's continuation
         return vol.reshape(D, D, D)
