@@ -108,6 +108,7 @@ def test_open_run_by_its_checkpoint_is_unambiguous(make_napari_viewer, trained_r
 def test_load_run_of_a_subset_run(sim_dataset, tmp_path):
     """A run trained on its first 8 of 12 particles (``--first 8``): the loader pairs z with those 8 particles."""
     from conftest import tiny_config
+
     from napari_tomodrgn._run import load_run
     from napari_tomodrgn._torch_setup import prepare_torch
     from tomodrgn.io.particles import read_particles
