@@ -54,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="volumes along the shortest path through the particles' k-NN graph in z between anchor particles",
     )
     _common(p, "graph_traversal")
-    p.add_argument("--anchors", type=int, nargs="+", required=True, help="particle indices (0-based, STAR order)")
+    p.add_argument(
+        "--anchors",
+        type=int,
+        nargs="+",
+        required=True,
+        help="particle indices (0-based rows of z: the run's training particles in STAR order)",
+    )
     p.add_argument("--max-neighbors", type=int, default=10, help="k of the k-nearest-neighbour graph")
     p.set_defaults(func=cmd_graph_traversal)
