@@ -178,7 +178,8 @@ def analyze_run(
     ``epoch`` None: the latest (``z.npy``). ``k`` is clipped to the particle count. ``pixel_size`` (Å) of written
     volumes defaults to the model's, else the run's metadata. ``star`` (default: the training STAR recorded in the
     run, restricted to the run's ``--first`` / ``--ind`` particles; a STAR given must match z row for row) enables
-    per-cluster filtered STAR files; a STAR that cannot be read is reported and skipped. An ``outdir`` given must be new or empty unless ``overwrite``; the default ``<run>/analyze.<epoch>`` is reused.
+    per-cluster filtered STAR files; a STAR that cannot be read is reported and skipped. An ``outdir`` given
+    must be new or empty unless ``overwrite``; the default ``<run>/analyze.<epoch>`` is reused.
     """
     run_dir = Path(run_dir).absolute()
     if outdir is not None:
