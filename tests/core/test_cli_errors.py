@@ -1,6 +1,11 @@
-"""Trustworthy runs: every user error through the real ``tomodrgn`` command (a subprocess) is one line on stderr
-naming the culprit, exit status 2, no traceback; used run folders are refused or cleanly overwritten; a diverging
-run stops with its last good checkpoint intact; a failed checkpoint write leaves no ``.tmp`` and says why."""
+"""Trustworthy runs: every user error through the ``tomodrgn`` command is one line on stderr naming the culprit,
+exit status 2, no traceback; used run folders are refused or cleanly overwritten; a diverging run stops with its
+last good checkpoint intact; a failed checkpoint write leaves no ``.tmp`` and says why.
+
+A few cases run the real command in a subprocess (exit status, stderr, no traceback, torch not imported for
+``--help``, a file-size limit, full / read-only disks); the others call ``tomodrgn.cli.main`` in this process
+(:func:`_cli_inprocess.run_cli`), which keeps every check but loads torch once.
+"""
 
 import json
 import os
@@ -11,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli_inprocess import run_cli
 
 from tomodrgn.io.star import find_particle_block, read_star, write_star
 from tomodrgn.simulate import simulate_dataset
@@ -40,6 +46,12 @@ def assert_user_error(res: subprocess.CompletedProcess, *culprits: str) -> str:
     for c in culprits:
         assert c in lines[0], (c, lines[0])
     return lines[0]
+
+
+@pytest.fixture
+def cli_in(capsys):
+    """``cli`` in this process (see the module docstring)."""
+    return lambda *argv: run_cli(capsys, *argv)
 
 
 def tiny_config(**kw) -> TrainConfig:
@@ -91,15 +103,23 @@ def test_help_and_argument_errors_do_not_import_torch():
         ("--device", "gpu"),
     ],
 )
-def test_bad_training_option_is_one_line_and_writes_nothing(sim, tmp_path, option, value):
+def test_bad_training_option_is_one_line_and_writes_nothing(sim, tmp_path, cli_in, option, value):
     out = tmp_path / "run"
-    res = cli("train_vae", sim.star_path, "-o", out, *TINY, option, value)
+    res = cli_in("train_vae", sim.star_path, "-o", out, *TINY, option, value)
     assert_user_error(res, option)
     assert not out.exists()  # checked before anything was written
 
 
-def test_train_nn_bad_number(sim, tmp_path):
+def test_bad_training_option_real_command(sim, tmp_path):
+    """The real command: exit status 2 and one stderr line from a separate process."""
+    out = tmp_path / "run"
+    assert_user_error(cli("train_vae", sim.star_path, "-o", out, *TINY, "--lr", "nan"), "--lr")
     assert_user_error(cli("train_nn", sim.star_path, "-o", tmp_path / "r", "--lr", "nan"), "--lr")
+    assert not out.exists() and not (tmp_path / "r").exists()
+
+
+def test_train_nn_bad_number(sim, tmp_path, cli_in):
+    assert_user_error(cli_in("train_nn", sim.star_path, "-o", tmp_path / "r", "--lr", "nan"), "--lr")
     assert not (tmp_path / "r").exists()
 
 
@@ -115,23 +135,27 @@ def test_train_nn_bad_number(sim, tmp_path):
         (["simulate", "{tmp}/s", "-D", "15"], "15"),
     ],
 )
-def test_commands_wrong_path_or_number(sim, run, tmp_path, argv, culprit):
+def test_commands_wrong_path_or_number(sim, run, tmp_path, cli_in, argv, culprit):
     (tmp_path / "ind.txt").write_text("0\n99\n")
     fill = {"tmp": tmp_path, "run": run, "star": sim.star_path}
-    assert_user_error(cli(*(a.format(**fill) for a in argv)), culprit)
+    assert_user_error(cli_in(*(a.format(**fill) for a in argv)), culprit)
 
 
-def test_used_run_folder_is_refused_and_overwrite_leaves_only_the_new_run(sim, tmp_path):
+def test_command_wrong_path_real_command(tmp_path):
+    assert_user_error(cli("eval_vol", tmp_path / "nosuch", "-o", tmp_path / "v", "--z", "0", "0"), "nosuch")
+
+
+def test_used_run_folder_is_refused_and_overwrite_leaves_only_the_new_run(sim, tmp_path, cli_in):
     out = tmp_path / "run"
     train(sim.star_path, out, tiny_config(epochs=3, seed=0), progress=False)
     (out / "notes.txt").write_text("mine")
     before = sorted(p.name for p in out.iterdir())
 
-    msg = assert_user_error(cli("train_vae", sim.star_path, "-o", out, *TINY, "--epochs", "1"), str(out))
+    msg = assert_user_error(cli_in("train_vae", sim.star_path, "-o", out, *TINY, "--epochs", "1"), str(out))
     assert "--resume" in msg and "--overwrite" in msg
     assert sorted(p.name for p in out.iterdir()) == before  # nothing touched
 
-    res = cli("train_vae", sim.star_path, "-o", out, *TINY, "--epochs", "1", "--seed", "7", "--overwrite")
+    res = cli_in("train_vae", sim.star_path, "-o", out, *TINY, "--epochs", "1", "--seed", "7", "--overwrite")
     assert res.returncode == 0, res.stderr
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
@@ -142,7 +166,7 @@ def test_used_run_folder_is_refused_and_overwrite_leaves_only_the_new_run(sim, t
     assert load_model(out).config.seed == 7 and load_model(out).epoch == 0
     assert "weights.0.pt" in res.stdout.splitlines()[-1]  # reports its own checkpoint
 
-    assert_user_error(cli("train_vae", sim.star_path, "-o", out, "--resume", "--overwrite"), "--resume")
+    assert_user_error(cli_in("train_vae", sim.star_path, "-o", out, "--resume", "--overwrite"), "--resume")
 
 
 def test_epoch_lines_on_stdout_without_progress_noise(run, sim, tmp_path):
@@ -154,10 +178,10 @@ def test_epoch_lines_on_stdout_without_progress_noise(run, sim, tmp_path):
     assert all("loss" in ln and "mse" in ln and "kl" in ln and "s/epoch" in ln and "particles/s" in ln for ln in lines)
 
 
-def test_diverging_run_stops_and_keeps_its_last_good_checkpoint(sim, tmp_path):
+def test_diverging_run_stops_and_keeps_its_last_good_checkpoint(sim, tmp_path, cli_in):
     """lr 100 on this dataset: epoch 1 is finite, the loss is NaN in epoch 2 (measured: step 1 of 3)."""
     out = tmp_path / "nan"
-    res = cli("train_vae", sim.star_path, "-o", out, *TINY, "--epochs", "6", "--lr", "100")
+    res = cli_in("train_vae", sim.star_path, "-o", out, *TINY, "--epochs", "6", "--lr", "100")
     msg = assert_user_error(res, "training stopped", "--lr 100", "pixel size")
     kept = msg.split("the last good checkpoint is ")[1].split(".")[:3]
     kept = out / ".".join(kept)
@@ -173,7 +197,7 @@ def _block(star: Path):
     return blocks, find_particle_block(blocks, star)
 
 
-def test_star_without_rows_and_duplicate_image_rows(sim, tmp_path):
+def test_star_without_rows_and_duplicate_image_rows(sim, tmp_path, cli_in):
     blocks, name = _block(sim.star_path)
     empty = dict(blocks)
     empty[name] = blocks[name].iloc[:0]
@@ -184,9 +208,9 @@ def test_star_without_rows_and_duplicate_image_rows(sim, tmp_path):
     dup[name] = df
     write_star(dup, sim.star_path.parent / "dup.star")
 
-    res = cli("train_vae", sim.star_path.parent / "empty.star", "-o", tmp_path / "e", *TINY)
+    res = cli_in("train_vae", sim.star_path.parent / "empty.star", "-o", tmp_path / "e", *TINY)
     assert_user_error(res, "empty.star: the particle block has no rows")
-    res = cli("train_vae", sim.star_path.parent / "dup.star", "-o", tmp_path / "d", *TINY)
+    res = cli_in("train_vae", sim.star_path.parent / "dup.star", "-o", tmp_path / "d", *TINY)
     assert_user_error(res, "dup.star", "rows 3 and 4", df.loc[3, "rlnImageName"])
     assert not (tmp_path / "e").exists() and not (tmp_path / "d").exists()
 
@@ -235,7 +259,7 @@ def test_read_only_output_folder(sim, tmp_path):
         subprocess.run(["umount", str(mnt)])
 
 
-def test_first_and_ind_select_particles(sim, run, tmp_path):
+def test_first_and_ind_select_particles(sim, run, tmp_path, cli_in):
     from tomodrgn.io.selection import read_particles_checked, select_particles
 
     series = read_particles_checked(sim.star_path)
@@ -249,11 +273,11 @@ def test_first_and_ind_select_particles(sim, run, tmp_path):
     assert sub.n_images == len(series.image_indices[5]) + len(series.image_indices[2])
     assert select_particles(series, first=4).particle_names == series.particle_names[:4]
 
-    res = cli("train_vae", sim.star_path, "-o", tmp_path / "f", *TINY, "--epochs", "1", "--first", "5")
+    res = cli_in("train_vae", sim.star_path, "-o", tmp_path / "f", *TINY, "--epochs", "1", "--first", "5")
     assert res.returncode == 0, res.stderr
     assert np.load(tmp_path / "f" / "z.npy").shape == (5, 2)
     (tmp_path / "ind.txt").write_text("# kept\n7\n1\n3\n")
-    res = cli("eval_images", run, sim.star_path, "--ind", tmp_path / "ind.txt", "-o", tmp_path / "z.npy")
+    res = cli_in("eval_images", run, sim.star_path, "--ind", tmp_path / "ind.txt", "-o", tmp_path / "z.npy")
     assert res.returncode == 0, res.stderr
     from tomodrgn.api import embed_particles
 

@@ -103,3 +103,22 @@ def test_open_run_by_its_checkpoint_is_unambiguous(make_napari_viewer, trained_r
     kinds = sorted(type(layer).__name__ for layer in layers)
     assert kinds == ["Image", "Points", "Vectors"]
     assert get_reader(str(trained_run / "other.pt")) is None
+
+
+def test_load_run_of_a_subset_run(sim_dataset, tmp_path):
+    """A run trained on its first 8 of 12 particles (``--first 8``): the loader pairs z with those 8 particles."""
+    from conftest import tiny_config
+
+    from napari_tomodrgn._run import load_run
+    from napari_tomodrgn._torch_setup import prepare_torch
+    from tomodrgn.io.particles import read_particles
+
+    prepare_torch()
+    from tomodrgn.training.loop import iter_train
+
+    run = tmp_path / "run"
+    for _ in iter_train(sim_dataset.star_path, run, tiny_config(first=8, epochs=1)):
+        pass
+    loaded = load_run(run)
+    assert loaded.z.shape == (8, 2) and loaded.series.n_particles == 8
+    assert loaded.series.particle_names == read_particles(sim_dataset.star_path).particle_names[:8]

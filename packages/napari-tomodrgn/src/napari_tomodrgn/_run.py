@@ -57,13 +57,14 @@ class LoadedRun:
 def load_run(run_dir: str | Path, epoch: int | None = None, star: str | Path | None = None) -> LoadedRun:
     """Load a training run folder: the checkpoint (latest or ``epoch``), its z and the training STAR.
 
-    The STAR is the one recorded in the checkpoint unless ``star`` is given. Raises FileNotFoundError naming the
+    The STAR is the one recorded in the checkpoint, restricted to the run's ``--first`` / ``--ind`` particles,
+    unless ``star`` is given. Raises FileNotFoundError naming the
     missing file; :class:`tomodrgn.api.InputError` if the STAR does not match the run's latents.
     """
     from napari_tomodrgn._torch_setup import prepare_torch
 
     prepare_torch()
-    from tomodrgn.api import InputError, load_model, read_particles
+    from tomodrgn.api import InputError, load_model, read_particles, training_particles
 
     run_dir = Path(run_dir)
     model = load_model(run_dir, epoch)
@@ -75,8 +76,12 @@ def load_run(run_dir: str | Path, epoch: int | None = None, star: str | Path | N
         if not zfile.is_file():
             raise FileNotFoundError(f"{run_dir}: no latent file z.{model.epoch}.npy or z.npy")
         z = np.load(zfile)
-    star_path = Path(star) if star is not None else Path(model.metadata["star_path"])
-    series = read_particles(star_path, pixel_size=model.config.pixel_size)
+    if star is not None:
+        star_path = Path(star)
+        series = read_particles(star_path, pixel_size=model.config.pixel_size)
+    else:  # the run's training particles, restricted to its --first / --ind selection (one per row of z)
+        series = training_particles(model)
+        star_path = Path(series.star_path)
     if z is not None and len(z) != series.n_particles:
         raise InputError(
             f"{star_path} has {series.n_particles} particles but run {run_dir} has latents for {len(z)}: "

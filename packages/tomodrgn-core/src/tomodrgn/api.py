@@ -41,6 +41,7 @@ from tomodrgn.export.selections import filter_star, read_index_list, write_keep_
 from tomodrgn.io.downsample import downsample_particles
 from tomodrgn.io.errors import InputError, user_error_message
 from tomodrgn.io.mrc import read_mrc, write_mrc
+from tomodrgn.io.output_dir import check_output_dir, check_output_file, prepare_output_dir
 from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
 from tomodrgn.io.selection import read_particles_checked, select_particles
 from tomodrgn.models.names import ENCODERS
@@ -52,6 +53,7 @@ from tomodrgn.training.guard import TrainingDiverged
 from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train, train
 from tomodrgn.training.run_admin import CleanupPlan, cleanup, view_config
 from tomodrgn.training.run_dir import prepare_run_dir
+from tomodrgn.training.run_particles import apply_run_selection, training_particles
 
 __all__ = [
     "CleanupPlan",
@@ -101,6 +103,11 @@ __all__ = [
     "pca",
     "place_volumes",
     "prepare_run_dir",
+    "check_output_dir",
+    "check_output_file",
+    "prepare_output_dir",
+    "apply_run_selection",
+    "training_particles",
     "read_index_list",
     "read_mrc",
     "read_particles",
@@ -143,12 +150,13 @@ def decode_volumes(
     prefix: str = "vol_",
     device: str = "cpu",
     progress=None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Decode one volume per row of ``z`` (n, zdim) (None for a homogeneous run) and write ``<prefix>NNN.mrc``
-    files (D³, the training pixel size) into ``outdir``; returns their paths."""
+    files (D³, the training pixel size) into ``outdir`` (new or empty unless ``overwrite``); returns their paths."""
+    check_output_dir(outdir, overwrite)
     model = load_model(run_dir, epoch, device=device)
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = prepare_output_dir(outdir, overwrite)
     n = 1 if z is None else int(np.atleast_2d(z).shape[0])
     paths = []
     for i, vol in enumerate(model.iter_decode(z)):
@@ -168,16 +176,15 @@ def embed_particles(
     first: int | None = None,
     ind: str | Path | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Latent (μ, log σ²) of every particle of ``star`` (default: the training STAR), from ``n_tilts`` tilts each
+    """Latent (μ, log σ²) of every particle of ``star`` (default: the run's training particles, its ``--first`` /
+    ``--ind`` selection applied, :func:`training_particles`), from ``n_tilts`` tilts each
     (default: all tilts when the run wrote all-tilt latents, else the training value; see ``TrainedModel.embed``).
     ``first`` / ``ind``: only the first N particles / those of an index list (:func:`select_particles`)."""
     if n_tilts is not None and (isinstance(n_tilts, bool) or n_tilts < 1):
         raise InputError(f"--n-tilts must be ≥ 1, got {n_tilts}")
     model = load_model(run_dir, epoch, device=device)
     if star is None:
-        star = model.metadata.get("star_path")
-        if star is None:
-            raise InputError(f"{run_dir} does not record its training STAR: pass star=")
+        star = training_particles(model)
     if (first is not None or ind is not None) and not isinstance(star, ParticleSeries):
         star = read_particles_checked(star, pixel_size=model.config.pixel_size)
     return model.embed(select_particles(star, first=first, ind=ind), n_tilts=n_tilts, sequential=sequential)

@@ -72,7 +72,14 @@ def run_demo(
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     sim = simulate_dataset(
-        outdir / "data", preset=preset, n_particles=n_particles, box_size=box_size, n_tilts=n_tilts, snr=snr, seed=seed
+        outdir / "data",
+        preset=preset,
+        n_particles=n_particles,
+        box_size=box_size,
+        n_tilts=n_tilts,
+        snr=snr,
+        seed=seed,
+        overwrite=True,  # the demo's own data folder: a rerun makes the same dataset again
     )
     times["simulate"] = time.perf_counter() - t0
 

@@ -32,6 +32,7 @@ from tomodrgn.analysis.latent import kmeans, nearest_to_centres
 from tomodrgn.analysis.metrics import cc, fsc, resolution_at
 from tomodrgn.analysis.volumes import Decoder, latent_convergence, list_epochs
 from tomodrgn.io.errors import InputError
+from tomodrgn.io.output_dir import check_output_dir
 
 DEFAULT_THRESHOLDS = {"knn_preservation": 0.4, "cca_mean": 0.9, "volume_cc": 0.95}
 """Minimum value of each criterion for a pair of epochs to count as stable (criteria absent from a row are skipped)."""
@@ -172,14 +173,18 @@ def convergence_vae(
     seed: int = 0,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> ConvergenceResult:
-    """Convergence analysis of a VAE run; writes into ``outdir`` (default ``<run>/convergence``): ``convergence.csv``,
-    ``latent_stability.png``, ``volume_stability.png`` (with ``decode``), ``loss.png``, ``report.md``."""
+    """Convergence analysis of a VAE run; writes into ``outdir`` (default ``<run>/convergence``; one given must be
+    new or empty unless ``overwrite``): ``convergence.csv``, ``latent_stability.png``, ``volume_stability.png`` (with
+    ``decode``), ``loss.png``, ``report.md``."""
     from tomodrgn.analysis import plots
     from tomodrgn.analysis.report import image, table, write_report
     from tomodrgn.training.evaluate import load_model
 
     run_dir = Path(run_dir)
+    if outdir is not None:
+        check_output_dir(outdir, overwrite)
     epochs = list_epochs(run_dir) if epochs is None else sorted(epochs)
     if len(epochs) < 2:
         raise InputError(f"convergence_vae needs ≥ 2 saved epochs (z.N.npy) in {run_dir}, found {epochs}")
@@ -222,6 +227,7 @@ def convergence_nn(
     reference: str | Path | None = None,
     mask: bool = False,
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> ConvergenceResult:
     """Convergence of a homogeneous run: FSC between consecutive checkpoints' maps and (``reference`` MRC given)
     against the reference. Writes ``convergence_nn.csv``, ``fsc_epochs.png``, ``fsc_reference.png``, ``report.md``
@@ -236,6 +242,8 @@ def convergence_nn(
     from tomodrgn.training.evaluate import load_model
 
     run_dir = Path(run_dir)
+    if outdir is not None:
+        check_output_dir(outdir, overwrite)
     epochs = [key[0] - 1 for key, _ in list_checkpoints(run_dir) if key[1] == 0] if run_dir.is_dir() else []
     if len(epochs) < 2:
         raise InputError(f"convergence_nn needs ≥ 2 epoch checkpoints (weights.N.pt) in {run_dir}")

@@ -34,6 +34,8 @@ from tomodrgn.analysis.report import image, link, table, write_report
 from tomodrgn.analysis.volumes import Decoder, list_epochs
 from tomodrgn.export.selections import write_index_list
 from tomodrgn.io.mrc import write_mrc
+from tomodrgn.io.output_dir import check_output_dir, prepare_output_dir
+from tomodrgn.training.run_particles import apply_run_selection
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``, called as each stage advances."""
@@ -169,14 +171,19 @@ def analyze_run(
     star: str | Path | None = None,
     seed: int = 0,
     chunk_size: int = 8,
+    overwrite: bool = False,
 ) -> AnalysisResult:
     """Standard analysis of a training run (see the module docstring for the files written).
 
     ``epoch`` None: the latest (``z.npy``). ``k`` is clipped to the particle count. ``pixel_size`` (Å) of written
     volumes defaults to the model's, else the run's metadata. ``star`` (default: the training STAR recorded in the
-    run) enables per-cluster filtered STAR files; a STAR that cannot be read is reported and skipped.
+    run, restricted to the run's ``--first`` / ``--ind`` particles; a STAR given must match z row for row) enables
+    per-cluster filtered STAR files; a STAR that cannot be read is reported and skipped. An ``outdir`` given
+    must be new or empty unless ``overwrite``; the default ``<run>/analyze.<epoch>`` is reused.
     """
     run_dir = Path(run_dir).absolute()
+    if outdir is not None:
+        check_output_dir(outdir, overwrite)
     z, epoch = _load_z(run_dir, epoch)
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2:
@@ -196,7 +203,7 @@ def analyze_run(
             raise ValueError(f"pixel size unknown for {run_dir}: pass pixel_size= (Å)")
     pixel_size = float(pixel_size)
     out = Path(outdir) if outdir is not None else run_dir / (f"analyze.{epoch}" if epoch is not None else "analyze")
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out, overwrite=True)  # checked above when given; the default folder is the command's own
     files: dict[str, Path | list[Path]] = {}
     notes: list[str] = []
 
@@ -249,7 +256,8 @@ def analyze_run(
     vol_paths = [kdir / f"vol_{c:03d}.mrc" for c in range(k_eff)]
     _decode_to_files(decode, z[centre_idx], vol_paths, pixel_size, chunk_size, "cluster volumes", progress)
     files["cluster_volumes"] = vol_paths
-    star = Path(star) if star is not None else _star_of(dataset, cfg)
+    star_given = star is not None
+    star = Path(star) if star_given else _star_of(dataset, cfg)
     spatial_lines: list[str] = []
     if star is not None:
         try:
@@ -257,6 +265,8 @@ def analyze_run(
             from tomodrgn.io.particles import read_particles
 
             series = read_particles(star, pixel_size=cfg.get("pixel_size"))  # stack Å/px override
+            if not star_given:  # the run's training STAR: only the particles it was trained on (--first / --ind)
+                series = apply_run_selection(series, cfg)
             if series.n_particles != n:
                 raise ValueError(f"{star} has {series.n_particles} particles but z has {n}")
             files["cluster_stars"] = [

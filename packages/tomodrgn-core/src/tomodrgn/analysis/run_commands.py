@@ -13,6 +13,7 @@ import numpy as np
 from tomodrgn.analysis.traversal import Traversal, graph_traversal_run, pc_traversal_run
 from tomodrgn.analysis.volume_space import VolumeSpaceResult, analyze_volumes
 from tomodrgn.io.errors import InputError
+from tomodrgn.io.output_dir import check_output_dir
 
 
 def load_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu"):
@@ -28,8 +29,11 @@ def load_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu")
     return model, z, epoch
 
 
-def _out(run_dir: Path, outdir, name: str, epoch) -> Path:
-    return Path(outdir) if outdir is not None else Path(run_dir) / (name if epoch is None else f"{name}.{epoch}")
+def _out(run_dir: Path, outdir, name: str, epoch, overwrite: bool = False) -> Path:
+    """``outdir`` (refused when not empty, unless ``overwrite``), else the command's own ``<run>/<name>.<epoch>``."""
+    if outdir is not None:
+        return check_output_dir(outdir, overwrite)
+    return Path(run_dir) / (name if epoch is None else f"{name}.{epoch}")
 
 
 def analyze_volumes_run(
@@ -39,12 +43,13 @@ def analyze_volumes_run(
     mask: str | Path | None = "auto",
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
     **kwargs,
 ) -> VolumeSpaceResult:
     """:func:`~tomodrgn.analysis.volume_space.analyze_volumes` of a run; ``mask`` an MRC path, ``"auto"`` or None;
     the per-cluster STAR subsets are written when the run's training STAR is readable."""
     from tomodrgn.io.mrc import read_mrc
-    from tomodrgn.io.particles import read_particles
+    from tomodrgn.training.run_particles import training_particles
 
     model, z, epoch = load_run(run_dir, epoch, device)
     m = mask
@@ -53,10 +58,10 @@ def analyze_volumes_run(
     star = model.metadata.get("star_path")
     series = None
     if star is not None and Path(star).exists():
-        series = read_particles(star, pixel_size=model.config.pixel_size)
+        series = training_particles(model)  # restricted to the run's --first / --ind particles
         if series.n_particles != len(z):
             series = None
-    out = _out(Path(run_dir), outdir, "analyze_volumes", epoch)
+    out = _out(Path(run_dir), outdir, "analyze_volumes", epoch, overwrite)
     return analyze_volumes(model.decode, z, out, model.pixel_size, mask=m, star=series, progress=progress, **kwargs)
 
 
@@ -70,10 +75,11 @@ def pc_traversal_for_run(
     hi_percentile: float = 95.0,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[int, Traversal]:
     """Volumes along latent PCs of a run (``<out>/pcN/vol_NNN.mrc``, ``z_values.txt``, ``path.png``)."""
     model, z, epoch = load_run(run_dir, epoch, device)
-    out = _out(Path(run_dir), outdir, "pc_traversal", epoch)
+    out = _out(Path(run_dir), outdir, "pc_traversal", epoch, overwrite)
     return pc_traversal_run(
         model.decode, z, out, model.pixel_size, pcs, n_points, lo_percentile, hi_percentile, progress
     )
@@ -87,10 +93,11 @@ def graph_traversal_for_run(
     k: int = 10,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> Traversal:
     """Volumes along the k-NN-graph shortest path in z through particles ``anchors`` (0-based, STAR order)."""
     model, z, epoch = load_run(run_dir, epoch, device)
-    out = _out(Path(run_dir), outdir, "graph_traversal", epoch)
+    out = _out(Path(run_dir), outdir, "graph_traversal", epoch, overwrite)
     return graph_traversal_run(model.decode, z, anchors, out, model.pixel_size, k, progress)
 
 
@@ -125,27 +132,33 @@ def subtomo2chimerax(
     level: float | None = None,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """ChimeraX scripts (one ``<tomogram>.cxc`` per tomogram) placing a volume at each particle's position and pose.
 
     Per cluster: ``labels`` (n,) (array, ``.npy`` or index-per-line text) and ``volumes`` (one MRC per label value,
     label c → ``volumes[c]``). Per particle (no ``volumes``): each particle's own z of ``run_dir`` is decoded into
     ``outdir/volumes/particle_NNNNN.mrc``. Colours: by label, or ``color_by`` (``PCn`` of z, or a .npy/.txt of
-    per-particle values) on viridis. ``star`` defaults to the run's training STAR (positions in Å).
+    per-particle values) on viridis. ``star`` defaults to the run's training STAR (positions in Å). ``outdir`` must
+    be new or empty unless ``overwrite``.
     """
     from tomodrgn.analysis.spatial import particle_poses, particle_positions
     from tomodrgn.export.chimerax import quantity_colors, write_chimerax_scripts
     from tomodrgn.io.mrc import mrc_pixel_size, read_mrc, write_mrc
     from tomodrgn.io.particles import read_particles
+    from tomodrgn.training.run_particles import training_particles
 
-    out = Path(outdir)
+    out = check_output_dir(outdir, overwrite, what="output folder")
     model = z = None
     if run_dir is not None:
         model, z, epoch = load_run(run_dir, epoch, device)
-        star = star if star is not None else model.metadata.get("star_path")
-    if star is None:
+    if star is not None:
+        series = read_particles(star)
+    elif model is not None:
+        series = training_particles(model)  # the run's training particles (its --first / --ind selection)
+        star = series.star_path
+    else:
         raise InputError("subtomo2chimerax needs --star (or a training run that records its STAR)")
-    series = read_particles(star)
     n = series.n_particles
     tomos, pos = particle_positions(series)
     rots = particle_poses(series)

@@ -9,7 +9,14 @@ from pathlib import Path
 def cmd_analyze(args: argparse.Namespace) -> None:
     from tomodrgn import api
 
-    res = api.analyze(args.run, epoch=args.epoch, k=args.ksample, umap=not args.no_umap, outdir=args.outdir)
+    res = api.analyze(
+        args.run,
+        epoch=args.epoch,
+        k=args.ksample,
+        umap=not args.no_umap,
+        outdir=args.outdir,
+        overwrite=args.overwrite,
+    )
     print(f"analysis written to {res.outdir}; report: {res.report}")
 
 
@@ -32,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epoch", type=int, default=None)
     p.add_argument("--ksample", type=int, default=20, help="k-means clusters")
     p.add_argument("--no-umap", action="store_true")
-    p.add_argument("-o", "--outdir", type=Path, default=None)
+    p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze.E)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("fsc", help="Fourier shell correlation of two maps")

@@ -11,7 +11,7 @@ def cmd_subtomo2chimerax(args: argparse.Namespace) -> None:
 
     scripts = api.subtomo2chimerax(
         args.outdir, run_dir=args.run, star=args.star, epoch=args.epoch, labels=args.labels, volumes=args.volumes,
-        color_by=args.color_by, level=args.level, device=args.device,
+        color_by=args.color_by, level=args.level, device=args.device, overwrite=args.overwrite,
     )  # fmt: skip
     print(f"{len(scripts)} ChimeraX script(s): " + ", ".join(str(s) for s in scripts))
 
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         " particle's own z decoded. Colours by label, or --color-by PCn / a file of per-particle values.",
     )
     p.add_argument("outdir", type=Path, help="output folder for the .cxc scripts (and per-particle volumes)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--run", type=Path, default=None, help="training run (z, model, training STAR)")
     p.add_argument("--star", type=Path, default=None, help="particle STAR with positions (default: the run's)")
     p.add_argument("--epoch", type=int, default=None, help="epoch of the run (default: latest)")

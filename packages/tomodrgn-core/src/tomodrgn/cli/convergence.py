@@ -14,7 +14,7 @@ def cmd_convergence_vae(args: argparse.Namespace) -> None:
         thresholds["volume_cc"] = args.min_volume_cc
     res = api.convergence_vae(
         args.run, outdir=args.outdir, k=args.k, n_volumes=args.n_volumes, thresholds=thresholds,
-        decode=not args.no_volumes, device=args.device,
+        decode=not args.no_volumes, device=args.device, overwrite=args.overwrite,
     )  # fmt: skip
     print(res.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(res.verdict)
@@ -24,7 +24,10 @@ def cmd_convergence_vae(args: argparse.Namespace) -> None:
 def cmd_convergence_nn(args: argparse.Namespace) -> None:
     from tomodrgn import api
 
-    res = api.convergence_nn(args.run, outdir=args.outdir, reference=args.reference, mask=args.mask, device=args.device)
+    res = api.convergence_nn(
+        args.run, outdir=args.outdir, reference=args.reference, mask=args.mask, device=args.device,
+        overwrite=args.overwrite,
+    )  # fmt: skip
     print(res.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(res.verdict)
     print(f"report: {res.report}")
@@ -40,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="training run directory")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/convergence)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
     p.add_argument(
         "--k", type=int, default=None, help="nearest neighbours per particle for the preservation score (default 5%%)"
     )
@@ -57,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="training run directory (train_nn)")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/convergence_nn)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
     p.add_argument("--reference", type=Path, default=None, help="reference map (.mrc, same box) for FSC curves")
     p.add_argument("--mask", action="store_true", help="apply a soft mask of the last map to every FSC")
     p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")

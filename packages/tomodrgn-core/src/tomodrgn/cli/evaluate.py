@@ -42,7 +42,7 @@ def cmd_eval_vol(args: argparse.Namespace) -> None:
     z = _parse_z(args, model.zdim) if model.zdim else None
     if model.zdim and z is None:
         raise api.InputError("give z with --z, --zfile or --path (this model has a latent space)")
-    paths = api.decode_volumes(args.run, z, args.outdir, epoch=args.epoch, prefix=args.prefix)
+    paths = api.decode_volumes(args.run, z, args.outdir, epoch=args.epoch, prefix=args.prefix, overwrite=args.overwrite)
     print(f"wrote {len(paths)} volume(s) to {args.outdir} ({model.pixel_size:.3f} Å/px)")
 
 
@@ -51,19 +51,23 @@ def cmd_eval_images(args: argparse.Namespace) -> None:
 
     from tomodrgn import api
 
+    out = Path(args.output)
+    logvar_out = out.with_name(out.stem + ".logvar.npy")
+    for path in (out, logvar_out):
+        api.check_output_file(path, args.overwrite)
     mu, logvar = api.embed_particles(
         args.run, args.star, n_tilts=args.n_tilts, epoch=args.epoch, first=args.first, ind=args.ind
     )
-    out = Path(args.output)
     np.save(out, mu)
-    np.save(out.with_name(out.stem + ".logvar.npy"), logvar)
+    np.save(logvar_out, logvar)
     print(f"wrote z for {len(mu)} particles to {out}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval_vol", help="decode volumes from z")
     p.add_argument("run", type=Path, help="training run directory")
-    p.add_argument("-o", "--outdir", type=Path, required=True)
+    p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (must be new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: latest)")
     p.add_argument("--z", type=float, nargs="+", help="z values (zdim each)")
     p.add_argument("--zfile", help=".txt or .npy with one z per row")
@@ -75,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval_images", help="embed particles with a trained model")
     p.add_argument("run", type=Path)
     p.add_argument("star", type=Path)
-    p.add_argument("-o", "--output", default="z.eval.npy")
+    p.add_argument("-o", "--output", default="z.eval.npy", help="z file (.npy; log σ² beside it as NAME.logvar.npy)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument(
         "--n-tilts",
         type=int,

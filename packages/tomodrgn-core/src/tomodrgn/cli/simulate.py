@@ -22,6 +22,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         shift_std=args.shift_std,
         seed=args.seed,
         format=args.format,
+        overwrite=args.overwrite,
     )
     print(f"wrote {sim.star_path} ({len(sim.particle_names)} particles, D={sim.box_size}, {sim.pixel_size:.3f} Å/px)")
     print(f"ground truth: {', '.join(str(p) for p in sim.volume_paths)}; labels {sim.labels_path}")
@@ -32,7 +33,8 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="make a ground-truth tilt-series particle dataset")
-    p.add_argument("outdir", type=Path)
+    p.add_argument("outdir", type=Path, help="output folder (must be new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--preset", default="4-class", choices=["homogeneous", "4-class", "continuous"])
     p.add_argument("--n-particles", type=int, default=1000)
     p.add_argument("-D", type=int, default=32, help="box size (pixels)")

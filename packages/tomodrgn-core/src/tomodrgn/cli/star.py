@@ -21,7 +21,15 @@ def cmd_filter_star(args: argparse.Namespace) -> None:
     star = args.star
     if args.tomograms_star is not None:
         star = api.read_particles(args.star, tomograms_star=args.tomograms_star)
-    out = api.filter_star(star, args.output, indices=indices, labels=labels, keep=args.keep, invert=args.exclude)
+    out = api.filter_star(
+        star,
+        args.output,
+        indices=indices,
+        labels=labels,
+        keep=args.keep,
+        invert=args.exclude,
+        labels_name=f"--labels {args.labels}",
+    )
     print(f"wrote {out}")
 
 

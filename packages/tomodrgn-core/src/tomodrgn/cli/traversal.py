@@ -11,7 +11,7 @@ def cmd_pc_traversal(args: argparse.Namespace) -> None:
 
     res = api.pc_traversal(
         args.run, epoch=args.epoch, outdir=args.outdir, pcs=args.pc, n_points=args.n_points,
-        lo_percentile=args.lo, hi_percentile=args.hi, device=args.device,
+        lo_percentile=args.lo, hi_percentile=args.hi, device=args.device, overwrite=args.overwrite,
     )  # fmt: skip
     for pc, t in res.items():
         print(f"PC{pc}: {len(t.volume_paths)} volumes in {t.outdir}")
@@ -21,7 +21,13 @@ def cmd_graph_traversal(args: argparse.Namespace) -> None:
     from tomodrgn import api
 
     t = api.graph_traversal(
-        args.run, args.anchors, epoch=args.epoch, outdir=args.outdir, k=args.max_neighbors, device=args.device
+        args.run,
+        args.anchors,
+        epoch=args.epoch,
+        outdir=args.outdir,
+        k=args.max_neighbors,
+        device=args.device,
+        overwrite=args.overwrite,
     )
     print(f"path through particles {t.particles.tolist()}: {len(t.volume_paths)} volumes in {t.outdir}")
 
@@ -30,6 +36,7 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("run", type=Path, help="training run directory")
     p.add_argument("--epoch", type=int, default=None, help="epoch (default: latest)")
     p.add_argument("-o", "--outdir", type=Path, default=None, help=f"output folder (default RUN/{name}.E)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
     p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
 
 
@@ -47,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="volumes along the shortest path through the particles' k-NN graph in z between anchor particles",
     )
     _common(p, "graph_traversal")
-    p.add_argument("--anchors", type=int, nargs="+", required=True, help="particle indices (0-based, STAR order)")
+    p.add_argument(
+        "--anchors",
+        type=int,
+        nargs="+",
+        required=True,
+        help="particle indices (0-based rows of z: the run's training particles in STAR order)",
+    )
     p.add_argument("--max-neighbors", type=int, default=10, help="k of the k-nearest-neighbour graph")
     p.set_defaults(func=cmd_graph_traversal)

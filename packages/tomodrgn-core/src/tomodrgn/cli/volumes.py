@@ -13,6 +13,7 @@ def cmd_analyze_volumes(args: argparse.Namespace) -> None:
     res = api.analyze_volumes(
         args.run, epoch=args.epoch, outdir=args.outdir, mask=mask, device=args.device, n_volumes=args.n_volumes,
         sampling=args.sampling, n_components=args.n_pcs, k=args.ksample, n_pc_points=args.n_pc_points, seed=args.seed,
+        overwrite=args.overwrite,
     )  # fmt: skip
     evr = ", ".join(f"{r:.1%}" for r in res.pca.explained_variance_ratio)
     print(f"{len(res.sample_particles)} volumes; explained variance per PC: {evr}; report: {res.report}")
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, help="training run directory")
     p.add_argument("--epoch", type=int, default=None, help="epoch (default: latest)")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze_volumes.E)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
     p.add_argument("--n-volumes", type=int, default=50, help="latent positions decoded")
     p.add_argument("--sampling", choices=("kmeans", "random"), default="kmeans", help="how positions are chosen")
     p.add_argument("--mask", default="auto", help="mask .mrc, 'auto' (soft mask of the mean volume) or 'none'")

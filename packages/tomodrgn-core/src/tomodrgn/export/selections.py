@@ -53,11 +53,19 @@ def filter_star(
     labels: np.ndarray | None = None,
     keep: Iterable | None = None,
     invert: bool = False,
+    labels_name: str = "labels",
 ) -> Path:
     """Write the selected particles of ``star`` (a STAR path or a read :class:`ParticleSeries`; see
     :func:`select_indices`) as a STAR file of the input's flavour with every column kept, for re-refinement in
-    RELION / Warp / M (:func:`tomodrgn.io.particles.write_particle_subset`)."""
+    RELION / Warp / M (:func:`tomodrgn.io.particles.write_particle_subset`). ``labels`` must hold one label per
+    particle of ``star`` (InputError naming ``labels_name``, the STAR and both counts otherwise)."""
     series = star if isinstance(star, ParticleSeries) else read_particles(star)
+    if labels is not None and len(np.atleast_1d(labels)) != series.n_particles:
+        raise InputError(
+            f"{labels_name}: {len(np.atleast_1d(labels))} labels but {series.star_path} has {series.n_particles} "
+            "particles; labels of a run trained on a subset (--first / --ind in its config.json) cover only those "
+            "particles: use the cluster STARs of its analyze folder, or give the STAR of that subset"
+        )
     chosen = select_indices(series.n_particles, indices, labels, keep, invert)
     return write_particle_subset(series, chosen, out_star)
 

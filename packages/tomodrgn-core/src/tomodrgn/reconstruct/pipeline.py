@@ -21,6 +21,7 @@ from tomodrgn.analysis.plots import plot_fsc
 from tomodrgn.export.selections import read_index_list
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
+from tomodrgn.io.output_dir import prepare_output_dir
 from tomodrgn.io.particles import ParticleSeries, read_particles
 from tomodrgn.reconstruct.backproject import (
     CTF_MODES,
@@ -148,14 +149,6 @@ def accumulate(
     return len(rows)
 
 
-def _prepare_outdir(outdir: Path, overwrite: bool) -> None:
-    if outdir.exists() and not outdir.is_dir():
-        raise InputError(f"-o {outdir}: exists and is not a folder")
-    if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
-        raise InputError(f"-o {outdir}: folder exists and is not empty; pass --overwrite or choose another folder")
-    outdir.mkdir(parents=True, exist_ok=True)
-
-
 def backproject(
     star: str | Path | ParticleSeries,
     outdir: str | Path,
@@ -198,7 +191,7 @@ def backproject(
     outdir = Path(outdir)
     series = star if isinstance(star, ParticleSeries) else read_particles(star, pixel_size=pixel_size, datadir=datadir)
     particles = select_particles(series.n_particles, indices, first)
-    _prepare_outdir(outdir, overwrite)
+    prepare_output_dir(outdir, overwrite)
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     )

@@ -26,6 +26,7 @@ import torch
 
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
+from tomodrgn.io.output_dir import check_output_dir, prepare_output_dir
 from tomodrgn.physics.pose import matrix_to_euler, random_rotations, tilt_about_y
 from tomodrgn.simulate.forward import central_slices, filtered_images, half_grid, volume_spectra
 from tomodrgn.simulate.geometry import kept_tilts, place_particles, tilt_rotations, tilt_series
@@ -86,10 +87,12 @@ def simulate_dataset(
     oversample: int = 2,
     progress: Callable[[int, int], None] | None = None,
     format: str = "warp",
+    overwrite: bool = False,
 ) -> SimulatedDataset:
     """Simulate a tilt-series particle dataset with known structure, poses, CTF and doses.
 
     Units: Å (pixel size, defocus, shifts), e⁻/Å² (dose_per_tilt), degrees (tilts), kV, mm (Cs).
+    ``outdir`` must be new or empty unless ``overwrite`` (then files of the same name are replaced).
     - Poses: uniform random SO(3) per particle (RELION matrices); tilt image pose tilt_about_y(θ) @ R_particle, and
       the STAR Euler angles are exactly that matrix's RELION ZYZ angles.
     - Tilts: dose-symmetric scheme, cumulative dose (i+1)·dose_per_tilt in acquisition order i; stacks and STAR rows
@@ -122,7 +125,7 @@ def simulate_dataset(
     zero for "warp"), ``format``; and ``tilt_scheme``, ``dose_scheme``, ``pixel_size``, ``box_size``,
     ``noise_std`` (σ₀), ``snr``, ``preset``, ``seed``, ``tomogram_names``, ``tomogram_shape``.
     """
-    outdir = Path(outdir)
+    outdir = check_output_dir(outdir, overwrite, what="output folder")  # before the work: a used folder is refused
     d = int(box_size)
     if d % 2 or d < 8:
         raise InputError(f"box_size must be even and ≥ 8, got {box_size}")
@@ -184,6 +187,7 @@ def simulate_dataset(
         ctf_img = tilt_defocus[tomo_of] + np.stack([depth, depth, np.zeros_like(depth)], -1)
 
     # ground-truth volumes
+    prepare_output_dir(outdir, overwrite, what="output folder")  # a non-empty folder needs overwrite
     (outdir / "volumes").mkdir(parents=True, exist_ok=True)
     (outdir / "particles").mkdir(parents=True, exist_ok=True)
     ref = spec.reference

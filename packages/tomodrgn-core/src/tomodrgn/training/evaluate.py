@@ -75,13 +75,16 @@ class TrainedModel:
     @torch.no_grad()
     def embed(
         self,
-        star_or_series: str | Path | ParticleSeries,
+        star_or_series: str | Path | ParticleSeries | None = None,
         n_tilts: int | None = None,
         batch_size: int = 64,
         sequential: bool = True,
         num_workers: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(μ, log σ²) (n_particles, zdim) for every particle (STAR order), from ``n_tilts`` tilts each.
+
+        ``star_or_series`` None: the run's training particles (its ``--first`` / ``--ind`` selection applied,
+        :func:`~tomodrgn.training.run_particles.training_particles`), in the order of its ``z.npy``.
 
         ``n_tilts`` None: all tilts (the minimum tilt count) when the run wrote its latents from all tilts
         (``z_all_tilts``, e.g. the reference-frame encoder), else the training value. With the per-tilt encoder and
@@ -90,6 +93,10 @@ class TrainedModel:
         """
         if self.zdim == 0:
             raise ValueError("this model is homogeneous (no encoder): nothing to embed")
+        if star_or_series is None:
+            from tomodrgn.training.run_particles import training_particles
+
+            star_or_series = training_particles(self)
         if n_tilts is None and not self.config.resolved_z_all_tilts:
             n_tilts = self.metadata["n_tilts"]
         cfg = TrainConfig.from_dict({**self.config.to_dict(), "n_tilts": n_tilts, "sequential_tilts": sequential})
