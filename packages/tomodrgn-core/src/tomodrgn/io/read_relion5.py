@@ -31,6 +31,7 @@ from tomodrgn.io.particle_series import (
     _end_dose,
     _float_col,
     _pixel_size,
+    _premultiplied,
     _stack_shape,
 )
 from tomodrgn.io.star import Block, find_optics_block, find_particle_block, join_optics, read_star, write_star
@@ -194,12 +195,7 @@ def read_stack_set(
             raise InputError(f"{path}: required column _{col} is missing (2-D stack particle set)")
     if "rlnCtfImage" in df:
         raise InputError(f"{path}: _rlnCtfImage found: {_NO_3D}")
-    if "rlnCtfDataAreCtfPremultiplied" in df and (_float_col(df, "rlnCtfDataAreCtfPremultiplied", path, "") > 0).any():
-        warnings.warn(
-            f"{path}: _rlnCtfDataAreCtfPremultiplied is 1: these images were multiplied by their CTF at extraction, "
-            "which training does not model yet (it applies the CTF once); re-extract without premultiplication",
-            stacklevel=3,
-        )
+    premultiplied = _premultiplied(df, path)  # images × CTF at extraction: modelled as CTF² (ctf_power 2)
     n = len(df)
     tomo = df["rlnTomoName"].astype(str).to_numpy()
     names = (
@@ -342,6 +338,7 @@ def read_stack_set(
         tomogram=[str(t) for t in tomo] if position is not None else None,
         class_label=class_label,
         datadir=ddir,
+        ctf_premultiplied=premultiplied[ip] if premultiplied is not None else None,
         stack_set=StackSet(
             particles_star=path,
             tomograms_star=tomograms_star,

@@ -136,7 +136,7 @@ def accumulate(
                 series.pixel_size,
                 torch.from_numpy(series.rotation[rr]),
                 torch.from_numpy(series.shift[rr]),
-                torch.from_numpy(series.ctf_params(rr)),
+                torch.from_numpy(series.ctf_params(rr, power=True)),
                 dose=torch.from_numpy(series.dose[rr]) if dose_weight else None,
                 tilt=torch.from_numpy(series.tilt[rr]) if tilt_weight else None,
                 voltage=float(volt),

@@ -224,7 +224,7 @@ def batch_forward(
             h_neg,
             lattice,
             ml,
-            batch["ctf"].reshape(n, 7),
+            batch["ctf"].reshape(n, -1),
             batch["shift"].reshape(n, 2),
             dose if config.dose_filter else None,
         )
