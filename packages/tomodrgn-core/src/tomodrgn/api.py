@@ -138,12 +138,20 @@ def embed_particles(
     epoch: int | None = None,
     sequential: bool = True,
     device: str = "cpu",
+    tomograms_star: str | Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Latent (μ, log σ²) of every particle of ``star`` (default: the training STAR), from ``n_tilts`` tilts each
-    (default: all tilts when the run wrote all-tilt latents, else the training value; see ``TrainedModel.embed``)."""
+    (default: all tilts when the run wrote all-tilt latents, else the training value; see ``TrainedModel.embed``).
+    ``tomograms_star``: the tomograms STAR of a 2-D stack set given by its particles STAR ``star`` (the training
+    STAR, given or not, is read with the run's)."""
     model = load_model(run_dir, epoch, device=device)
     if star is None:
         star = model.metadata.get("star_path")
         if star is None:
             raise ValueError(f"{run_dir} does not record its training STAR: pass star=")
+    elif not isinstance(star, ParticleSeries):
+        trained_on = model.metadata.get("star_path")
+        if tomograms_star is None and trained_on and Path(star).absolute() == Path(trained_on).absolute():
+            tomograms_star = model.config.tomograms_star
+        star = read_particles(star, pixel_size=model.config.pixel_size, tomograms_star=tomograms_star)
     return model.embed(star, n_tilts=n_tilts, sequential=sequential)

@@ -249,6 +249,7 @@ def analyze_run(
     vol_paths = [kdir / f"vol_{c:03d}.mrc" for c in range(k_eff)]
     _decode_to_files(decode, z[centre_idx], vol_paths, pixel_size, chunk_size, "cluster volumes", progress)
     files["cluster_volumes"] = vol_paths
+    tomograms_star = None if star is not None else cfg.get("tomograms_star")  # the run's, for its training STAR
     star = Path(star) if star is not None else _star_of(dataset, cfg)
     spatial_lines: list[str] = []
     if star is not None:
@@ -256,7 +257,7 @@ def analyze_run(
             from tomodrgn.export.selections import filter_star
             from tomodrgn.io.particles import read_particles
 
-            series = read_particles(star, pixel_size=cfg.get("pixel_size"))  # stack Å/px override
+            series = read_particles(star, pixel_size=cfg.get("pixel_size"), tomograms_star=tomograms_star)
             if series.n_particles != n:
                 raise ValueError(f"{star} has {series.n_particles} particles but z has {n}")
             files["cluster_stars"] = [

@@ -53,7 +53,7 @@ def analyze_volumes_run(
     star = model.metadata.get("star_path")
     series = None
     if star is not None and Path(star).exists():
-        series = read_particles(star, pixel_size=model.config.pixel_size)
+        series = read_particles(star, pixel_size=model.config.pixel_size, tomograms_star=model.config.tomograms_star)
         if series.n_particles != len(z):
             series = None
     out = _out(Path(run_dir), outdir, "analyze_volumes", epoch)
@@ -140,12 +140,14 @@ def subtomo2chimerax(
 
     out = Path(outdir)
     model = z = None
+    tomograms_star = None
     if run_dir is not None:
         model, z, epoch = load_run(run_dir, epoch, device)
-        star = star if star is not None else model.metadata.get("star_path")
+        if star is None:
+            star, tomograms_star = model.metadata.get("star_path"), model.config.tomograms_star
     if star is None:
         raise InputError("subtomo2chimerax needs --star (or a training run that records its STAR)")
-    series = read_particles(star)
+    series = read_particles(star, tomograms_star=tomograms_star)
     n = series.n_particles
     tomos, pos = particle_positions(series)
     rots = particle_poses(series)

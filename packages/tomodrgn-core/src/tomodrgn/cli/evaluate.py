@@ -35,7 +35,9 @@ def cmd_eval_vol(args: argparse.Namespace) -> None:
 def cmd_eval_images(args: argparse.Namespace) -> None:
     from tomodrgn import api
 
-    mu, logvar = api.embed_particles(args.run, args.star, n_tilts=args.n_tilts, epoch=args.epoch)
+    mu, logvar = api.embed_particles(
+        args.run, args.star, n_tilts=args.n_tilts, epoch=args.epoch, tomograms_star=args.tomograms_star
+    )
     out = Path(args.output)
     np.save(out, mu)
     np.save(out.with_name(out.stem + ".logvar.npy"), logvar)
@@ -66,4 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         " training value)",
     )
     p.add_argument("--epoch", type=int, default=None)
+    p.add_argument(
+        "--tomograms-star",
+        type=Path,
+        default=None,
+        help="tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed with "
+        "the optimisation set)",
+    )
     p.set_defaults(func=cmd_eval_images)

@@ -28,6 +28,7 @@ class TrainConfig:
     minimum tilt count, in file order) instead of the training pass's sampled tilts; None → True for the
     reference-frame encoder (which takes any number of tilts), False otherwise.
     ``enc_mask``: radius (px) of the encoder's input pixels (None: D/2 per tilt; min(D/4, 12) for reference-frame).
+    ``tomograms_star``: the tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR.
     """
 
     mode: str = "vae"
@@ -62,6 +63,7 @@ class TrainConfig:
     preload: bool = False
     invert: bool = False
     device: str = "auto"
+    tomograms_star: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("vae", "homogeneous"):

@@ -95,7 +95,7 @@ def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfi
     series = (
         star_or_series
         if isinstance(star_or_series, ParticleSeries)
-        else read_particles(star_or_series, pixel_size=config.pixel_size)
+        else read_particles(star_or_series, pixel_size=config.pixel_size, tomograms_star=config.tomograms_star)
     )
     return TiltSeriesDataset(
         series,
