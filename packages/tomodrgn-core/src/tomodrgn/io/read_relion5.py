@@ -386,7 +386,15 @@ def write_stack_subset(series: ParticleSeries, particles: np.ndarray, out_star: 
     blocks = dict(series.blocks)
     blocks[ss.particle_block] = subset
     write_star(blocks, particles_out)
+    write_star(moved_tomograms_blocks(ss, folder), tomograms_out)
+    entries = {"rlnTomoParticlesFile": _star_path(particles_out, folder),
+               "rlnTomoTomogramsFile": _star_path(tomograms_out, folder)}  # fmt: skip
+    return write_star(moved_optimisation_blocks(ss, entries, folder), out_star)
 
+
+def moved_tomograms_blocks(ss: StackSet, folder: Path) -> dict[str, Block]:
+    """The tomograms STAR's blocks of a set written into ``folder``: tilt-series STAR paths that no longer resolve
+    from there made absolute (or relative to the working directory)."""
     tomo_blocks = dict(ss.tomograms_blocks)
     glob_name = next(k for k, v in tomo_blocks.items() if isinstance(v, pd.DataFrame) and "rlnTomoName" in v)
     glob = tomo_blocks[glob_name].copy()
@@ -397,10 +405,13 @@ def write_stack_subset(series: ParticleSeries, particles: np.ndarray, out_star: 
             rewritten.append(_star_path(found, folder) if found is not None else name)
         glob["rlnTomoTiltSeriesStarFile"] = rewritten
     tomo_blocks[glob_name] = glob
-    write_star(tomo_blocks, tomograms_out)
+    return tomo_blocks
 
-    entries = {"rlnTomoParticlesFile": _star_path(particles_out, folder),
-               "rlnTomoTomogramsFile": _star_path(tomograms_out, folder)}  # fmt: skip
+
+def moved_optimisation_blocks(ss: StackSet, entries: dict[str, str], folder: Path) -> dict[str, Block]:
+    """The optimisation set's blocks for a set written into ``folder``: ``entries`` (particles / tomograms STAR)
+    replace the input's; its other files (trajectories, references …) are re-pointed from ``folder``. A set read
+    from its particles STAR gets an optimisation set of ``entries`` alone."""
     if ss.optimisation_blocks is not None:
         opt = {k: (dict(v, **entries) if isinstance(v, dict) and "rlnTomoParticlesFile" in v else v)
                for k, v in ss.optimisation_blocks.items()}  # fmt: skip
@@ -412,4 +423,4 @@ def write_stack_subset(series: ParticleSeries, particles: np.ndarray, out_star: 
                         block[key] = _star_path(found, folder) if found is not None else value
     else:
         opt = {"": entries}
-    return write_star(opt, out_star)
+    return opt
