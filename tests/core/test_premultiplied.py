@@ -26,6 +26,7 @@ from tomodrgn.physics.ctf import compute_ctf
 from tomodrgn.physics.lattice import Lattice
 from tomodrgn.simulate import simulate_dataset
 from tomodrgn.simulate.forward import sample_spectra, volume_spectra
+from tomodrgn.training import TrainConfig, load_model, train
 from tomodrgn.training.loss import gather_image_pixels, render_pixels
 
 D = 32
@@ -144,3 +145,16 @@ def test_backprojection_of_premultiplied_set_matches_the_plain_one(sets, tmp_pat
         prem.ctf_premultiplied = np.ones(prem.n_images, dtype=bool)
     print(f"{ctf}: premultiplied treated as plain: CC {wrong:.3f}")
     assert wrong < ccs[1] - 0.05, (wrong, ccs)
+
+
+def test_train_nn_on_premultiplied_images_recovers_the_map(sets, tmp_path):
+    """train_nn on the premultiplied copy (forward model CTF²) recovers the map. Measured at 25 epochs: CC 0.846
+    (the plain set: 0.960; the MSE weights each frequency by CTF⁴ instead of CTF², so the low frequencies, where
+    CTF ≈ amplitude contrast, are learnt more slowly)."""
+    _, _, prem, vol = sets
+    cfg = TrainConfig(mode="homogeneous", dec_arch="128x3", epochs=25, lr=2e-3, sequential_tilts=True, device="cpu",
+                      backend="torch", preload=True)  # fmt: skip
+    train(prem, tmp_path / "prem", cfg, progress=False)
+    got = cc(load_model(tmp_path / "prem").decode(None)[0], vol)
+    print(f"train_nn on premultiplied images: CC with the truth {got:.3f}")
+    assert got > 0.8, got
