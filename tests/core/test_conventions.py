@@ -83,7 +83,7 @@ def _render_error(series, vol, origin_sign: float) -> float:
     d1 = ds.box_size + 1
     img = torch.cat(gather_image_pixels(b["images"].reshape(n, d1, d1), lat, ml))
     shift = origin_sign * b["shift"].reshape(n, 2)
-    pred = torch.cat(render_pixels(h_pos, h_neg, lat, ml, b["ctf"].reshape(n, 7), shift, dose))
+    pred = torch.cat(render_pixels(h_pos, h_neg, lat, ml, b["ctf"].reshape(n, -1), shift, dose))
     return float(torch.linalg.norm(pred - img) / torch.linalg.norm(img))
 
 

@@ -81,7 +81,9 @@ def test_item_fields_and_hartley_images(tmp_path):
     np.testing.assert_allclose(item["rotation"].numpy(), series.rotation[3:6], atol=1e-6)
     assert item["shift"].tolist() == [[0, -1], [1, -1], [2, -1]]
     np.testing.assert_allclose(item["ctf"][:, 0].numpy(), [10000, 10001, 10002])
-    assert item["ctf"].shape == (3, 7) and item["ctf"][0, 3] == 300 and item["ctf"][0, 6] == 0
+    assert (
+        item["ctf"].shape == (3, 8) and item["ctf"][0, 7] == 1 and item["ctf"][0, 3] == 300 and item["ctf"][0, 6] == 0
+    )
     np.testing.assert_allclose(item["dose"].numpy(), [3, 6, 9])
     np.testing.assert_allclose(item["mid_dose"].numpy(), [1.5, 4.5, 7.5])
     np.testing.assert_allclose(item["tilt_weight"].numpy(), np.cos(np.deg2rad([0, 4, 8])), atol=1e-6)

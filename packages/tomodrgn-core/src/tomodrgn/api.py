@@ -175,16 +175,22 @@ def embed_particles(
     device: str = "cpu",
     first: int | None = None,
     ind: str | Path | np.ndarray | None = None,
+    tomograms_star: str | Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Latent (μ, log σ²) of every particle of ``star`` (default: the run's training particles, its ``--first`` /
     ``--ind`` selection applied, :func:`training_particles`), from ``n_tilts`` tilts each
     (default: all tilts when the run wrote all-tilt latents, else the training value; see ``TrainedModel.embed``).
-    ``first`` / ``ind``: only the first N particles / those of an index list (:func:`select_particles`)."""
+    ``first`` / ``ind``: only the first N particles / those of an index list (:func:`select_particles`).
+    ``tomograms_star``: the tomograms STAR of a 2-D stack set given by its particles STAR ``star`` (the training
+    STAR, given again, is read with the run's)."""
     if n_tilts is not None and (isinstance(n_tilts, bool) or n_tilts < 1):
         raise InputError(f"--n-tilts must be ≥ 1, got {n_tilts}")
     model = load_model(run_dir, epoch, device=device)
     if star is None:
         star = training_particles(model)
-    if (first is not None or ind is not None) and not isinstance(star, ParticleSeries):
-        star = read_particles_checked(star, pixel_size=model.config.pixel_size)
+    elif not isinstance(star, ParticleSeries):
+        trained_on = model.metadata.get("star_path")
+        if tomograms_star is None and trained_on and Path(star).absolute() == Path(trained_on).absolute():
+            tomograms_star = model.config.tomograms_star
+        star = read_particles_checked(star, pixel_size=model.config.pixel_size, tomograms_star=tomograms_star)
     return model.embed(select_particles(star, first=first, ind=ind), n_tilts=n_tilts, sequential=sequential)

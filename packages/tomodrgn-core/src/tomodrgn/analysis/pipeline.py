@@ -257,6 +257,7 @@ def analyze_run(
     _decode_to_files(decode, z[centre_idx], vol_paths, pixel_size, chunk_size, "cluster volumes", progress)
     files["cluster_volumes"] = vol_paths
     star_given = star is not None
+    tomograms_star = None if star_given else cfg.get("tomograms_star")  # the run's, for its training STAR
     star = Path(star) if star_given else _star_of(dataset, cfg)
     spatial_lines: list[str] = []
     if star is not None:
@@ -264,7 +265,9 @@ def analyze_run(
             from tomodrgn.export.selections import filter_star
             from tomodrgn.io.particles import read_particles
 
-            series = read_particles(star, pixel_size=cfg.get("pixel_size"))  # stack Å/px override
+            series = read_particles(
+                star, pixel_size=cfg.get("pixel_size"), tomograms_star=tomograms_star
+            )  # stack Å/px override
             if not star_given:  # the run's training STAR: only the particles it was trained on (--first / --ind)
                 series = apply_run_selection(series, cfg)
             if series.n_particles != n:

@@ -150,10 +150,11 @@ def subtomo2chimerax(
 
     out = check_output_dir(outdir, overwrite, what="output folder")
     model = z = None
+    tomograms_star = None
     if run_dir is not None:
         model, z, epoch = load_run(run_dir, epoch, device)
     if star is not None:
-        series = read_particles(star)
+        series = read_particles(star, tomograms_star=tomograms_star)
     elif model is not None:
         series = training_particles(model)  # the run's training particles (its --first / --ind selection)
         star = series.star_path

@@ -38,6 +38,7 @@ def cmd_backproject(args: argparse.Namespace) -> None:
             pixel_size=args.pixel_size,
             datadir=args.datadir,
             progress=progress,
+            tomograms_star=args.tomograms_star,
         )
     finally:
         for bar in bars:
@@ -80,4 +81,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     p.add_argument("--pixel-size", type=float, default=None, help="pixel size (Å) when the STAR file has none")
     p.add_argument("--datadir", type=Path, default=None, help="folder of the image stacks (default: the STAR's)")
+    p.add_argument(
+        "--tomograms-star",
+        type=Path,
+        default=None,
+        help="tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed with "
+        "the optimisation set)",
+    )
     p.set_defaults(func=cmd_backproject)

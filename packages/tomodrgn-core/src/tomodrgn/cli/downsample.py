@@ -17,6 +17,7 @@ def cmd_downsample(args: argparse.Namespace) -> None:
         pixel_size=args.pixel_size,
         source=args.source,
         overwrite=args.overwrite,
+        tomograms_star=args.tomograms_star,
     )
     print(f"wrote {out} (box {args.D} px)")
 
@@ -25,7 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "downsample", help="Fourier-crop all particle stacks to a smaller box (new stacks + STAR of the same flavour)"
     )
-    p.add_argument("star", type=Path, help="particle image-series STAR file (Warp/M or nextPYP)")
+    p.add_argument(
+        "star",
+        type=Path,
+        help="particle image-series STAR file (Warp/M or nextPYP), or a RELION 5 / WarpTools 2-D stack set (its "
+        "optimisation set or particles STAR)",
+    )
     p.add_argument(
         "-D",
         type=int,
@@ -43,7 +49,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         " the STAR's, else the MRC header's)",
     )
     p.add_argument(
-        "--source", default="auto", choices=["auto", "warp", "nextpyp"], help="STAR flavour (default: detected)"
+        "--source",
+        default="auto",
+        choices=["auto", "warp", "relion5", "nextpyp"],
+        help="STAR flavour (default: detected)",
+    )
+    p.add_argument(
+        "--tomograms-star",
+        type=Path,
+        default=None,
+        help="tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed with "
+        "the optimisation set)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier downsampled set in -o")
     p.set_defaults(func=cmd_downsample)

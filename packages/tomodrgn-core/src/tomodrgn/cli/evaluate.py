@@ -56,7 +56,13 @@ def cmd_eval_images(args: argparse.Namespace) -> None:
     for path in (out, logvar_out):
         api.check_output_file(path, args.overwrite)
     mu, logvar = api.embed_particles(
-        args.run, args.star, n_tilts=args.n_tilts, epoch=args.epoch, first=args.first, ind=args.ind
+        args.run,
+        args.star,
+        n_tilts=args.n_tilts,
+        epoch=args.epoch,
+        first=args.first,
+        ind=args.ind,
+        tomograms_star=args.tomograms_star,
     )
     np.save(out, mu)
     np.save(logvar_out, logvar)
@@ -91,4 +97,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epoch", type=int, default=None)
     p.add_argument("--first", type=int, default=None, help="embed the first N particles only (STAR particle order)")
     p.add_argument("--ind", default=None, help="embed the particles of this index list (0-based, one per line)")
+    p.add_argument(
+        "--tomograms-star",
+        type=Path,
+        default=None,
+        help="tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed with "
+        "the optimisation set)",
+    )
     p.set_defaults(func=cmd_eval_images)

@@ -34,6 +34,8 @@ TRAIN_HELP = {
     "invert": "invert image contrast",
     "first": "train on the first N particles only (STAR particle order)",
     "ind": "train on the particles of this index list (0-based, one per line; e.g. a filter/selection .keep.txt)",
+    "tomograms_star": "tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed"
+    " with the optimisation set)",
 }
 LATENT_ONLY = ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "pooling")
 
@@ -69,6 +71,8 @@ def train_config(args: argparse.Namespace, mode: str):
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
+    if values.get("tomograms_star") is not None:  # recorded in config.json: absolute, readable from anywhere
+        values["tomograms_star"] = str(Path(values["tomograms_star"]).absolute())
     return TrainConfig(mode=mode, **values)
 
 

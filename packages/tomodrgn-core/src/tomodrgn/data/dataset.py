@@ -34,6 +34,8 @@ class TiltSeriesDataset(Dataset):
     do not, a warning is issued and images are read from the memory-mapped stacks at each fetch instead
     (``self.preloaded`` says which). ``invert``: multiply the images by −1 (dark-on-light particles).
     ``norm``: (mean, std) of the Hartley images; default (0, std estimated from ≤ 1000 random images).
+    Items: ``ctf`` (T, 8) is ``ParticleSeries.ctf_params(power=True)``: the 7 CTF parameters and the power the CTF
+    enters each image with (1; 2 for CTF-premultiplied images, see :func:`tomodrgn.physics.ctf.image_ctf`).
     """
 
     def __init__(
@@ -69,7 +71,7 @@ class TiltSeriesDataset(Dataset):
             mid[rows] = series.dose[rows] - dose_per_tilt(series.dose[rows]) / 2.0
         self._rotation = torch.as_tensor(series.rotation, dtype=torch.float32)
         self._shift = torch.as_tensor(series.shift, dtype=torch.float32)
-        self._ctf = torch.as_tensor(series.ctf_params(), dtype=torch.float32)
+        self._ctf = torch.as_tensor(series.ctf_params(power=True), dtype=torch.float32)  # (n, 8)
         self._dose = torch.as_tensor(series.dose, dtype=torch.float32)
         self._mid_dose = torch.as_tensor(mid, dtype=torch.float32)
         self._tilt_weight = torch.as_tensor(np.cos(np.deg2rad(series.tilt)), dtype=torch.float32)

@@ -50,6 +50,9 @@ class ParticleSeries:
     no coordinates; ``class_label`` (n_particles,) is ``_rlnClassNumber`` of each particle's first image, or None.
     ``stack_set``: the source files of a RELION 5 / WarpTools 2-D stack set (``images`` is then an internal
     per-image table; ``blocks`` are the particles STAR's blocks), else None.
+    ``ctf_premultiplied`` (n_images,) bool: the image was multiplied by its CTF at extraction
+    (``_rlnCtfDataAreCtfPremultiplied 1``, RELION 5 / WarpTools): it holds CTF² × projection, not CTF × projection
+    (see :attr:`ctf_power`). None: no image is (Warp/M image series have no such column).
     """
 
     star_path: Path
@@ -79,6 +82,7 @@ class ParticleSeries:
     class_label: np.ndarray | None = None
     datadir: Path | None = None
     stack_set: StackSet | None = None
+    ctf_premultiplied: np.ndarray | None = None
     _stacks: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
 
     @property
@@ -94,11 +98,20 @@ class ParticleSeries:
         """Number of tilt images of each particle, int64 (n_particles,)."""
         return np.array([len(r) for r in self.image_indices], dtype=np.int64)
 
-    def ctf_params(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """CTF parameters (n, 7): defocus U, V (Å), angle (°), voltage (kV), Cs (mm), amplitude contrast, phase (°)."""
+    def ctf_params(self, rows: np.ndarray | None = None, power: bool = False) -> np.ndarray:
+        """CTF parameters (n, 7): defocus U, V (Å), angle (°), voltage (kV), Cs (mm), amplitude contrast, phase (°);
+        with ``power`` (n, 8): and the power the CTF enters the image with (:attr:`ctf_power`)."""
         sel = slice(None) if rows is None else np.asarray(rows)
-        cols = (self.defocus_u, self.defocus_v, self.defocus_angle, self.voltage, self.cs)
-        return np.stack([c[sel] for c in (*cols, self.amplitude_contrast, self.phase_shift)], axis=-1)
+        cols = [self.defocus_u, self.defocus_v, self.defocus_angle, self.voltage, self.cs]
+        cols += [self.amplitude_contrast, self.phase_shift] + ([self.ctf_power] if power else [])
+        return np.stack([c[sel] for c in cols], axis=-1)
+
+    @property
+    def ctf_power(self) -> np.ndarray:
+        """Power the CTF enters each image with, float64 (n_images,): 1, or 2 for CTF-premultiplied images."""
+        if self.ctf_premultiplied is None:
+            return np.ones(self.n_images)
+        return np.where(np.asarray(self.ctf_premultiplied, dtype=bool), 2.0, 1.0)
 
     def read_images(self, rows: np.ndarray) -> np.ndarray:
         """Images of rows ``rows`` of ``images`` as float32 (len(rows), D, D); NaN/inf pixels raise InputError.
@@ -194,6 +207,13 @@ def _float_col(df: pd.DataFrame, name: str, path: Path, what: str, default: floa
     if default is None:
         raise InputError(f"{path}: required column {star_column(name)} is missing ({what})")
     return np.broadcast_to(np.asarray(default, dtype=np.float64), (len(df),)).copy()
+
+
+def _premultiplied(df: pd.DataFrame, path: Path) -> np.ndarray | None:
+    """Per row: ``_rlnCtfDataAreCtfPremultiplied`` (optics block joined) is 1; None when the column is absent."""
+    if "rlnCtfDataAreCtfPremultiplied" not in df:
+        return None
+    return _float_col(df, "rlnCtfDataAreCtfPremultiplied", path, "") > 0
 
 
 def _pixel_size(df: pd.DataFrame, argument: float | None, path: Path, first_stack: Path | None) -> float:

@@ -31,6 +31,7 @@ from tomodrgn.io.particle_series import (
     _end_dose,
     _float_col,
     _pixel_size,
+    _premultiplied,
     _stack_shape,
 )
 from tomodrgn.io.star import Block, find_optics_block, find_particle_block, join_optics, read_star, write_star
@@ -194,12 +195,7 @@ def read_stack_set(
             raise InputError(f"{path}: required column _{col} is missing (2-D stack particle set)")
     if "rlnCtfImage" in df:
         raise InputError(f"{path}: _rlnCtfImage found: {_NO_3D}")
-    if "rlnCtfDataAreCtfPremultiplied" in df and (_float_col(df, "rlnCtfDataAreCtfPremultiplied", path, "") > 0).any():
-        warnings.warn(
-            f"{path}: _rlnCtfDataAreCtfPremultiplied is 1: these images were multiplied by their CTF at extraction, "
-            "which training does not model yet (it applies the CTF once); re-extract without premultiplication",
-            stacklevel=3,
-        )
+    premultiplied = _premultiplied(df, path)  # images × CTF at extraction: modelled as CTF² (ctf_power 2)
     n = len(df)
     tomo = df["rlnTomoName"].astype(str).to_numpy()
     names = (
@@ -342,6 +338,7 @@ def read_stack_set(
         tomogram=[str(t) for t in tomo] if position is not None else None,
         class_label=class_label,
         datadir=ddir,
+        ctf_premultiplied=premultiplied[ip] if premultiplied is not None else None,
         stack_set=StackSet(
             particles_star=path,
             tomograms_star=tomograms_star,
@@ -389,7 +386,15 @@ def write_stack_subset(series: ParticleSeries, particles: np.ndarray, out_star: 
     blocks = dict(series.blocks)
     blocks[ss.particle_block] = subset
     write_star(blocks, particles_out)
+    write_star(moved_tomograms_blocks(ss, folder), tomograms_out)
+    entries = {"rlnTomoParticlesFile": _star_path(particles_out, folder),
+               "rlnTomoTomogramsFile": _star_path(tomograms_out, folder)}  # fmt: skip
+    return write_star(moved_optimisation_blocks(ss, entries, folder), out_star)
 
+
+def moved_tomograms_blocks(ss: StackSet, folder: Path) -> dict[str, Block]:
+    """The tomograms STAR's blocks of a set written into ``folder``: tilt-series STAR paths that no longer resolve
+    from there made absolute (or relative to the working directory)."""
     tomo_blocks = dict(ss.tomograms_blocks)
     glob_name = next(k for k, v in tomo_blocks.items() if isinstance(v, pd.DataFrame) and "rlnTomoName" in v)
     glob = tomo_blocks[glob_name].copy()
@@ -400,10 +405,13 @@ def write_stack_subset(series: ParticleSeries, particles: np.ndarray, out_star: 
             rewritten.append(_star_path(found, folder) if found is not None else name)
         glob["rlnTomoTiltSeriesStarFile"] = rewritten
     tomo_blocks[glob_name] = glob
-    write_star(tomo_blocks, tomograms_out)
+    return tomo_blocks
 
-    entries = {"rlnTomoParticlesFile": _star_path(particles_out, folder),
-               "rlnTomoTomogramsFile": _star_path(tomograms_out, folder)}  # fmt: skip
+
+def moved_optimisation_blocks(ss: StackSet, entries: dict[str, str], folder: Path) -> dict[str, Block]:
+    """The optimisation set's blocks for a set written into ``folder``: ``entries`` (particles / tomograms STAR)
+    replace the input's; its other files (trajectories, references …) are re-pointed from ``folder``. A set read
+    from its particles STAR gets an optimisation set of ``entries`` alone."""
     if ss.optimisation_blocks is not None:
         opt = {k: (dict(v, **entries) if isinstance(v, dict) and "rlnTomoParticlesFile" in v else v)
                for k, v in ss.optimisation_blocks.items()}  # fmt: skip
@@ -415,4 +423,4 @@ def write_stack_subset(series: ParticleSeries, particles: np.ndarray, out_star: 
                         block[key] = _star_path(found, folder) if found is not None else value
     else:
         opt = {"": entries}
-    return write_star(opt, out_star)
+    return opt

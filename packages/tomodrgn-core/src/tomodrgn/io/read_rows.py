@@ -19,6 +19,7 @@ from tomodrgn.io.particle_series import (
     _end_dose,
     _float_col,
     _pixel_size,
+    _premultiplied,
     _stack_shape,
     resolve_stack,
 )
@@ -247,4 +248,5 @@ def read_image_rows(
         tomogram=tomogram,
         class_label=class_label,
         datadir=ddir,
+        ctf_premultiplied=_premultiplied(df, path),
     )

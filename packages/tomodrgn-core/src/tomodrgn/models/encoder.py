@@ -120,14 +120,15 @@ class ReferenceFrameEncoder(nn.Module):
 def phase_flip(images: torch.Tensor, ctf_params: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Images (B, T, D+1, D+1) × sign(CTF): the encoder sees CTF-phase-flipped Hartley images (as the reference does).
 
-    ``ctf_params`` (B, T, 7) as in the dataset; ``freqs`` ((D+1)², 2) Å⁻¹ of the lattice.
+    ``ctf_params`` (B, T, 7 | 8) as in the dataset; CTF-premultiplied images (power 2, see
+    :func:`tomodrgn.physics.ctf.image_ctf`) are left as they are (CTF² ≥ 0). ``freqs`` ((D+1)², 2) Å⁻¹ of the lattice.
     """
-    from tomodrgn.physics.ctf import compute_ctf
+    from tomodrgn.physics.ctf import compute_ctf, flip_sign
 
     b, t = images.shape[:2]
-    p = ctf_params.reshape(b * t, 7)
+    p = ctf_params.reshape(b * t, -1)
     ctf = compute_ctf(freqs, p[:, 0], p[:, 1], p[:, 2], p[:, 3], p[:, 4], p[:, 5], p[:, 6])
-    return images * torch.sign(ctf).reshape(images.shape)
+    return images * flip_sign(ctf, p).reshape(images.shape)
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:

@@ -56,3 +56,29 @@ def compute_ctf(
     if bfactor is not None:
         ctf = ctf * torch.exp(-col(bfactor) / 4.0 * k2)
     return ctf
+
+
+def premultiplied(params: torch.Tensor) -> torch.Tensor:
+    """Which images are CTF-premultiplied, bool (...,): ``params`` (..., 8) has the CTF's power last (2: the image
+    was multiplied by its CTF at extraction, RELION 5 / WarpTools ``_rlnCtfDataAreCtfPremultiplied 1``); (..., 7):
+    none is."""
+    if params.shape[-1] < 8:
+        return torch.zeros(params.shape[:-1], dtype=torch.bool, device=params.device)
+    return params[..., 7] > 1.5
+
+
+def image_ctf(freqs: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c, t): the CTF c and the transfer function t of images at ``freqs`` (..., n, 2) Å⁻¹, each (..., n).
+
+    ``params`` (..., 7 | 8) as :func:`compute_ctf`'s arguments in order, then the CTF's power (see
+    :func:`premultiplied`): t = c, or c² for CTF-premultiplied images (image = c × (c × projection)).
+    """
+    c = compute_ctf(freqs, *(params[..., i] for i in range(7)))
+    return c, torch.where(premultiplied(params)[..., None], c * c, c)
+
+
+def flip_sign(c: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """The phase flip of images with CTF c (..., n) and ``params`` (..., 7 | 8) (see :func:`image_ctf`): sign(c),
+    or 1 for CTF-premultiplied images (their transfer function c² is never negative)."""
+    s = torch.sign(c)
+    return torch.where(premultiplied(params)[..., None], torch.ones_like(s), s)

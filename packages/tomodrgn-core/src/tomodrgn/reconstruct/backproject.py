@@ -14,6 +14,10 @@ CTF correction (per lattice point, c = CTF(k) of :func:`tomodrgn.physics.ctf.com
 - ``phase-flip``: value t·sign(c)·h, weight t·|sign(c)|; the map is a weighted average of phase-flipped slices.
 - ``wiener``: value t·c·h, weight t·c²; the map is Σ t·c·h / (Σ t·c² + K), K the Wiener constant.
 - ``none``: value t·h, weight t.
+CTF-premultiplied images (``ctf_params`` (n, 8) with power 2, :func:`tomodrgn.physics.ctf.premultiplied`) hold
+c·(c·x) = |c| × the phase-flipped image |c|·x: for ``phase-flip`` they are not flipped again and enter with weight
+t·|c| (value t·h); for ``wiener`` they already are the numerator term (value t·h, weight t·c²), as RELION
+reconstructs from premultiplied data.
 With ``dose_weight`` the exposure filter d(k) = exp(−N/2Ne(k)) (:func:`tomodrgn.physics.dose.dose_weights`) joins
 t for phase flipping, and joins the transfer function (c → c·d) for the Wiener filter; ``tilt_weight`` multiplies t
 by cos(tilt).
@@ -24,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tomodrgn.physics.ctf import compute_ctf
+from tomodrgn.physics.ctf import compute_ctf, premultiplied
 from tomodrgn.physics.dose import dose_weights, tilt_weights
 from tomodrgn.physics.hartley import ht2_center, iht3_center, symmetrize_ht
 from tomodrgn.physics.lattice import Lattice
@@ -62,7 +66,8 @@ def prepare_slices(
     """Values, weights and 3-D positions of the central slices of a batch of tilt images.
 
     ``images`` (n, D, D) real space [y, x]; ``pixel_size`` Å; ``rotation`` (n, 3, 3) RELION matrices A; ``origin``
-    (n, 2) Å (``_rlnOriginX/YAngst``); ``ctf_params`` (n, 7) as ``ParticleSeries.ctf_params`` (None: no CTF);
+    (n, 2) Å (``_rlnOriginX/YAngst``); ``ctf_params`` (n, 7 | 8) as ``ParticleSeries.ctf_params`` (8: with the
+    CTF's power; None: no CTF);
     ``dose`` (n,) cumulative e⁻/Å² for the exposure filter (None: off); ``tilt`` (n,) degrees for cos(tilt)
     weights (None: off); ``voltage`` kV (exposure filter). ``invert`` multiplies the images by −1.
     Returns values (n, P), weights (n, P) (float64) and positions (n, P, 3) (x, y, z) in voxels from the zero
@@ -92,15 +97,17 @@ def prepare_slices(
     if ctf != "none" and ctf_params is not None:
         p = ctf_params.to(device, torch.float64)
         c = compute_ctf(k, *(p[:, i] for i in range(7)))
+        pre = premultiplied(p)[:, None]  # images that hold c·(c·x): already "× c", never flipped again
     if ctf == "wiener" and c is not None:
-        if d_k is not None:
-            c = c * d_k
-        values, weights = t * c * h, t * c * c
+        dw = torch.ones_like(c) if d_k is None else d_k
+        c = c * dw
+        values, weights = t * torch.where(pre, dw, c) * h, t * c * c
     else:
         w = t if d_k is None else t * d_k
         if c is not None:
-            s = torch.sign(c)
-            values, weights = w * s * h, w * s.abs()
+            # a premultiplied image c·(c·x) is |c| × the phase-flipped image |c|·x: it enters with weight |c|
+            s = torch.where(pre, 1.0, torch.sign(c))
+            values, weights = w * s * h, w * torch.where(pre, c.abs(), torch.sign(c).abs())
         else:
             values, weights = w * h, w.expand_as(h)
     coords = torch.from_numpy(lattice.coords[lattice_points(d)].astype(np.float64)).to(device)

@@ -137,7 +137,7 @@ def accumulate(
                 series.pixel_size,
                 torch.from_numpy(series.rotation[rr]),
                 torch.from_numpy(series.shift[rr]),
-                torch.from_numpy(series.ctf_params(rr)),
+                torch.from_numpy(series.ctf_params(rr, power=True)),
                 dose=torch.from_numpy(series.dose[rr]) if dose_weight else None,
                 tilt=torch.from_numpy(series.tilt[rr]) if tilt_weight else None,
                 voltage=float(volt),
@@ -169,11 +169,13 @@ def backproject(
     pixel_size: float | None = None,
     datadir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    tomograms_star: str | Path | None = None,
 ) -> BackprojectResult:
     """Weighted back-projection of the particles' tilt images into a D³ map, with half maps and their FSC.
 
-    ``star``: a particle STAR path (read with :func:`tomodrgn.io.particles.read_particles`, ``pixel_size`` Å and
-    ``datadir`` passed on) or a :class:`ParticleSeries`. ``invert``: flip the image contrast (dark particles).
+    ``star``: a particle STAR path (read with :func:`tomodrgn.io.particles.read_particles`, ``pixel_size`` Å,
+    ``datadir`` and ``tomograms_star`` passed on) or a :class:`ParticleSeries`. ``invert``: flip the image contrast
+    (dark particles).
     ``ctf``: "phase-flip" (default), "wiener" (constant ``wiener_constant``, in units of one image's CTF² weight) or
     "none". ``dose_weight``: exposure-filter weights; ``tilt_weight``: cos(tilt) weights. ``lowpass`` Å for the
     filtered map (default: the FSC = 0.143 resolution). ``first`` / ``indices`` (array or index-list file) select
@@ -189,7 +191,11 @@ def backproject(
     if lowpass is not None and not lowpass > 0:
         raise InputError(f"--lowpass must be a resolution > 0 Å, got {lowpass}")
     outdir = Path(outdir)
-    series = star if isinstance(star, ParticleSeries) else read_particles(star, pixel_size=pixel_size, datadir=datadir)
+    series = (
+        star
+        if isinstance(star, ParticleSeries)
+        else read_particles(star, pixel_size=pixel_size, datadir=datadir, tomograms_star=tomograms_star)
+    )
     particles = select_particles(series.n_particles, indices, first)
     prepare_output_dir(outdir, overwrite)
     dev = torch.device(

@@ -55,6 +55,7 @@ class TrainConfig:
     particle order; see :func:`tomodrgn.io.selection.select_particles`).
     Every option is checked when the config is made: :class:`~tomodrgn.io.errors.InputError` names it as typed on
     the command line (``--lr``).
+    ``tomograms_star``: the tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR.
     """
 
     mode: str = "vae"
@@ -91,6 +92,7 @@ class TrainConfig:
     device: str = "auto"
     first: int | None = None
     ind: str | None = None
+    tomograms_star: str | None = None
 
     def __post_init__(self) -> None:
         choices = {"mode": ("vae", "homogeneous"), "encoder": ENCODERS, "pooling": POOLING_MODES}

@@ -102,7 +102,7 @@ def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfi
     series = (
         star_or_series
         if isinstance(star_or_series, ParticleSeries)
-        else read_particles_checked(star_or_series, pixel_size=config.pixel_size)
+        else read_particles_checked(star_or_series, pixel_size=config.pixel_size, tomograms_star=config.tomograms_star)
     )
     return TiltSeriesDataset(
         series,
@@ -231,7 +231,7 @@ def batch_forward(
             h_neg,
             lattice,
             ml,
-            batch["ctf"].reshape(n, 7),
+            batch["ctf"].reshape(n, -1),
             batch["shift"].reshape(n, 2),
             dose if config.dose_filter else None,
         )

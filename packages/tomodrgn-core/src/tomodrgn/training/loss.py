@@ -1,9 +1,9 @@
 """Forward model on the kept half lattice and the loss: weighted MSE (dose × tilt weights) + β·KL.
 
 Predicted pixel at kept half-lattice point k of image n: ``CTF_n(k) · [exp(−N_n/2Ne(k))] · translate(h)(k)`` and
-the same at −k (CTF and exposure filter are even in k; the shift mixes h(k) and h(−k), see
-:func:`tomodrgn.physics.pose.translate_hartley`). Loss = Σ w·(pred − img)² / Σ w over kept pixels (k and −k), with
-w = dose weight × tilt weight.
+the same at −k (CTF² for CTF-premultiplied images; CTF and exposure filter are even in k; the shift mixes h(k) and
+h(−k), see :func:`tomodrgn.physics.pose.translate_hartley`). Loss = Σ w·(pred − img)² / Σ w over kept pixels
+(k and −k), with w = dose weight × tilt weight.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from tomodrgn.kernels import HalfLattice, MaskedLattice
-from tomodrgn.physics.ctf import compute_ctf
+from tomodrgn.physics.ctf import image_ctf
 from tomodrgn.physics.pose import shift_phase
 
 
@@ -53,12 +53,14 @@ def render_pixels(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted pixels at k and −k from decoded Hartley values (K,).
 
-    ``ctf_params`` (N, 7) [dfu Å, dfv Å, angle °, kV, Cs mm, amplitude contrast, phase °]; ``shift`` (N, 2) Å;
+    ``ctf_params`` (N, 7) [dfu Å, dfv Å, angle °, kV, Cs mm, amplitude contrast, phase °] or (N, 8) with the CTF's
+    power last (2: CTF-premultiplied images are predicted with CTF², see
+    :func:`tomodrgn.physics.ctf.image_ctf`); ``shift`` (N, 2) Å;
     ``cumulative_dose`` (N,) e⁻/Å² to apply the exposure filter, or None.
     """
     freqs = lattice.freqs.index_select(0, ml.point)  # (K, 2) Å⁻¹
     p = ctf_params.index_select(0, ml.image)
-    ctf = compute_ctf(freqs[:, None, :], p[:, 0], p[:, 1], p[:, 2], p[:, 3], p[:, 4], p[:, 5], p[:, 6])[:, 0]
+    ctf = image_ctf(freqs[:, None, :], p)[1][:, 0]
     if cumulative_dose is not None:
         ne = lattice.critical_exposure.index_select(0, ml.point)
         ctf = ctf * torch.exp(-cumulative_dose.index_select(0, ml.image) / (2.0 * ne))

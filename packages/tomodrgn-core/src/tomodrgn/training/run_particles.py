@@ -52,5 +52,5 @@ def training_particles(run: Any, epoch: int | None = None) -> ParticleSeries:
     star = meta.get("star_path")
     if not star:
         raise InputError(f"{where} does not record its training STAR: give the STAR file")
-    series = read_particles(star, pixel_size=config.get("pixel_size"))
+    series = read_particles(star, pixel_size=config.get("pixel_size"), tomograms_star=config.get("tomograms_star"))
     return apply_run_selection(series, config)
