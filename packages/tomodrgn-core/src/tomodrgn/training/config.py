@@ -27,6 +27,8 @@ class TrainConfig:
     minimum tilt count, in file order) instead of the training pass's sampled tilts; None → True for the
     reference-frame encoder (which takes any number of tilts), False otherwise.
     ``enc_mask``: radius (px) of the encoder's input pixels (None: D/2 per tilt; min(D/4, 12) for reference-frame).
+    ``val_tilts``: K > 0 holds K tilt images of every particle out of training and reports the error on them each
+    epoch (see :mod:`tomodrgn.training.validation`).
     """
 
     mode: str = "vae"
@@ -61,6 +63,7 @@ class TrainConfig:
     preload: bool = False
     invert: bool = False
     device: str = "auto"
+    val_tilts: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ("vae", "homogeneous"):
@@ -82,6 +85,8 @@ class TrainConfig:
             parse_arch(getattr(self, name))
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError("epochs, batch_size and checkpoint_every must be ≥ 1")
+        if self.val_tilts < 0:
+            raise ValueError(f"val_tilts must be ≥ 0, got {self.val_tilts}")
 
     @property
     def resolved_z_all_tilts(self) -> bool:

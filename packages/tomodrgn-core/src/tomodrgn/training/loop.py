@@ -34,6 +34,7 @@ from tomodrgn.training import checkpoint as ck
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum, init_distributed, shutdown
 from tomodrgn.training.loss import beta_at, combine, default_beta, gather_image_pixels, loss_terms, render_pixels
+from tomodrgn.training.validation import evaluate_heldout, heldout_set, heldout_split, write_heldout
 
 
 @dataclass
@@ -61,6 +62,7 @@ class EpochEvent:
     particles_per_s: float
     seconds: float
     checkpoint: Path | None = None
+    val_loss: float | None = None  # held-out tilts' weighted error (config.val_tilts > 0), comparable with mse
 
 
 @dataclass
@@ -97,6 +99,7 @@ def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfi
         if isinstance(star_or_series, ParticleSeries)
         else read_particles(star_or_series, pixel_size=config.pixel_size)
     )
+    rows = heldout_split(series, config.val_tilts, config.seed)[0] if config.val_tilts else None
     return TiltSeriesDataset(
         series,
         n_tilts=config.n_tilts,
@@ -106,6 +109,7 @@ def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfi
         seed=config.seed,
         invert=config.invert,
         norm=norm,
+        tilt_rows=rows,
     )
 
 
@@ -345,6 +349,7 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
     meta = dataset_metadata(ds, voltage)
     z_all_tilts = config.latent_dim > 0 and config.resolved_z_all_tilts
     ds_all = ds.with_tilts(None, sequential=True) if z_all_tilts else None
+    val = heldout_set(ds, config.val_tilts, config.seed, config.resolved_z_all_tilts) if config.val_tilts else None
     fm = model.decoder.feature_matrix
     log = (outdir / "train.log").open("a") if ctx.is_main else None
 
@@ -476,10 +481,16 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
             path = save(epoch, 0, z) if write else None
             n = max(sums[3], 1.0)
             ev = EpochEvent(epoch, *(float(v) for v in sums[:3] / n), float(sums[3] / max(secs, 1e-9)), secs, path)
+            if val is not None:  # held-out tilts: every process takes its share, the sums are all-reduced
+                enc = ddp.module if isinstance(ddp, DistributedDataParallel) else ddp
+                ev.val_loss, table = evaluate_heldout(enc, val, lattice, config, device, ctx, per_particle=write)
+                if ctx.is_main and table is not None:
+                    write_heldout(table, outdir, epoch)
             if log is not None:
                 log.write(
                     f"epoch {epoch} loss {ev.loss:.6f} mse {ev.mse:.6f} kl {ev.kl:.4f} beta {beta:.3g} "
                     f"particles/s {ev.particles_per_s:.1f} time {secs:.1f}s"
+                    + (f" val_loss {ev.val_loss:.6f}" if ev.val_loss is not None else "")
                     + (f" -> {path.name}" if path else "")
                     + "\n"
                 )
