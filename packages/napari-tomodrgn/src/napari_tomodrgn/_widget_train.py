@@ -172,7 +172,8 @@ class TrainWidget(Container):
             self.status.value = f"epoch {ev.epoch} step {ev.step}/{ev.steps_per_epoch} loss {ev.loss:.4g}"
         elif kind == "epoch":
             self.epochs_done.append(ev.epoch)
-            self.status.value = f"epoch {ev.epoch} done: loss {ev.loss:.4g} ({ev.seconds:.1f} s)"
+            held = f", held-out {ev.val_loss:.4g}" if getattr(ev, "val_loss", None) is not None else ""
+            self.status.value = f"epoch {ev.epoch} done: loss {ev.loss:.4g}{held} ({ev.seconds:.1f} s)"
         elif kind == "volume":
             vol, ps, epoch = ev
             if VOLUME_LAYER in self.viewer.layers:

@@ -35,6 +35,7 @@ from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
 from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train, train
 from tomodrgn.training.run_admin import CleanupPlan, cleanup, view_config
+from tomodrgn.training.validation import heldout_scores
 
 __all__ = [
     "CleanupPlan",
@@ -47,6 +48,7 @@ __all__ = [
     "convergence_vae",
     "graph_path",
     "graph_traversal",
+    "heldout_scores",
     "pc_traversal",
     "subtomo2chimerax",
     "truth_volumes_along",

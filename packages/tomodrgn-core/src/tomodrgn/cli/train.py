@@ -31,6 +31,8 @@ TRAIN_HELP = {
     "amp": "mixed precision on GPU",
     "preload": "load all images into RAM (default: memory-mapped, read lazily)",
     "invert": "invert image contrast",
+    "val_tilts": "hold K tilt images of every particle out of training (seeded, spread over the tilt range) and"
+    " report their error each epoch (val_loss in train.log, heldout.N.csv)",
 }
 LATENT_ONLY = ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "pooling")
 

@@ -167,7 +167,7 @@ def evaluate_heldout(
         val_loss = float(tot[0] / tot[1])
         if not per_particle:
             return val_loss, None
-        cols = {"index": mine, "err": sse / wsum}
+        cols = {"index": mine, "err": sse.astype(np.float64) / wsum}
         if mu is not None:
             zsum = torch.cat(
                 [torch.as_tensor(mu.sum(0), dtype=torch.float64), torch.tensor([len(mine)], dtype=torch.float64)]
@@ -175,7 +175,7 @@ def evaluate_heldout(
             zsum = all_reduce_sum(zsum.to(dev), ctx) if ctx is not None else zsum
             z_mean = (zsum[:-1] / zsum[-1]).float()
             sse_m, wsum_m, _ = particle_errors(model, val, mine, lattice, config, device, z_mean, batch_size)
-            cols["err_mean_z"] = sse_m / wsum_m
+            cols["err_mean_z"] = sse_m.astype(np.float64) / wsum_m
             cols["score"] = cols["err_mean_z"] - cols["err"]
             cols["rel_score"] = cols["score"] / cols["err_mean_z"]
         parts = all_gather_objects(pd.DataFrame(cols), ctx) if ctx is not None else [pd.DataFrame(cols)]
@@ -194,3 +194,36 @@ def write_heldout(table: pd.DataFrame, outdir: Path, epoch: int) -> Path:
     table.to_csv(tmp, index=False)
     tmp.replace(path)
     return path
+
+
+def heldout_scores(
+    run_dir: str | Path,
+    epoch: int | None = None,
+    star: str | Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 32,
+) -> tuple[float, pd.DataFrame]:
+    """(held-out error, per-particle table) of a run trained with ``val_tilts`` > 0, at checkpoint ``epoch``
+    (latest when None), recomputed from the checkpoint (the same numbers the loop writes to ``heldout.N.csv``).
+
+    Table columns: ``index``, ``particle``, ``err`` (weighted error of the particle's held-out tilts predicted from its
+    own μ); for a VAE also ``err_mean_z`` (predicted from the population's mean μ), ``score`` = err_mean_z − err (> 0:
+    the particle's latent explains its unseen images better than the average structure) and ``rel_score`` =
+    score / err_mean_z. ``star``: the particles (default: the STAR file the run was trained on).
+    """
+    from tomodrgn.kernels import half_lattice
+    from tomodrgn.training.evaluate import load_model
+    from tomodrgn.training.loop import make_dataset
+
+    tm = load_model(run_dir, epoch, device)
+    cfg = tm.config
+    if not cfg.val_tilts:
+        raise InputError(f"{run_dir}: trained without --val-tilts; there are no held-out tilts to score")
+    ds = make_dataset(star if star is not None else tm.metadata["star_path"], cfg, norm=tuple(tm.metadata["norm"]))
+    if ds.box_size != tm.box_size:
+        raise InputError(
+            f"{ds.series.star_path}: particles give box {ds.box_size}, the model was trained at {tm.box_size}"
+        )
+    lattice = half_lattice(ds.box_size, ds.pixel_size, float(tm.metadata["voltage"])).to(tm.device)
+    val = heldout_set(ds, cfg.val_tilts, cfg.seed, cfg.resolved_z_all_tilts)
+    return evaluate_heldout(tm.model, val, lattice, cfg, tm.device, batch_size=batch_size)
