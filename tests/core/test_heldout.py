@@ -1,11 +1,16 @@
 """Held-out validation tilts (--val-tilts): never trained on, logged each epoch, and able to show overfitting."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from torch.utils.data import DataLoader
 
-from tomodrgn.analysis.convergence import heldout_verdict
+from tomodrgn.analysis.convergence import convergence_vae, heldout_verdict
 from tomodrgn.analysis.plots import parse_train_log
 from tomodrgn.api import heldout_scores
 from tomodrgn.data import collate
@@ -16,6 +21,7 @@ from tomodrgn.training import TrainConfig, iter_train
 from tomodrgn.training.loop import EpochEvent, make_dataset
 from tomodrgn.training.validation import heldout_set, heldout_split
 
+WORKER = Path(__file__).with_name("_train_worker.py")
 TINY = dict(enc_arch_a="16x1", enc_arch_b="16x1", embed_dim=8, dec_arch="32x2", device="cpu", backend="torch")
 
 
@@ -82,6 +88,9 @@ def test_val_loss_in_events_log_and_per_particle_scores(sim4, tmp_path):
     val_loss, again = heldout_scores(tmp_path / "run", epoch=1)
     assert val_loss == pytest.approx(epochs[-1].val_loss, rel=1e-5)
     assert np.allclose(again["err"], table["err"], rtol=1e-5) and np.allclose(again["score"], table["score"], atol=1e-6)
+    conv = convergence_vae(tmp_path / "run", decode=False)
+    assert conv.heldout.startswith("held-out error minimal at")
+    assert conv.heldout in (tmp_path / "run" / "convergence" / "verdict.txt").read_text()
     list(iter_train(sim4.star_path, tmp_path / "plain", TrainConfig(zdim=2, epochs=1, batch_size=8, **TINY)))
     assert "val_loss" not in (tmp_path / "plain" / "train.log").read_text()
     with pytest.raises(InputError, match="without --val-tilts"):
@@ -106,3 +115,34 @@ def test_heldout_error_rises_when_a_tiny_noisy_dataset_is_overtrained(tmp_path):
     assert mse[-1] < mse[best] - 0.03  # … while training error kept falling
     line = heldout_verdict(parse_train_log(tmp_path / "run" / "train.log"))
     assert line.startswith(f"held-out error minimal at epoch {best} ") and "overfitting" in line
+
+
+def test_torchrun_two_processes_give_the_same_heldout_numbers(tmp_path):
+    """Under torchrun each process scores its share of the particles; the all-reduced error and the gathered table
+    equal one process's."""
+    sim = simulate_dataset(tmp_path / "sim", "4-class", n_particles=8, box_size=16, n_tilts=7, max_tilt=18, seed=2)
+    opts = [
+        str(sim.star_path),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--encoder",
+        "reference-frame",
+        "--val-tilts",
+        "2",
+    ]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
+    env["OMP_NUM_THREADS"] = "1"
+    one = subprocess.run([sys.executable, str(WORKER), opts[0], str(tmp_path / "one"), *opts[1:]], env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER)]
+    two = subprocess.run([*torchrun, opts[0], str(tmp_path / "two"), *opts[1:]], env=env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = (parse_train_log(tmp_path / r / "train.log") for r in ("one", "two"))
+    np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-4)
+    ta, tb = (pd.read_csv(tmp_path / r / "heldout.1.csv") for r in ("one", "two"))
+    assert list(tb["index"]) == list(range(8))
+    np.testing.assert_allclose(ta[["err", "err_mean_z"]], tb[["err", "err_mean_z"]], rtol=1e-4)
