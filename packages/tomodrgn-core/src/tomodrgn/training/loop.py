@@ -483,7 +483,8 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
             ev = EpochEvent(epoch, *(float(v) for v in sums[:3] / n), float(sums[3] / max(secs, 1e-9)), secs, path)
             if val is not None:  # held-out tilts: every process takes its share, the sums are all-reduced
                 enc = ddp.module if isinstance(ddp, DistributedDataParallel) else ddp
-                ev.val_loss, table = evaluate_heldout(enc, val, lattice, config, device, ctx, per_particle=write)
+                mu_all = z[0] if z is not None and write and z_all_tilts else None  # from the same tilts
+                ev.val_loss, table = evaluate_heldout(enc, val, lattice, config, device, ctx, write, mu_all=mu_all)
                 if ctx.is_main and table is not None:
                     write_heldout(table, outdir, epoch)
             if log is not None:

@@ -88,10 +88,13 @@ def particle_errors(
     device: torch.device | str,
     z: torch.Tensor | None = None,
     batch_size: int = 32,
+    mu_all: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Held-out (Σ w·err², Σ w) per particle of ``indices`` and their μ (None when homogeneous).
 
-    The decoder is fed each particle's own μ from its training tilts, or the single latent ``z`` (zdim,) if given.
+    The decoder is fed each particle's own μ from its training tilts (an encoder pass over ``val.encoder``, or rows
+    of ``mu_all`` (n_particles, zdim) when given: latents already computed from the same tilts), or the single latent
+    ``z`` (zdim,) if given (then no μ is returned).
     """
     from tomodrgn.training.loop import encoder_images  # the loop imports this module
 
@@ -103,12 +106,15 @@ def particle_errors(
         held = {k: v.to(device) for k, v in collate([val.heldout[i] for i in chunk]).items()}
         b, t = held["images"].shape[:2]
         mu = None
-        if model.encoder is not None:
+        if model.encoder is not None and z is None and mu_all is not None:
+            mu = torch.as_tensor(mu_all[chunk], dtype=torch.float32, device=device)
+            mus.append(mu.cpu().numpy())
+        elif model.encoder is not None and z is None:
             enc = {k: v.to(device) for k, v in collate([val.encoder[i] for i in chunk]).items()}
             images = encoder_images(enc["images"], enc["ctf"], lattice, config, enc["dose"], enc["shift"])
             mu = model.encode(images, enc["rotation"])[0].float()
             mus.append(mu.cpu().numpy())
-        latent = mu if z is None or mu is None else z.to(device, torch.float32).expand(b, -1)
+        latent = mu if z is None else z.to(device, torch.float32).expand(b, -1)
         n = b * t
         dose = held["dose"].reshape(n)
         ml = masked_lattice(
@@ -147,19 +153,21 @@ def evaluate_heldout(
     ctx: DistContext | None = None,
     per_particle: bool = True,
     batch_size: int = 32,
+    mu_all: np.ndarray | None = None,
 ) -> tuple[float, pd.DataFrame | None]:
     """(held-out error of all particles, per-particle table or None).
 
     Under torchrun each process takes every world_size-th particle; sums are all-reduced and the table gathered
     (every process must call this). The table has ``index``, ``particle``, ``err`` (own z), and for a VAE ``err_mean_z``
-    (the population's mean μ), ``score`` = err_mean_z − err and ``rel_score`` = score / err_mean_z.
+    (the population's mean μ), ``score`` = err_mean_z − err and ``rel_score`` = score / err_mean_z. ``mu_all``:
+    every particle's μ from the encoder view's tilts, if already computed (saves the encoder pass).
     """
     rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
     mine = np.arange(rank, len(val.heldout), world)
     was_training = model.training
     model.eval()
     try:
-        sse, wsum, mu = particle_errors(model, val, mine, lattice, config, device, batch_size=batch_size)
+        sse, wsum, mu = particle_errors(model, val, mine, lattice, config, device, None, batch_size, mu_all)
         dev = torch.device(device)
         tot = torch.tensor([sse.sum(), wsum.sum()], dtype=torch.float64, device=dev)
         if ctx is not None:
