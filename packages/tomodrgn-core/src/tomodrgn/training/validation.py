@@ -3,8 +3,8 @@
 With ``TrainConfig.val_tilts`` = K, K tilt images of every particle are kept out of training (out of the training
 draws, the encoder's input and the normalisation estimate). The choice is fixed and seeded: in tilt-angle order the
 particle's n tilts are cut into K equal runs and one position is taken in each, at the same seeded fractional offset
-(position ⌊(u + j)·n/K⌋, j = 0…K−1, u ~ U[0, 1) seeded by (seed, particle)), so the held-out tilts spread over the
-tilt range.
+(position ⌊(u + j)·n/K⌋, j = 0…K−1, u ~ U[0, 1) seeded by the seed and the particle's name, so a particle keeps its
+choice in any subset of the particles), so the held-out tilts spread over the tilt range.
 
 Each epoch the decoder predicts the held-out images from z = μ of the training tilts (no sampling); the held-out
 error is the weighted squared error Σ w·(pred − img)² / Σ w with the loss's weights (dose × tilt weight, the same
@@ -16,6 +16,7 @@ beyond noise); ``rel_score`` divides it by the mean-z error.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def heldout_split(series: ParticleSeries, k: int, seed: int = 0) -> tuple[list[n
                 f"{series.star_path}: particle {series.particle_names[p]!r} has {n} tilt images; --val-tilts {k} "
                 "must leave at least one for training"
             )
-        u = np.random.default_rng([seed, SEED_TAG, p]).random()
+        u = np.random.default_rng([seed, SEED_TAG, zlib.crc32(series.particle_names[p].encode())]).random()
         order = np.argsort(series.tilt[rows], kind="stable")
         held = np.zeros(n, dtype=bool)
         held[order[np.floor((u + np.arange(k)) * n / k).astype(np.int64)]] = True
