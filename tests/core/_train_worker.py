@@ -2,6 +2,7 @@
 
 Prints one line per step ("step EPOCH STEP", flushed) so a test can kill it at a known point.
 Usage: python _train_worker.py STAR OUTDIR [--resume] [--epochs N] [--batch-size B] [--sequential] [--encoder E]
+       [--val-tilts K]
 """
 
 import argparse
@@ -18,6 +19,7 @@ if __name__ == "__main__":
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--sequential", action="store_true")
     ap.add_argument("--encoder", default="per-tilt")
+    ap.add_argument("--val-tilts", type=int, default=0)
     args = ap.parse_args()
     cfg = TrainConfig(
         zdim=2,
@@ -33,6 +35,7 @@ if __name__ == "__main__":
         seed=3,
         device="cpu",
         backend="torch",
+        val_tilts=args.val_tilts,
     )
     for ev in iter_train(args.star, args.outdir, None if args.resume else cfg, resume=args.resume):
         if isinstance(ev, StepEvent):

@@ -264,7 +264,8 @@ class TrainWidget(Container):
                 self._plot_losses()
         elif kind == "epoch":
             self.epochs_done.append(ev.epoch)
-            self.status.value = f"epoch {ev.epoch} done: loss {ev.loss:.4g} ({ev.seconds:.1f} s)"
+            held = f", held-out {ev.val_loss:.4g}" if getattr(ev, "val_loss", None) is not None else ""
+            self.status.value = f"epoch {ev.epoch} done: loss {ev.loss:.4g}{held} ({ev.seconds:.1f} s)"
         elif kind == "volume":
             vol, ps, epoch = ev
             extent = vol.shape[0] * ps

@@ -54,6 +54,7 @@ from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train,
 from tomodrgn.training.run_admin import CleanupPlan, cleanup, view_config
 from tomodrgn.training.run_dir import prepare_run_dir
 from tomodrgn.training.run_particles import apply_run_selection, training_particles
+from tomodrgn.training.validation import heldout_scores
 
 __all__ = [
     "CleanupPlan",
@@ -66,6 +67,7 @@ __all__ = [
     "convergence_vae",
     "graph_path",
     "graph_traversal",
+    "heldout_scores",
     "pc_traversal",
     "subtomo2chimerax",
     "truth_volumes_along",

@@ -15,6 +15,8 @@ epoch's own z (fixed particles, not fixed coordinates, since the latent space mo
 real-space CC and ``volume_fsc05_A`` the mean FSC = 0.5 resolution (Å) between consecutive epochs.
 
 The verdict: the run is *stable from epoch N* when every consecutive pair from N on meets all thresholds.
+A run trained with held-out tilts (``--val-tilts``) adds a second line from ``val_loss`` in ``train.log``: the epoch
+where the held-out error is minimal and whether it has risen since (overfitting: stop there).
 """
 
 from __future__ import annotations
@@ -118,6 +120,26 @@ def verdict(rows: list[dict], thresholds: Mapping[str, float] = DEFAULT_THRESHOL
     return f"not yet stable at epoch {last['epoch']}: {fails}; train longer"
 
 
+def heldout_verdict(log: pd.DataFrame, tolerance: float = 0.005) -> str | None:
+    """One line on the held-out error (column ``val_loss`` of a parsed ``train.log``), None without one: the epoch
+    where it is minimal, and whether it has since risen by more than ``tolerance`` (relative: overfitting)."""
+    if "val_loss" not in log or log["val_loss"].isna().all():
+        return None
+    d = log.dropna(subset=["val_loss"]).reset_index(drop=True)
+    i = int(d["val_loss"].idxmin())
+    best_e, best = int(d["epoch"][i]), float(d["val_loss"][i])
+    last_e, last = int(d["epoch"].iloc[-1]), float(d["val_loss"].iloc[-1])
+    if last_e == best_e:
+        return f"held-out error minimal at the last epoch {best_e} ({best:.4g}): still improving"
+    rise = last / best - 1.0
+    if rise > tolerance:
+        return (
+            f"held-out error minimal at epoch {best_e} ({best:.4g}), {100 * rise:.1f} % higher by epoch {last_e}: "
+            f"overfitting; use the checkpoint nearest epoch {best_e}"
+        )
+    return f"held-out error minimal at epoch {best_e} ({best:.4g}), flat since (epoch {last_e}: {last:.4g})"
+
+
 @dataclass
 class ConvergenceResult:
     """Per-pair criteria (``table``, one row per consecutive epoch pair), ``verdict`` line, ``stable_epoch`` (or
@@ -128,6 +150,7 @@ class ConvergenceResult:
     stable_epoch: int | None
     files: dict = field(default_factory=dict)
     report: Path | None = None
+    heldout: str | None = None  # the held-out error's line (runs trained with --val-tilts)
 
 
 def epoch_rows(
@@ -206,19 +229,22 @@ def convergence_vae(
     files["latent_plot"] = plots.plot_metrics(df, latent_cols, out / "latent_stability.png", "latent stability")
     if decode:
         files["volume_plot"] = plots.plot_metrics(df, ["volume_cc"], out / "volume_stability.png", "volume CC")
+    held = None
     if (run_dir / "train.log").exists():
+        held = heldout_verdict(plots.parse_train_log(run_dir / "train.log"))
         try:
             files["loss"] = plots.plot_loss(run_dir / "train.log", out / "loss.png")
         except ValueError:
             pass
     line = verdict(rows, thresholds)
-    (out / "verdict.txt").write_text(line + "\n")
-    lines = [f"**{line}**", f"k = {k} nearest neighbours; {len(zs[epochs[0]])} particles; epochs {epochs}."]
+    (out / "verdict.txt").write_text(line + "\n" + (held + "\n" if held else ""))
+    lines = [f"**{line}**", *([f"**{held}**"] if held else [])]
+    lines.append(f"k = {k} nearest neighbours; {len(zs[epochs[0]])} particles; epochs {epochs}.")
     if picks is not None:
         lines.append(f"Volumes decoded for particles {picks.tolist()} (nearest the last epoch's k-means centres).")
     lines += table(rows) + [image(p, out) for key, p in files.items() if key != "table"]
     report = write_report(out / "report.md", f"Convergence of {run_dir.name}", [("Verdict and criteria", lines)])
-    return ConvergenceResult(df, line, stable_from(rows, thresholds), files, report)
+    return ConvergenceResult(df, line, stable_from(rows, thresholds), files, report, held)
 
 
 def convergence_nn(

@@ -141,9 +141,11 @@ def parse_train_log(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def plot_loss(log: str | Path | pd.DataFrame, out: str | Path, columns: Sequence[str] = ("loss", "mse", "kl")) -> Path:
+def plot_loss(
+    log: str | Path | pd.DataFrame, out: str | Path, columns: Sequence[str] = ("loss", "mse", "val_loss", "kl")
+) -> Path:
     """Loss per epoch from a ``train.log`` path (or its parsed table); columns present are drawn on twin axes
-    (``kl`` on the right)."""
+    (``kl`` on the right; ``val_loss``, the held-out tilts' error, beside the training ``mse``)."""
     df = parse_train_log(log) if not isinstance(log, pd.DataFrame) else log
     if df.empty:
         raise ValueError(f"no 'epoch … loss …' lines in {log}")
@@ -164,7 +166,7 @@ def plot_loss(log: str | Path | pd.DataFrame, out: str | Path, columns: Sequence
     ax.legend(loc="upper right")
     if ax2 is not None:
         ax2.legend(loc="upper center")
-    ax.set_title("training loss")
+    ax.set_title("training and held-out loss" if "val_loss" in df else "training loss")
     return _save(fig, out)
 
 

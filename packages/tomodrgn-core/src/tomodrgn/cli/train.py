@@ -36,6 +36,8 @@ TRAIN_HELP = {
     "ind": "train on the particles of this index list (0-based, one per line; e.g. a filter/selection .keep.txt)",
     "tomograms_star": "tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed"
     " with the optimisation set)",
+    "val_tilts": "hold K tilt images of every particle out of training (seeded, spread over the tilt range) and"
+    " report their error each epoch (val_loss in train.log, heldout.N.csv)",
 }
 LATENT_ONLY = ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "pooling")
 

@@ -36,6 +36,8 @@ class TiltSeriesDataset(Dataset):
     ``norm``: (mean, std) of the Hartley images; default (0, std estimated from ≤ 1000 random images).
     Items: ``ctf`` (T, 8) is ``ParticleSeries.ctf_params(power=True)``: the 7 CTF parameters and the power the CTF
     enters each image with (1; 2 for CTF-premultiplied images, see :func:`tomodrgn.physics.ctf.image_ctf`).
+    ``tilt_rows``: the image rows (into ``series.images``) each particle may draw from (default: all its tilts);
+    held-out validation tilts are left out this way (also from the normalisation estimate).
     """
 
     def __init__(
@@ -49,10 +51,14 @@ class TiltSeriesDataset(Dataset):
         seed: int = 0,
         invert: bool = False,
         norm: tuple[float, float] | None = None,
+        tilt_rows: list[np.ndarray] | None = None,
     ) -> None:
         self.series = series
         if series.n_particles == 0:
             raise InputError(f"{series.star_path}: no particles")
+        self.tilt_rows = list(series.image_indices) if tilt_rows is None else [np.asarray(r) for r in tilt_rows]
+        if len(self.tilt_rows) != series.n_particles:
+            raise ValueError(f"tilt_rows has {len(self.tilt_rows)} entries for {series.n_particles} particles")
         self.n_tilts = self._checked_n_tilts(n_tilts)
         d_in = series.box_size
         self.box_size = d_in if box_size is None else int(box_size)
@@ -92,7 +98,7 @@ class TiltSeriesDataset(Dataset):
                 )
 
     def _checked_n_tilts(self, n_tilts: int | None) -> int:
-        counts = self.series.tilt_counts
+        counts = np.array([len(r) for r in self.tilt_rows], dtype=np.int64)
         n = int(counts.min()) if n_tilts is None else int(n_tilts)
         if n < 1:
             raise InputError(f"n_tilts must be ≥ 1, got {n}")
@@ -113,6 +119,14 @@ class TiltSeriesDataset(Dataset):
         view.sequential = sequential
         view._fetches = np.zeros_like(self._fetches)
         return view
+
+    def with_rows(
+        self, tilt_rows: list[np.ndarray], n_tilts: int | None = None, sequential: bool = True
+    ) -> TiltSeriesDataset:
+        """A view (same images, normalisation, preloaded RAM) whose particles draw from ``tilt_rows`` instead."""
+        view = copy.copy(self)
+        view.tilt_rows = [np.asarray(r) for r in tilt_rows]
+        return view.with_tilts(n_tilts, sequential)
 
     # -------------------------------------------------------------------------------------------------- properties
     @property
@@ -146,9 +160,10 @@ class TiltSeriesDataset(Dataset):
 
     def _estimate_norm(self) -> tuple[float, float]:
         """(0, std) of the Hartley images of ≤ NORM_MAX_IMAGES images chosen at random (seeded)."""
-        n = self.series.n_images
+        allowed = np.sort(np.concatenate(self.tilt_rows))
+        n = len(allowed)
         rng = np.random.default_rng([self.seed, 0x6E6F726D])
-        rows = np.sort(rng.choice(n, size=min(n, NORM_MAX_IMAGES), replace=False))
+        rows = allowed[np.sort(rng.choice(n, size=min(n, NORM_MAX_IMAGES), replace=False))]
         total, total_sq, count = 0.0, 0.0, 0
         for start in range(0, len(rows), 256):
             ht = self._raw_hartley(rows[start : start + 256]).astype(np.float64)
@@ -164,7 +179,7 @@ class TiltSeriesDataset(Dataset):
     # ---------------------------------------------------------------------------------------------------- fetching
     def sample_tilts(self, index: int) -> np.ndarray:
         """Rows (into ``series.images``) of the tilts used for this fetch of particle ``index``."""
-        rows = self.series.image_indices[index]
+        rows = self.tilt_rows[index]
         if self.sequential:
             return rows[: self.n_tilts]
         rng = np.random.default_rng([self.seed, self.epoch, index, int(self._fetches[index])])

@@ -56,6 +56,8 @@ class TrainConfig:
     Every option is checked when the config is made: :class:`~tomodrgn.io.errors.InputError` names it as typed on
     the command line (``--lr``).
     ``tomograms_star``: the tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR.
+    ``val_tilts``: K > 0 holds K tilt images of every particle out of training and reports the error on them each
+    epoch (see :mod:`tomodrgn.training.validation`).
     """
 
     mode: str = "vae"
@@ -93,6 +95,7 @@ class TrainConfig:
     first: int | None = None
     ind: str | None = None
     tomograms_star: str | None = None
+    val_tilts: int = 0
 
     def __post_init__(self) -> None:
         choices = {"mode": ("vae", "homogeneous"), "encoder": ENCODERS, "pooling": POOLING_MODES}
@@ -135,6 +138,7 @@ class TrainConfig:
             self.ind = str(Path(self.ind).absolute())
         if self.pixel_size is not None:  # overrides the STAR's and the MRC headers' pixel size
             check_pixel_size(self.pixel_size, "pixel_size (--pixel-size)")
+        _number(self, "val_tilts", int, 0)
 
     @property
     def resolved_z_all_tilts(self) -> bool:

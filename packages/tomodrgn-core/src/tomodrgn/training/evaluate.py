@@ -99,7 +99,9 @@ class TrainedModel:
             star_or_series = training_particles(self)
         if n_tilts is None and not self.config.resolved_z_all_tilts:
             n_tilts = self.metadata["n_tilts"]
-        cfg = TrainConfig.from_dict({**self.config.to_dict(), "n_tilts": n_tilts, "sequential_tilts": sequential})
+        cfg = TrainConfig.from_dict(
+            {**self.config.to_dict(), "n_tilts": n_tilts, "sequential_tilts": sequential, "val_tilts": 0}
+        )
         ds = make_dataset(star_or_series, cfg, norm=tuple(self.metadata["norm"]))
         if ds.box_size != self.box_size:
             raise ValueError(f"particles give box {ds.box_size}, the model was trained at {self.box_size}")

@@ -40,6 +40,7 @@ from tomodrgn.training.distributed import DistContext, all_gather_objects, all_r
 from tomodrgn.training.guard import TrainingDiverged, all_finite, divergence_message, prepare_outdir, remove_created
 from tomodrgn.training.loss import beta_at, combine, default_beta, gather_image_pixels, loss_terms, render_pixels
 from tomodrgn.training.run_dir import check_run_dir
+from tomodrgn.training.validation import evaluate_heldout, heldout_set, heldout_split, write_heldout
 
 
 @dataclass
@@ -68,6 +69,7 @@ class EpochEvent:
     seconds: float
     checkpoint: Path | None = None
     n_epochs: int | None = None  # epochs of the whole run (``config.epochs``)
+    val_loss: float | None = None  # held-out tilts' weighted error (config.val_tilts > 0), comparable with mse
 
 
 @dataclass
@@ -104,6 +106,7 @@ def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfi
         if isinstance(star_or_series, ParticleSeries)
         else read_particles_checked(star_or_series, pixel_size=config.pixel_size, tomograms_star=config.tomograms_star)
     )
+    rows = heldout_split(series, config.val_tilts, config.seed)[0] if config.val_tilts else None
     return TiltSeriesDataset(
         series,
         n_tilts=config.n_tilts,
@@ -113,6 +116,7 @@ def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfi
         seed=config.seed,
         invert=config.invert,
         norm=norm,
+        tilt_rows=rows,
     )
 
 
@@ -359,6 +363,7 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
     meta = dataset_metadata(ds, voltage)
     z_all_tilts = config.latent_dim > 0 and config.resolved_z_all_tilts
     ds_all = ds.with_tilts(None, sequential=True) if z_all_tilts else None
+    val = heldout_set(ds, config.val_tilts, config.seed, config.resolved_z_all_tilts) if config.val_tilts else None
     fm = model.decoder.feature_matrix
     created = prepare_outdir(outdir, config, resume, overwrite, ctx)  # everything above is checked: now write
     log = (outdir / "train.log").open("a") if ctx.is_main else None
@@ -508,10 +513,17 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
             n = max(sums[3], 1.0)
             pps = float(sums[3] / max(secs, 1e-9))
             ev = EpochEvent(epoch, *(float(v) for v in sums[:3] / n), pps, secs, path, config.epochs)
+            if val is not None:  # held-out tilts: every process takes its share, the sums are all-reduced
+                enc = ddp.module if isinstance(ddp, DistributedDataParallel) else ddp
+                mu_all = z[0] if z is not None and write and z_all_tilts else None  # from the same tilts
+                ev.val_loss, table = evaluate_heldout(enc, val, lattice, config, device, ctx, write, mu_all=mu_all)
+                if ctx.is_main and table is not None:
+                    write_heldout(table, outdir, epoch)
             if log is not None:
                 log.write(
                     f"epoch {epoch} loss {ev.loss:.6f} mse {ev.mse:.6f} kl {ev.kl:.4f} beta {beta:.3g} "
                     f"particles/s {ev.particles_per_s:.1f} time {secs:.1f}s"
+                    + (f" val_loss {ev.val_loss:.6f}" if ev.val_loss is not None else "")
                     + (f" -> {path.name}" if path else "")
                     + "\n"
                 )
@@ -533,11 +545,13 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
 
 
 def epoch_line(ev: EpochEvent) -> str:
-    """``epoch N/M loss … mse … kl … s/epoch … particles/s`` (N counted from 1; the checkpoint written, if any)."""
+    """``epoch N/M loss … mse … kl … s/epoch … particles/s [val_loss …]`` (N counted from 1; the checkpoint written,
+    if any)."""
     total = f"/{ev.n_epochs}" if ev.n_epochs else ""
     return (
         f"epoch {ev.epoch + 1}{total} loss {ev.loss:.5f} mse {ev.mse:.5f} kl {ev.kl:.3f} "
         f"{ev.seconds:.1f} s/epoch {ev.particles_per_s:.1f} particles/s"
+        + (f" val_loss {ev.val_loss:.5f}" if ev.val_loss is not None else "")
         + (f" -> {ev.checkpoint.name}" if ev.checkpoint else "")
     )
 
