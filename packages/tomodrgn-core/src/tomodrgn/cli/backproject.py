@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tomodrgn.cli._options import add_tomograms_star
+
 
 def cmd_backproject(args: argparse.Namespace) -> None:
     from tqdm.auto import tqdm
@@ -81,11 +83,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     p.add_argument("--pixel-size", type=float, default=None, help="pixel size (Å) when the STAR file has none")
     p.add_argument("--datadir", type=Path, default=None, help="folder of the image stacks (default: the STAR's)")
-    p.add_argument(
-        "--tomograms-star",
-        type=Path,
-        default=None,
-        help="tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed with "
-        "the optimisation set)",
-    )
+    add_tomograms_star(p)
     p.set_defaults(func=cmd_backproject)

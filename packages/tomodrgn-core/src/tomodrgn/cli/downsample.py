@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tomodrgn.cli._options import add_tomograms_star
+
 
 def cmd_downsample(args: argparse.Namespace) -> None:
     from tomodrgn import api
@@ -54,12 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "warp", "relion5", "nextpyp"],
         help="STAR flavour (default: detected)",
     )
-    p.add_argument(
-        "--tomograms-star",
-        type=Path,
-        default=None,
-        help="tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed with "
-        "the optimisation set)",
-    )
+    add_tomograms_star(p)
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier downsampled set in -o")
     p.set_defaults(func=cmd_downsample)

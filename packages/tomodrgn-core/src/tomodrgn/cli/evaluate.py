@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tomodrgn.cli._options import add_tomograms_star
+
 
 def _parse_z(args: argparse.Namespace, zdim: int):
     import numpy as np
@@ -97,11 +99,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epoch", type=int, default=None)
     p.add_argument("--first", type=int, default=None, help="embed the first N particles only (STAR particle order)")
     p.add_argument("--ind", default=None, help="embed the particles of this index list (0-based, one per line)")
-    p.add_argument(
-        "--tomograms-star",
-        type=Path,
-        default=None,
-        help="tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed with "
-        "the optimisation set)",
-    )
+    add_tomograms_star(p)
     p.set_defaults(func=cmd_eval_images)

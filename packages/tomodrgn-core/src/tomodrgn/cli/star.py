@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tomodrgn.cli._options import add_tomograms_star
+
 
 def cmd_filter_star(args: argparse.Namespace) -> None:
     import numpy as np
@@ -41,11 +43,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help=".npy/.txt of one label per particle (with --keep)")
     p.add_argument("--keep", type=int, nargs="+", help="label values to keep")
     p.add_argument("--exclude", action="store_true", help="write the complement of the selection")
-    p.add_argument(
-        "--tomograms-star",
-        type=Path,
-        default=None,
-        help="tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed with "
-        "the optimisation set)",
-    )
+    add_tomograms_star(p)
     p.set_defaults(func=cmd_filter_star)
