@@ -77,6 +77,7 @@ def simulate_dataset(
     tomogram_shape: tuple[int, int, int] | None = None,
     shift_std: float | None = None,
     astigmatism: float = 400.0,
+    phase_shift: float = 0.0,
     dose_filter: bool = True,
     oversample: int = 2,
     progress: Callable[[int, int], None] | None = None,
@@ -90,7 +91,8 @@ def simulate_dataset(
       per particle in acquisition order. ``drop_tilts`` > 0: each particle loses 0…drop_tilts random tilts (never
       the 0° one; remaining doses unchanged).
     - CTF: defocus uniform in ``defocus_range`` per particle, astigmatism |U − V| uniform in [0, astigmatism] Å,
-      angle uniform in [0, 180)°; exposure filter exp(−N/2Ne(k)) unless ``dose_filter`` is False.
+      angle uniform in [0, 180)°; ``phase_shift`` (°, e.g. 90 for a Volta phase plate) added to the CTF phase of
+      every image and written as ``_rlnPhaseShift``; exposure filter exp(−N/2Ne(k)) unless ``dose_filter`` is False.
     - Noise: white gaussian with variance σ₀²/cos θ, σ₀² = mean over particles of the variance (over the box) of the
       noiseless 0° image / snr. ``snr`` None or inf: noiseless.
     - Shifts: gaussian in-plane shifts with std ``shift_std`` Å per image and axis (None: 1.5 px, as real
@@ -164,7 +166,7 @@ def simulate_dataset(
     coords = torch.from_numpy(half_grid(d)[0].astype(np.float64))
     rot_t = tilt_rotations(rot_p, angles)  # (n, T, 3, 3)
     ctf_p = np.stack([df_u, df_v, df_ang, np.full(n, voltage), np.full(n, cs), np.full(n, amplitude_contrast),
-                      np.zeros(n)], axis=1)  # fmt: skip
+                      np.full(n, float(phase_shift))], axis=1)  # fmt: skip
 
     def images(pi: np.ndarray, ti: np.ndarray) -> torch.Tensor:
         """Noiseless images for (particle, tilt) index pairs."""
@@ -235,7 +237,7 @@ def simulate_dataset(
             "rlnDefocusU": df_u[img_particle],
             "rlnDefocusV": df_v[img_particle],
             "rlnDefocusAngle": df_ang[img_particle],
-            "rlnPhaseShift": np.zeros(len(img_particle)),
+            "rlnPhaseShift": np.full(len(img_particle), float(phase_shift)),
             "rlnCtfBfactor": -4.0 * img_dose,
             "rlnCtfScalefactor": np.cos(np.deg2rad(img_angle)),
             "rlnOpticsGroup": np.ones(len(img_particle), dtype=np.int64),
