@@ -31,6 +31,7 @@ TRAIN_HELP = {
     "amp": "mixed precision on GPU",
     "preload": "load all images into RAM (default: memory-mapped, read lazily)",
     "invert": "invert image contrast",
+    "window": "soft circular real-space window on the images (0.75–0.95 of the box radius)",
 }
 LATENT_ONLY = ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "pooling")
 

@@ -34,6 +34,9 @@ class TiltSeriesDataset(Dataset):
     do not, a warning is issued and images are read from the memory-mapped stacks at each fetch instead
     (``self.preloaded`` says which). ``invert``: multiply the images by −1 (dark-on-light particles).
     ``norm``: (mean, std) of the Hartley images; default (0, std estimated from ≤ 1000 random images).
+    ``window``: (inner, outer) fractions of the box radius of a soft circular real-space window applied to every
+    image before its transform (1 within inner·D/2 of the centre, linear ramp to 0 at outer·D/2), as the published
+    tomoDRGN does by default; None: no window.
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class TiltSeriesDataset(Dataset):
         seed: int = 0,
         invert: bool = False,
         norm: tuple[float, float] | None = None,
+        window: tuple[float, float] | None = None,
     ) -> None:
         self.series = series
         if series.n_particles == 0:
@@ -60,6 +64,7 @@ class TiltSeriesDataset(Dataset):
         self.sequential = sequential
         self.seed = int(seed)
         self.invert = invert
+        self.window = None if window is None else soft_window(series.box_size, *window)
         self.epoch = 0
         self._fetches = np.zeros(series.n_particles, dtype=np.int64)
 
@@ -129,6 +134,8 @@ class TiltSeriesDataset(Dataset):
     def _raw_hartley(self, rows: np.ndarray) -> np.ndarray:
         """Symmetrized centred Hartley images (len(rows), d+1, d+1) float32, before normalisation."""
         imgs = self.series.read_images(rows)
+        if self.window is not None:
+            imgs = imgs * self.window
         if self.box_size != self.series.box_size:
             imgs = fourier_crop(imgs.astype(np.float64), self.box_size)
         if self.invert:
@@ -190,6 +197,15 @@ class TiltSeriesDataset(Dataset):
             "index": torch.tensor(index, dtype=torch.int64),
             "tilt_index": t.to(torch.int64),
         }
+
+
+def soft_window(d: int, inner: float, outer: float) -> np.ndarray:
+    """(d, d) real-space window, centre (d/2, d/2): 1 within inner·d/2 px, linear ramp to 0 at outer·d/2 px."""
+    if not 0 < inner < outer:
+        raise ValueError(f"window: need 0 < inner < outer (fractions of the box radius), got {inner}, {outer}")
+    ax = np.arange(d) - d / 2
+    r = np.hypot(*np.meshgrid(ax, ax, indexing="ij")) / (d / 2)
+    return np.clip((outer - r) / (outer - inner), 0.0, 1.0).astype(np.float32)
 
 
 def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -106,6 +106,7 @@ def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfi
         seed=config.seed,
         invert=config.invert,
         norm=norm,
+        window=config.window_radii,
     )
 
 
