@@ -274,3 +274,25 @@ def test_bad_arguments(tmp_path):
         simulate_dataset(tmp_path, box_size=16, n_particles=2, n_tilts=50)
     with pytest.raises(ValueError, match="snr"):
         simulate_dataset(tmp_path, box_size=16, n_particles=2, snr=0.0)
+
+
+def test_two_class_preset_balanced_and_phase_plate(tmp_path):
+    """2-class: exactly balanced labels, class 1 = class 0 without domain A; phase_shift reaches the STAR and the
+    images (a 90° phase plate turns the near-focus low-frequency CTF from ≈ amplitude contrast to ≈ 1)."""
+    two = get_preset("2-class")
+    assert two.reference.amplitudes.tolist() == [[1, 1, 1, 1], [1, 0, 1, 1]]
+    for n in (7, 144):
+        labels = two.sample(n, np.random.default_rng(3)).labels
+        assert np.bincount(labels).tolist() == [(n + 1) // 2, n // 2]
+    kw = dict(preset="2-class", n_particles=6, box_size=16, n_tilts=10, max_tilt=15.0, tilt_step=3.0, snr=None,
+              defocus_range=(5000.0, 5000.0), astigmatism=0.0, shift_std=0.0, seed=1)  # fmt: skip
+    plate = simulate_dataset(tmp_path / "vpp", phase_shift=90.0, **kw)
+    simulate_dataset(tmp_path / "plain", **kw)
+    df = starfile.read(plate.star_path)["particles"]
+    assert np.allclose(df["rlnPhaseShift"], 90.0)
+    assert np.abs(np.load(plate.truth_path)["tilt_scheme"]).max() <= 15.0
+    name = plate.particle_names[0]
+    a = mrcfile.read(tmp_path / "vpp" / "particles" / f"{name}.mrcs")
+    b = mrcfile.read(tmp_path / "plain" / "particles" / f"{name}.mrcs")
+    assert a.shape == b.shape == (10, 16, 16)
+    assert a.std() > 3 * b.std(), "the phase plate must raise the low-frequency contrast"

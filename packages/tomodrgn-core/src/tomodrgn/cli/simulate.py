@@ -16,6 +16,9 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         box_size=args.D,
         pixel_size=args.pixel_size,
         n_tilts=args.n_tilts,
+        max_tilt=args.max_tilt,
+        tilt_step=args.tilt_step,
+        phase_shift=args.phase_shift,
         dose_per_tilt=args.dose_per_tilt,
         snr=args.snr,
         drop_tilts=args.drop_tilts,
@@ -35,11 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="make a ground-truth tilt-series particle dataset")
     p.add_argument("outdir", type=Path, help="output folder (must be new or empty)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
-    p.add_argument("--preset", default="4-class", choices=["homogeneous", "4-class", "continuous"])
+    p.add_argument("--preset", default="4-class", choices=["homogeneous", "2-class", "4-class", "continuous"])
     p.add_argument("--n-particles", type=int, default=1000)
     p.add_argument("-D", type=int, default=32, help="box size (pixels)")
     p.add_argument("--pixel-size", type=float, default=None, help="Å/px (default: a 419.2 Å box)")
     p.add_argument("--n-tilts", type=int, default=41)
+    p.add_argument("--max-tilt", type=float, default=60.0, help="largest tilt of the dose-symmetric scheme (°)")
+    p.add_argument("--tilt-step", type=float, default=3.0, help="tilt increment (°)")
+    p.add_argument("--phase-shift", type=float, default=0.0, help="CTF phase shift (°; 90 for a phase plate)")
     p.add_argument("--dose-per-tilt", type=float, default=3.0, help="e⁻/Å² per tilt")
     p.add_argument("--snr", type=float, default=0.05)
     p.add_argument("--drop-tilts", type=int, default=0, help="each particle loses up to this many tilts")

@@ -38,6 +38,7 @@ TRAIN_HELP = {
     " with the optimisation set)",
     "val_tilts": "hold K tilt images of every particle out of training (seeded, spread over the tilt range) and"
     " report their error each epoch (val_loss in train.log, heldout.N.csv)",
+    "window": "soft circular real-space window on the images (0.75–0.95 of the box radius)",
 }
 LATENT_ONLY = ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "pooling")
 

@@ -38,6 +38,9 @@ class TiltSeriesDataset(Dataset):
     enters each image with (1; 2 for CTF-premultiplied images, see :func:`tomodrgn.physics.ctf.image_ctf`).
     ``tilt_rows``: the image rows (into ``series.images``) each particle may draw from (default: all its tilts);
     held-out validation tilts are left out this way (also from the normalisation estimate).
+    ``window``: (inner, outer) fractions of the box radius of a soft circular real-space window applied to every
+    image before its transform (1 within inner·D/2 of the centre, linear ramp to 0 at outer·D/2), as the published
+    tomoDRGN does by default; None: no window.
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class TiltSeriesDataset(Dataset):
         invert: bool = False,
         norm: tuple[float, float] | None = None,
         tilt_rows: list[np.ndarray] | None = None,
+        window: tuple[float, float] | None = None,
     ) -> None:
         self.series = series
         if series.n_particles == 0:
@@ -68,6 +72,7 @@ class TiltSeriesDataset(Dataset):
         self.sequential = sequential
         self.seed = int(seed)
         self.invert = invert
+        self.window = None if window is None else soft_window(series.box_size, *window)
         self.epoch = 0
         self._fetches = np.zeros(series.n_particles, dtype=np.int64)
 
@@ -145,6 +150,8 @@ class TiltSeriesDataset(Dataset):
     def _raw_hartley(self, rows: np.ndarray) -> np.ndarray:
         """Symmetrized centred Hartley images (len(rows), d+1, d+1) float32, before normalisation."""
         imgs = self.series.read_images(rows)
+        if self.window is not None:
+            imgs = imgs * self.window
         if self.box_size != self.series.box_size:
             imgs = fourier_crop(imgs.astype(np.float64), self.box_size)
         if self.invert:
@@ -207,6 +214,15 @@ class TiltSeriesDataset(Dataset):
             "index": torch.tensor(index, dtype=torch.int64),
             "tilt_index": t.to(torch.int64),
         }
+
+
+def soft_window(d: int, inner: float, outer: float) -> np.ndarray:
+    """(d, d) real-space window, centre (d/2, d/2): 1 within inner·d/2 px, linear ramp to 0 at outer·d/2 px."""
+    if not 0 < inner < outer:
+        raise ValueError(f"window: need 0 < inner < outer (fractions of the box radius), got {inner}, {outer}")
+    ax = np.arange(d) - d / 2
+    r = np.hypot(*np.meshgrid(ax, ax, indexing="ij")) / (d / 2)
+    return np.clip((outer - r) / (outer - inner), 0.0, 1.0).astype(np.float32)
 
 
 def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

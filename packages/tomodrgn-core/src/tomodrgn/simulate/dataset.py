@@ -83,6 +83,7 @@ def simulate_dataset(
     tomogram_shape: tuple[int, int, int] | None = None,
     shift_std: float | None = None,
     astigmatism: float = 400.0,
+    phase_shift: float = 0.0,
     dose_filter: bool = True,
     oversample: int = 2,
     progress: Callable[[int, int], None] | None = None,
@@ -99,7 +100,8 @@ def simulate_dataset(
       per particle in acquisition order. ``drop_tilts`` > 0: each particle loses 0…drop_tilts random tilts (never
       the 0° one; remaining doses unchanged).
     - CTF: defocus uniform in ``defocus_range`` per particle, astigmatism |U − V| uniform in [0, astigmatism] Å,
-      angle uniform in [0, 180)°; exposure filter exp(−N/2Ne(k)) unless ``dose_filter`` is False.
+      angle uniform in [0, 180)°; ``phase_shift`` (°, e.g. 90 for a Volta phase plate) added to the CTF phase of
+      every image and written as ``_rlnPhaseShift``; exposure filter exp(−N/2Ne(k)) unless ``dose_filter`` is False.
     - Noise: white gaussian with variance σ₀²/cos θ, σ₀² = mean over particles of the variance (over the box) of the
       noiseless 0° image / snr. ``snr`` None or inf: noiseless.
     - Shifts: gaussian in-plane shifts with std ``shift_std`` Å per image and axis (None: 1.5 px, as real
@@ -205,7 +207,7 @@ def simulate_dataset(
     coords = torch.from_numpy(half_grid(d)[0].astype(np.float64))
     rot_t = tilt_rotations(rot_p, angles)  # (n, T, 3, 3)
     ctf_all = np.concatenate(
-        [ctf_img, np.broadcast_to(np.array([voltage, cs, amplitude_contrast, 0.0]), (n, t, 4))], axis=-1
+        [ctf_img, np.broadcast_to(np.array([voltage, cs, amplitude_contrast, float(phase_shift)]), (n, t, 4))], axis=-1
     )  # (n, T, 7) per image
 
     def images(pi: np.ndarray, ti: np.ndarray) -> torch.Tensor:
@@ -279,7 +281,7 @@ def simulate_dataset(
             "rlnDefocusU": img_ctf[:, 0],
             "rlnDefocusV": img_ctf[:, 1],
             "rlnDefocusAngle": img_ctf[:, 2],
-            "rlnPhaseShift": np.zeros(len(img_particle)),
+            "rlnPhaseShift": np.full(len(img_particle), float(phase_shift)),
             "rlnCtfBfactor": -4.0 * img_dose,
             "rlnCtfScalefactor": np.cos(np.deg2rad(img_angle)),
             "rlnOpticsGroup": np.ones(len(img_particle), dtype=np.int64),
@@ -305,6 +307,7 @@ def simulate_dataset(
             origin=origins, rotation=rot_p, tilt_deg=angles, dose=doses, keep=keep, tilt_defocus=tilt_defocus,
             pixel_size=apix, box_size=d, tomogram_shape=tomogram_shape, voltage=voltage, cs=cs,
             amplitude_contrast=amplitude_contrast, stack_names=[f"particles/{p}.mrcs" for p in names],
+            phase_shift=phase_shift,
         )  # fmt: skip
     labels_path = outdir / "labels.txt"
     np.savetxt(labels_path, conf.labels, fmt="%d")

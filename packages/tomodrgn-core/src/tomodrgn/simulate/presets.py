@@ -3,6 +3,8 @@
 - ``homogeneous``: the complete ribosome-like molecule, one class.
 - ``4-class``: compositional heterogeneity like assembly intermediates: class 0 complete, class 1 lacks domain A,
   class 2 lacks B, class 3 lacks C (each domain ~15–20 % of the mass); classes drawn uniformly.
+- ``2-class``: two assembly states of the same molecule: class 0 complete, class 1 lacks domain A; exactly
+  balanced (⌈n/2⌉ / ⌊n/2⌋ particles, in random order) so small datasets have equal classes.
 - ``continuous``: a core plus one domain swinging along a 120° arc; the path coordinate s ~ U(0, 1) is the continuous
   ground truth, the label is s discretised into :data:`N_CONTINUOUS_BINS` bins (one reference volume per bin
   centre).
@@ -45,12 +47,12 @@ class Preset:
     sample: Callable[[int, np.random.Generator], Conformations]
 
 
-def _discrete(name: str, phantom: Phantom, membership: np.ndarray) -> Preset:
+def _discrete(name: str, phantom: Phantom, membership: np.ndarray, balanced: bool = False) -> Preset:
     k, c = membership.shape
     ref = Conformations(np.arange(k), np.full(k, np.nan), membership.astype(np.float64), np.zeros((k, c, 3)))
 
     def sample(n: int, rng: np.random.Generator) -> Conformations:
-        labels = rng.integers(0, k, size=n)
+        labels = rng.permutation(np.arange(n) % k) if balanced else rng.integers(0, k, size=n)
         return Conformations(labels, np.full(n, np.nan), ref.amplitudes[labels], np.zeros((n, c, 3)))
 
     return Preset(name, phantom, ref, sample)
@@ -73,14 +75,16 @@ def _continuous() -> Preset:
 
 
 def get_preset(name: str) -> Preset:
-    """Preset by name: ``homogeneous``, ``4-class`` or ``continuous``."""
+    """Preset by name: ``homogeneous``, ``2-class``, ``4-class`` or ``continuous``."""
     if name == "homogeneous":
         return _discrete(name, ribosome_like(), np.ones((1, 4)))
     if name == "4-class":
         return _discrete(name, ribosome_like(), 1.0 - np.vstack([np.zeros(4), np.eye(4)[1:]]))
+    if name == "2-class":
+        return _discrete(name, ribosome_like(), np.array([[1.0, 1, 1, 1], [1, 0, 1, 1]]), balanced=True)
     if name == "continuous":
         return _continuous()
     raise InputError(f"unknown simulation preset {name!r}; choose one of {PRESETS}")
 
 
-PRESETS = ("homogeneous", "4-class", "continuous")
+PRESETS = ("homogeneous", "2-class", "4-class", "continuous")

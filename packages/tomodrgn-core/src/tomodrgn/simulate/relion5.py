@@ -69,6 +69,7 @@ def write_relion5(
     cs: float,
     amplitude_contrast: float,
     stack_names: list[str],
+    phase_shift: float = 0.0,
 ) -> Path:
     """Write the 2-D stack set of a simulated dataset; returns the optimisation set's path.
 
@@ -113,7 +114,7 @@ def write_relion5(
                 "rlnDefocusU": tilt_defocus[g, :, 0],
                 "rlnDefocusV": tilt_defocus[g, :, 1],
                 "rlnDefocusAngle": tilt_defocus[g, :, 2],
-                "rlnPhaseShift": np.zeros(t),
+                "rlnPhaseShift": np.full(t, float(phase_shift)),
                 "rlnCtfScalefactor": np.cos(np.deg2rad(tilt_deg)),
                 "rlnMicrographPreExposure": pre,
             }

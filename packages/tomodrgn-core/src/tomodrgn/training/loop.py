@@ -117,6 +117,7 @@ def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfi
         invert=config.invert,
         norm=norm,
         tilt_rows=rows,
+        window=config.window_radii,
     )
 
 
