@@ -332,7 +332,9 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
     device = ctx.device
     norm = tuple(state["dataset"]["norm"]) if state is not None else None
     if not isinstance(star_or_series, ParticleSeries):
-        star_or_series = read_particles_checked(star_or_series, pixel_size=config.pixel_size)
+        star_or_series = read_particles_checked(
+            star_or_series, pixel_size=config.pixel_size, tomograms_star=config.tomograms_star
+        )
     ds = make_dataset(select_particles(star_or_series, first=config.first, ind=config.ind), config, norm=norm)
     D = ds.box_size
     voltage = float(np.median(ds.series.voltage))
