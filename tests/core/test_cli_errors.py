@@ -179,8 +179,8 @@ def test_epoch_lines_on_stdout_without_progress_noise(run, sim, tmp_path):
 
 
 def test_diverging_run_stops_and_keeps_its_last_good_checkpoint(sim, tmp_path, cli_in):
-    """lr 0.7 on this dataset: epoch 1 is finite, the loss is not finite in epoch 2 (measured: inf at step 2 of 3; lr 0.6
-    trains 6 epochs, lr ≥ 0.8 diverges in epoch 1 before any checkpoint)."""
+    """lr 0.7 on this dataset: epoch 1 is finite, the loss is not finite in epoch 2 (measured: inf at step 2 of 3;
+    lr 0.6 trains 6 epochs, lr ≥ 0.8 diverges in epoch 1 before any checkpoint)."""
     out = tmp_path / "nan"
     res = cli_in("train_vae", sim.star_path, "-o", out, *TINY, "--epochs", "6", "--lr", "0.7")
     msg = assert_user_error(res, "training stopped", "--lr 0.7", "pixel size")
