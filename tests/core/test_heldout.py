@@ -18,7 +18,8 @@ from tomodrgn.io.errors import InputError
 from tomodrgn.io.particles import read_particles
 from tomodrgn.simulate import simulate_dataset
 from tomodrgn.training import TrainConfig, iter_train
-from tomodrgn.training.loop import EpochEvent, make_dataset
+from tomodrgn.training.loop import EpochEvent
+from tomodrgn.training.setup import make_dataset
 from tomodrgn.training.validation import heldout_set, heldout_split
 
 WORKER = Path(__file__).with_name("_train_worker.py")

@@ -18,8 +18,9 @@ from tomodrgn.simulate import simulate_dataset
 from tomodrgn.simulate.forward import sample_spectra, volume_spectra
 from tomodrgn.training import TrainConfig, iter_train, load_model, train, write_volume
 from tomodrgn.training.checkpoint import list_checkpoints, load_checkpoint
-from tomodrgn.training.loop import EpochEvent, StepEvent, particle_noise
+from tomodrgn.training.loop import EpochEvent, StepEvent
 from tomodrgn.training.loss import gather_image_pixels, render_pixels
+from tomodrgn.training.step import particle_noise
 
 TINY = dict(enc_arch_a="16x1", enc_arch_b="16x1", embed_dim=8, dec_arch="32x2", device="cpu", backend="torch")
 
@@ -203,7 +204,7 @@ def test_beta_schedule_and_default():
 def test_encoder_images_dose_order_and_phase_flip():
     from tomodrgn.physics.ctf import compute_ctf
     from tomodrgn.physics.lattice import Lattice
-    from tomodrgn.training.loop import encoder_images
+    from tomodrgn.training.step import encoder_images
 
     torch.manual_seed(0)
     lat = half_lattice(16, 2.0)  # 2 Å pixels: the CTF changes sign inside the box

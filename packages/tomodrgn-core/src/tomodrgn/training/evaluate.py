@@ -16,7 +16,8 @@ from tomodrgn.physics.hartley import iht3_center
 from tomodrgn.training import checkpoint as ck
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.distributed import resolve_device
-from tomodrgn.training.loop import build_model, encode_particles, make_dataset
+from tomodrgn.training.setup import build_model, make_dataset
+from tomodrgn.training.step import encode_particles
 
 
 @dataclass

@@ -8,7 +8,6 @@ all-reduced over processes. Rank 0 writes ``config.json``, ``train.log``, checkp
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 import sys
@@ -24,23 +23,20 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import record_function
 from torch.utils.data import DataLoader, DistributedSampler
 
-from tomodrgn.data.dataset import TiltSeriesDataset, collate
+from tomodrgn.data.dataset import collate
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.particles import ParticleSeries
 from tomodrgn.io.selection import read_particles_checked, select_particles
-from tomodrgn.kernels import HalfLattice, half_lattice, masked_lattice
-from tomodrgn.models.encoder import phase_flip
-from tomodrgn.models.mlp import parse_arch
-from tomodrgn.models.vae import TomoDRGN
-from tomodrgn.physics.lattice import Lattice
-from tomodrgn.physics.pose import center_hartley_images
+from tomodrgn.kernels import half_lattice
 from tomodrgn.training import checkpoint as ck
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum, init_distributed, shutdown
 from tomodrgn.training.guard import TrainingDiverged, all_finite, divergence_message, prepare_outdir, remove_created
-from tomodrgn.training.loss import beta_at, combine, default_beta, gather_image_pixels, loss_terms, render_pixels
+from tomodrgn.training.loss import beta_at, combine, default_beta
 from tomodrgn.training.run_dir import check_run_dir
-from tomodrgn.training.validation import evaluate_heldout, heldout_set, heldout_split, write_heldout
+from tomodrgn.training.setup import build_model, dataset_metadata, make_dataset
+from tomodrgn.training.step import batch_forward, encode_particles, particle_noise
+from tomodrgn.training.validation import evaluate_heldout, heldout_set, write_heldout
 
 
 @dataclass
@@ -82,169 +78,6 @@ class RunResult:
     history: list[EpochEvent] = field(default_factory=list)
 
 
-# ------------------------------------------------------------------------------------------------------ building
-def build_model(config: TrainConfig, D: int, n_tilts: int) -> TomoDRGN:
-    return TomoDRGN(
-        D=D,
-        zdim=config.latent_dim,
-        n_tilts=n_tilts,
-        enc_arch_a=parse_arch(config.enc_arch_a),
-        enc_arch_b=parse_arch(config.enc_arch_b),
-        embed_dim=config.embed_dim,
-        pooling=config.pooling,
-        dec_arch=parse_arch(config.dec_arch),
-        feat_sigma=config.feat_sigma,
-        n_features=config.n_features,
-        enc_mask=config.enc_mask,
-        encoder=config.encoder,
-    )
-
-
-def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfig, norm=None) -> TiltSeriesDataset:
-    series = (
-        star_or_series
-        if isinstance(star_or_series, ParticleSeries)
-        else read_particles_checked(star_or_series, pixel_size=config.pixel_size, tomograms_star=config.tomograms_star)
-    )
-    rows = heldout_split(series, config.val_tilts, config.seed)[0] if config.val_tilts else None
-    return TiltSeriesDataset(
-        series,
-        n_tilts=config.n_tilts,
-        sequential=config.sequential_tilts,
-        box_size=config.box_size,
-        preload=config.preload,
-        seed=config.seed,
-        invert=config.invert,
-        norm=norm,
-        tilt_rows=rows,
-        window=config.window_radii,
-    )
-
-
-def particle_noise(seed: int, epoch: int, index: np.ndarray, zdim: int) -> torch.Tensor:
-    """Standard-normal ε (B, zdim) as a hash of (seed, epoch, particle, dimension): identical however the batch is
-    split across processes, so one process and N processes train the same model."""
-    with np.errstate(over="ignore"):
-        x = (
-            np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-            + np.uint64(epoch) * np.uint64(0xBF58476D1CE4E5B9)
-            + np.asarray(index, dtype=np.uint64)[:, None] * np.uint64(0x94D049BB133111EB)
-            + np.arange(2 * zdim, dtype=np.uint64)[None, :] * np.uint64(0x2545F4914F6CDD1D)
-        )
-        x = x ^ (x >> np.uint64(30))  # splitmix64 finaliser
-        x = x * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> np.uint64(27))
-        x = x * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    u = ((x >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
-    u1, u2 = u[:, :zdim], u[:, zdim:]
-    return torch.from_numpy(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).to(torch.float32)
-
-
-@functools.lru_cache(maxsize=8)
-def _lattice_freqs(D: int, pixel_size: float) -> torch.Tensor:
-    """((D+1)², 2) float32 (kx, ky) in Å⁻¹ of the full lattice, built once per (D, pixel size), not every step."""
-    return torch.from_numpy(Lattice(D).freqs2d(pixel_size)).to(torch.float32)
-
-
-def encoder_images(
-    images: torch.Tensor,
-    ctf: torch.Tensor,
-    lattice: HalfLattice,
-    config: TrainConfig,
-    dose: torch.Tensor | None = None,
-    origin: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The encoder's input: images (B, T, D+1, D+1), centred by their RELION origins ``origin`` (B, T, 2) Å (as the
-    published tomoDRGN does before encoding), then phase-flipped by the CTF when ``config.phase_flip``.
-
-    With the per-tilt encoder and ``concatenate`` pooling the tilts of each particle are put in order of cumulative
-    dose (acquisition order), so that each slot of the concatenated embedding has a consistent meaning however the
-    tilts were sampled.
-    """
-    freqs = _lattice_freqs(lattice.D, lattice.pixel_size).to(images.device)
-    if origin is not None and bool(torch.any(origin != 0)):
-        images = center_hartley_images(images, freqs, origin.to(images.dtype))
-    if config.phase_flip:
-        images = phase_flip(images, ctf, freqs)
-    if config.encoder == "per-tilt" and config.pooling == "concatenate" and dose is not None:
-        order = torch.argsort(dose, dim=1, stable=True)
-        images = torch.take_along_dim(images, order[:, :, None, None], dim=1)
-    return images
-
-
-@torch.no_grad()
-def encode_particles(
-    model: TomoDRGN,
-    ds: TiltSeriesDataset,
-    indices: list[int] | np.ndarray,
-    lattice: HalfLattice,
-    config: TrainConfig,
-    device: torch.device | str,
-    batch_size: int = 64,
-    num_workers: int = 0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Encoder pass (no sampling) over particles ``indices`` of ``ds``: (indices, μ, log σ²) as numpy arrays."""
-    loader = DataLoader(ds, batch_size=batch_size, sampler=list(indices), collate_fn=collate, num_workers=num_workers)
-    idx, mus, lvs = [], [], []
-    for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        images = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"], batch["shift"])
-        mu, lv = model.encode(images, batch["rotation"])
-        idx.append(batch["index"].cpu().numpy())
-        mus.append(mu.float().cpu().numpy())
-        lvs.append(lv.float().cpu().numpy())
-    return np.concatenate(idx), np.concatenate(mus), np.concatenate(lvs)
-
-
-def batch_forward(
-    model: torch.nn.Module,
-    decoder_fm: torch.Tensor,
-    lattice: HalfLattice,
-    batch: dict[str, torch.Tensor],
-    config: TrainConfig,
-    eps: torch.Tensor | None,
-    backend: str,
-):
-    """Forward model on one batch (on device): returns (LossTerms, μ, log σ²)."""
-    images = batch["images"]
-    b, t = images.shape[:2]
-    n = b * t
-    dose = batch["dose"].reshape(n)
-    with record_function("tomodrgn.lattice_mask"):
-        ml = masked_lattice(
-            lattice,
-            batch["rotation"].reshape(n, 3, 3),
-            dose,
-            batch["mid_dose"].reshape(n),
-            batch["tilt_weight"].reshape(n),
-            feature_matrix=decoder_fm if images.device.type == "cuda" else None,  # CPU: featurised after the flip
-            backend=backend,
-        )
-        point_particle = torch.div(ml.image, t, rounding_mode="floor")
-    use_amp = config.amp and images.device.type == "cuda"
-    enc_in = None
-    if config.latent_dim:
-        with record_function("tomodrgn.encoder_input"):
-            enc_in = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"], batch["shift"])
-    with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        h_pos, h_neg, mu, logvar = model(enc_in, ml.coords, ml.features, point_particle, eps, batch["rotation"])
-    with record_function("tomodrgn.render_loss"):
-        h_pos, h_neg = h_pos.float(), h_neg.float()
-        pred_pos, pred_neg = render_pixels(
-            h_pos,
-            h_neg,
-            lattice,
-            ml,
-            batch["ctf"].reshape(n, -1),
-            batch["shift"].reshape(n, 2),
-            dose if config.dose_filter else None,
-        )
-        img_pos, img_neg = gather_image_pixels(images.reshape(n, *images.shape[2:]), lattice, ml)
-        terms = loss_terms(pred_pos, pred_neg, img_pos, img_neg, ml.weight, mu, logvar, b)
-    return terms, mu, logvar
-
-
 def _rng_state() -> dict:
     st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -258,22 +91,6 @@ def _set_rng_state(st: dict) -> None:
     random.setstate(st["python"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def dataset_metadata(ds: TiltSeriesDataset, voltage: float) -> dict:
-    s = ds.series
-    return {
-        "star_path": str(s.star_path),
-        "flavour": s.flavour,
-        "n_particles": s.n_particles,
-        "box_size": ds.box_size,
-        "box_size_on_disk": s.box_size,
-        "pixel_size": ds.pixel_size,
-        "norm": list(ds.norm),
-        "n_tilts": ds.n_tilts,
-        "voltage": voltage,
-        "lattice": "half lattice, circular mask radius D/2 px, DC excluded, dose mask mid-dose < optimal exposure",
-    }
 
 
 # ---------------------------------------------------------------------------------------------------- the loop

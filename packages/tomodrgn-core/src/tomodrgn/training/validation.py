@@ -97,7 +97,7 @@ def particle_errors(
     of ``mu_all`` (n_particles, zdim) when given: latents already computed from the same tilts), or the single latent
     ``z`` (zdim,) if given (then no μ is returned).
     """
-    from tomodrgn.training.loop import encoder_images  # the loop imports this module
+    from tomodrgn.training.step import encoder_images
 
     device = torch.device(device)
     fm = model.decoder.feature_matrix
@@ -222,7 +222,7 @@ def heldout_scores(
     """
     from tomodrgn.kernels import half_lattice
     from tomodrgn.training.evaluate import load_model
-    from tomodrgn.training.loop import make_dataset
+    from tomodrgn.training.setup import make_dataset  # set-up imports this module
 
     tm = load_model(run_dir, epoch, device)
     cfg = tm.config
