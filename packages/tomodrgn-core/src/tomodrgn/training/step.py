@@ -11,7 +11,7 @@ from torch.profiler import record_function
 from torch.utils.data import DataLoader
 
 from tomodrgn.data.dataset import TiltSeriesDataset, collate
-from tomodrgn.kernels import HalfLattice, masked_lattice
+from tomodrgn.kernels import HalfLattice, MaskedLattice, masked_lattice
 from tomodrgn.models.encoder import phase_flip
 from tomodrgn.models.vae import TomoDRGN
 from tomodrgn.physics.lattice import Lattice
@@ -106,39 +106,64 @@ def batch_forward(
     backend: str,
 ):
     """Forward model on one batch (on device): returns (LossTerms, μ, log σ²)."""
-    images = batch["images"]
-    b, t = images.shape[:2]
-    n = b * t
-    dose = batch["dose"].reshape(n)
+    b = batch["images"].shape[0]
     with record_function("tomodrgn.lattice_mask"):
-        ml = masked_lattice(
-            lattice,
-            batch["rotation"].reshape(n, 3, 3),
-            dose,
-            batch["mid_dose"].reshape(n),
-            batch["tilt_weight"].reshape(n),
-            feature_matrix=decoder_fm if images.device.type == "cuda" else None,  # CPU: featurised after the flip
-            backend=backend,
-        )
-        point_particle = torch.div(ml.image, t, rounding_mode="floor")
-    use_amp = config.amp and images.device.type == "cuda"
+        ml, point_particle = batch_lattice(lattice, batch, decoder_fm, backend)
+    use_amp = config.amp and batch["images"].device.type == "cuda"
     enc_in = None
     if config.latent_dim:
         with record_function("tomodrgn.encoder_input"):
             enc_in = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"], batch["shift"])
-    with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=use_amp):
+    with torch.autocast(device_type=batch["images"].device.type, dtype=torch.bfloat16, enabled=use_amp):
         h_pos, h_neg, mu, logvar = model(enc_in, ml.coords, ml.features, point_particle, eps, batch["rotation"])
     with record_function("tomodrgn.render_loss"):
-        h_pos, h_neg = h_pos.float(), h_neg.float()
-        pred_pos, pred_neg = render_pixels(
-            h_pos,
-            h_neg,
-            lattice,
-            ml,
-            batch["ctf"].reshape(n, -1),
-            batch["shift"].reshape(n, 2),
-            dose if config.dose_filter else None,
-        )
-        img_pos, img_neg = gather_image_pixels(images.reshape(n, *images.shape[2:]), lattice, ml)
+        (pred_pos, pred_neg), (img_pos, img_neg) = rendered_and_observed(h_pos, h_neg, lattice, ml, batch, config)
         terms = loss_terms(pred_pos, pred_neg, img_pos, img_neg, ml.weight, mu, logvar, b)
     return terms, mu, logvar
+
+
+def batch_lattice(
+    lattice: HalfLattice, batch: dict[str, torch.Tensor], feature_matrix: torch.Tensor | None, backend: str
+) -> tuple[MaskedLattice, torch.Tensor]:
+    """The kept (dose-allowed) half-lattice points of a batch's B × T images and each point's particle in the batch.
+
+    ``feature_matrix`` featurises the points inside the kernel on CUDA (on CPU the decoder featurises them).
+    """
+    images = batch["images"]
+    b, t = images.shape[:2]
+    n = b * t
+    ml = masked_lattice(
+        lattice,
+        batch["rotation"].reshape(n, 3, 3),
+        batch["dose"].reshape(n),
+        batch["mid_dose"].reshape(n),
+        batch["tilt_weight"].reshape(n),
+        feature_matrix=feature_matrix if images.device.type == "cuda" else None,
+        backend=backend,
+    )
+    return ml, torch.div(ml.image, t, rounding_mode="floor")
+
+
+def rendered_and_observed(
+    h_pos: torch.Tensor,
+    h_neg: torch.Tensor,
+    lattice: HalfLattice,
+    ml: MaskedLattice,
+    batch: dict[str, torch.Tensor],
+    config: TrainConfig,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """((predicted at k, at −k), (observed at k, at −k)) pixels of a batch's kept points, from decoded Hartley
+    values: CTF (² when premultiplied), exposure filter when ``config.dose_filter``, origin shift."""
+    images = batch["images"]
+    n = images.shape[0] * images.shape[1]
+    dose = batch["dose"].reshape(n)
+    pred = render_pixels(
+        h_pos.float(),
+        h_neg.float(),
+        lattice,
+        ml,
+        batch["ctf"].reshape(n, -1),
+        batch["shift"].reshape(n, 2),
+        dose if config.dose_filter else None,
+    )
+    return pred, gather_image_pixels(images.reshape(n, *images.shape[2:]), lattice, ml)

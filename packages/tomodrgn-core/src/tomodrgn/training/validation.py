@@ -27,9 +27,8 @@ import torch
 from tomodrgn.data.dataset import TiltSeriesDataset, collate
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.particles import ParticleSeries
-from tomodrgn.kernels import HalfLattice, masked_lattice
+from tomodrgn.kernels import HalfLattice
 from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum
-from tomodrgn.training.loss import gather_image_pixels, render_pixels
 
 SEED_TAG = 0x76616C  # mixed into the held-out choice's seed ("val")
 
@@ -97,7 +96,7 @@ def particle_errors(
     of ``mu_all`` (n_particles, zdim) when given: latents already computed from the same tilts), or the single latent
     ``z`` (zdim,) if given (then no μ is returned).
     """
-    from tomodrgn.training.step import encoder_images
+    from tomodrgn.training.step import batch_lattice, encoder_images, rendered_and_observed
 
     device = torch.device(device)
     fm = model.decoder.feature_matrix
@@ -105,7 +104,7 @@ def particle_errors(
     for start in range(0, len(indices), batch_size):
         chunk = [int(i) for i in indices[start : start + batch_size]]
         held = {k: v.to(device) for k, v in collate([val.heldout[i] for i in chunk]).items()}
-        b, t = held["images"].shape[:2]
+        b = held["images"].shape[0]
         mu = None
         if model.encoder is not None and z is None and mu_all is not None:
             mu = torch.as_tensor(mu_all[chunk], dtype=torch.float32, device=device)
@@ -116,29 +115,9 @@ def particle_errors(
             mu = model.encode(images, enc["rotation"])[0].float()
             mus.append(mu.cpu().numpy())
         latent = mu if z is None else z.to(device, torch.float32).expand(b, -1)
-        n = b * t
-        dose = held["dose"].reshape(n)
-        ml = masked_lattice(
-            lattice,
-            held["rotation"].reshape(n, 3, 3),
-            dose,
-            held["mid_dose"].reshape(n),
-            held["tilt_weight"].reshape(n),
-            feature_matrix=fm if held["images"].device.type == "cuda" else None,
-            backend=config.backend,
-        )
-        point_particle = torch.div(ml.image, t, rounding_mode="floor")
+        ml, point_particle = batch_lattice(lattice, held, fm, config.backend)
         h_pos, h_neg = model.decoder(ml.coords, ml.features, latent, point_particle if latent is not None else None)
-        pred_pos, pred_neg = render_pixels(
-            h_pos.float(),
-            h_neg.float(),
-            lattice,
-            ml,
-            held["ctf"].reshape(n, -1),
-            held["shift"].reshape(n, 2),
-            dose if config.dose_filter else None,
-        )
-        img_pos, img_neg = gather_image_pixels(held["images"].reshape(n, *held["images"].shape[2:]), lattice, ml)
+        (pred_pos, pred_neg), (img_pos, img_neg) = rendered_and_observed(h_pos, h_neg, lattice, ml, held, config)
         err = ml.weight * ((pred_pos - img_pos) ** 2 + (pred_neg - img_neg) ** 2)
         sse.append(torch.zeros(b, device=device).index_add_(0, point_particle, err).cpu().numpy())
         wsum.append(2.0 * torch.zeros(b, device=device).index_add_(0, point_particle, ml.weight).cpu().numpy())
