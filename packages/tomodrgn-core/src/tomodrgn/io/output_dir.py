@@ -8,10 +8,28 @@ the run's files). Default output folders inside a run (``RUN/analyze.N`` …) ar
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from tomodrgn.io.errors import InputError
-from tomodrgn.training.run_dir import _check_writable
+
+
+def check_writable(folder: str | Path) -> None:
+    """OSError (EROFS or EACCES, naming the folder) when ``folder``, or the folder it would be made in, cannot be
+    written: a read-only output folder fails at once, not after the data were read."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        code = errno.EROFS if os.statvfs(existing).f_flag & os.ST_RDONLY else errno.EACCES
+        raise OSError(code, os.strerror(code), str(existing))
+
+
+def folder_listing(folder: Path, shown: int) -> str:
+    """The first ``shown`` entry names of ``folder`` and how many more ("a, b, c and 4 more"); "" when empty."""
+    content = sorted(p.name for p in folder.iterdir())
+    return ", ".join(content[:shown]) + (f" and {len(content) - shown} more" if len(content) > shown else "")
 
 
 def check_output_dir(path: str | Path, overwrite: bool = False, what: str = "-o") -> Path:
@@ -20,12 +38,11 @@ def check_output_dir(path: str | Path, overwrite: bool = False, what: str = "-o"
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{what} {path}: exists and is not a folder")
-    _check_writable(path)
+    check_writable(path)
     if overwrite or not path.is_dir():
         return path
-    content = sorted(p.name for p in path.iterdir())
-    if content:
-        shown = ", ".join(content[:3]) + (f" and {len(content) - 3} more" if len(content) > 3 else "")
+    shown = folder_listing(path, 3)
+    if shown:
         raise InputError(
             f"{what} {path}: the folder is not empty ({shown}); pass --overwrite to write into it, or choose "
             "another folder"
@@ -49,5 +66,5 @@ def check_output_file(path: str | Path, overwrite: bool = False, what: str = "-o
         raise InputError(f"{what} {path}: is a folder, not a file name")
     if path.exists() and not overwrite:
         raise InputError(f"{what} {path}: the file exists; pass --overwrite to replace it, or choose another name")
-    _check_writable(path.parent)
+    check_writable(path.parent)
     return path

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from tomodrgn.io.errors import InputError
+from tomodrgn.io.output_dir import check_writable, folder_listing
 
 #: names of the files and folders a training run (and ``tomodrgn analyze`` inside it) writes
 RUN_FILE = re.compile(
@@ -41,27 +42,15 @@ def check_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = Fa
         raise InputError("give --resume or --overwrite, not both")
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: the output folder is a file")
-    _check_writable(outdir)
+    check_writable(outdir)
     if resume or overwrite or not outdir.exists():
         return
-    content = sorted(p.name for p in outdir.iterdir())
-    if content:
-        shown = ", ".join(content[:4]) + (f" and {len(content) - 4} more" if len(content) > 4 else "")
+    shown = folder_listing(outdir, 4)
+    if shown:
         raise InputError(
             f"{outdir}: the output folder is not empty ({shown}); use --resume to continue the run in it, "
             "--overwrite to delete the old run's files first, or another -o folder"
         )
-
-
-def _check_writable(outdir: Path) -> None:
-    """OSError (EROFS or EACCES, naming the folder) when ``outdir``, or the folder it would be made in, cannot be
-    written: a read-only output folder fails at once, not after the data were read."""
-    existing = outdir.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
-        code = errno.EROFS if os.statvfs(existing).f_flag & os.ST_RDONLY else errno.EACCES
-        raise OSError(code, os.strerror(code), str(existing))
 
 
 def prepare_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = False) -> list[Path]:
