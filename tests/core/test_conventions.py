@@ -12,15 +12,12 @@ import pytest
 import torch
 import torch_ctf
 from _independent_sim import make_dataset, relion_matrix
+from _render_check import render_error
 
-from tomodrgn.data import TiltSeriesDataset, collate
 from tomodrgn.io.particles import read_particles
-from tomodrgn.kernels import half_lattice, masked_lattice
 from tomodrgn.physics.ctf import compute_ctf
 from tomodrgn.physics.pose import euler_to_matrix, matrix_to_euler
-from tomodrgn.simulate.forward import sample_spectra, volume_spectra
 from tomodrgn.training import TrainConfig, load_model, train
-from tomodrgn.training.loss import gather_image_pixels, render_pixels
 
 
 def _fsc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -67,33 +64,13 @@ def independent(tmp_path_factory):
     return make_dataset(out)
 
 
-def _render_error(series, vol, origin_sign: float) -> float:
-    """Relative error between the images and our forward model (truth map → slice → CTF · dose · shift)."""
-    ds = TiltSeriesDataset(series, sequential=True)
-    n_p = 6
-    b = collate([ds[i] for i in range(n_p)])
-    n = n_p * ds.n_tilts
-    lat = half_lattice(ds.box_size, ds.pixel_size, 300.0)
-    dose = b["dose"].reshape(n)
-    ml = masked_lattice(
-        lat, b["rotation"].reshape(n, 3, 3), dose, b["mid_dose"].reshape(n), b["tilt_weight"].reshape(n)
-    )
-    f = sample_spectra(volume_spectra(vol[None], 4), ml.coords.double())[:, 0]
-    h_pos, h_neg = ((f.real - f.imag) / ds.norm[1]).float(), ((f.real + f.imag) / ds.norm[1]).float()
-    d1 = ds.box_size + 1
-    img = torch.cat(gather_image_pixels(b["images"].reshape(n, d1, d1), lat, ml))
-    shift = origin_sign * b["shift"].reshape(n, 2)
-    pred = torch.cat(render_pixels(h_pos, h_neg, lat, ml, b["ctf"].reshape(n, -1), shift, dose))
-    return float(torch.linalg.norm(pred - img) / torch.linalg.norm(img))
-
-
 def test_reader_and_forward_model_match_independent_images(independent):
     """Poses, pixel origins, CTF (phase plate, astigmatism) and dose read from a Warp 1 STAR reproduce the images."""
     star, vol, truth = independent
     series = read_particles(star)
     np.testing.assert_allclose(series.shift / series.pixel_size, truth["origin_px"], atol=1e-5)
-    right = _render_error(series, vol, +1.0)
-    flipped = _render_error(series, vol, -1.0)
+    right = render_error(series, vol, +1.0)
+    flipped = render_error(series, vol, -1.0)
     assert right < 0.03, right
     assert flipped > 10 * right, (right, flipped)
 

@@ -14,20 +14,18 @@ import numpy as np
 import pytest
 import starfile
 import torch
+from _render_check import render_error
 
 from tomodrgn import api
 from tomodrgn.analysis.metrics import cc
-from tomodrgn.data import TiltSeriesDataset, collate
+from tomodrgn.data import TiltSeriesDataset
 from tomodrgn.io.mrc import read_mrc
 from tomodrgn.io.particles import read_particles
-from tomodrgn.kernels import half_lattice, masked_lattice
 from tomodrgn.models.encoder import phase_flip
 from tomodrgn.physics.ctf import compute_ctf
 from tomodrgn.physics.lattice import Lattice
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.simulate.forward import sample_spectra, volume_spectra
 from tomodrgn.training import TrainConfig, load_model, train
-from tomodrgn.training.loss import gather_image_pixels, render_pixels
 
 D = 32
 
@@ -68,28 +66,6 @@ def sets(tmp_path_factory):
     return sim, plain, prem, read_mrc(sim.volume_paths[0])[0]
 
 
-def _render_error(series, vol, treat_as_plain: bool = False) -> float:
-    """Relative error between the images and the forward model (true map → slice → CTF^p · dose · shift)."""
-    ds = TiltSeriesDataset(series, sequential=True)
-    n_p = 6
-    b = collate([ds[i] for i in range(n_p)])
-    n = n_p * ds.n_tilts
-    lat = half_lattice(ds.box_size, ds.pixel_size, 300.0)
-    dose = b["dose"].reshape(n)
-    ml = masked_lattice(
-        lat, b["rotation"].reshape(n, 3, 3), dose, b["mid_dose"].reshape(n), b["tilt_weight"].reshape(n)
-    )
-    f = sample_spectra(volume_spectra(vol[None], 4), ml.coords.double())[:, 0]
-    h_pos, h_neg = ((f.real - f.imag) / ds.norm[1]).float(), ((f.real + f.imag) / ds.norm[1]).float()
-    d1 = ds.box_size + 1
-    img = torch.cat(gather_image_pixels(b["images"].reshape(n, d1, d1), lat, ml))
-    ctf = b["ctf"].reshape(n, -1)
-    if treat_as_plain:
-        ctf = ctf[:, :7]
-    pred = torch.cat(render_pixels(h_pos, h_neg, lat, ml, ctf, b["shift"].reshape(n, 2), dose))
-    return float(torch.linalg.norm(pred - img) / torch.linalg.norm(img))
-
-
 def test_flag_read_from_the_optics_block(sets):
     _, plain, prem, _ = sets
     assert prem.ctf_premultiplied is not None and prem.ctf_premultiplied.all() and (prem.ctf_power == 2).all()
@@ -103,9 +79,9 @@ def test_flag_read_from_the_optics_block(sets):
 
 def test_forward_model_renders_premultiplied_images_with_ctf_squared(sets):
     _, plain, prem, vol = sets
-    e_plain = _render_error(plain, vol)
-    e_prem = _render_error(prem, vol)
-    e_wrong = _render_error(prem, vol, treat_as_plain=True)
+    e_plain = render_error(plain, vol)
+    e_prem = render_error(prem, vol)
+    e_wrong = render_error(prem, vol, treat_as_plain=True)
     print(f"render error: plain {e_plain:.4f}, premultiplied {e_prem:.4f}, premultiplied as plain {e_wrong:.4f}")
     assert e_plain < 0.05 and e_prem < 0.05, (e_plain, e_prem)
     assert e_wrong > 10 * e_prem, (e_prem, e_wrong)
