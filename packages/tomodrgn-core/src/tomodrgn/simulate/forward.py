@@ -37,11 +37,14 @@ def volume_spectra(volumes: np.ndarray, oversample: int = 2) -> torch.Tensor:
 
     Returns a float32 tensor (1, 2V, N+1, N+1, N+1), N = oversample·D, channels (Re F_0, Im F_0, Re F_1, …); the
     sample at index j along an axis is the DTFT at frequency (j − N/2)/N cycles/pixel, so index 0 ↔ −0.5 and
-    index N ↔ +0.5. Oversampling 2 gives slices that correlate > 0.999 with the exact DTFT for these phantoms.
+    index N ↔ +0.5. The volumes are first divided by :func:`trilinear_apodisation` so that :func:`sample_spectra`'s
+    trilinear interpolation samples the volumes' own spectra. Oversampling 2 gives slices that correlate > 0.999 with
+    the exact DTFT for these phantoms.
     """
     vols = torch.as_tensor(np.asarray(volumes, dtype=np.float32))
     d = vols.shape[-1]
     n = oversample * d
+    vols = vols / torch.from_numpy(trilinear_apodisation(d, n))  # gridding correction (see the function)
     pad = (n - d) // 2
     padded = F.pad(vols, (pad, n - d - pad) * 3)
     axes = (-3, -2, -1)
@@ -50,6 +53,19 @@ def volume_spectra(volumes: np.ndarray, oversample: int = 2) -> torch.Tensor:
         ft = torch.cat([ft, ft.narrow(ax, 0, 1)], dim=ax)
     out = torch.stack([ft.real, ft.imag], dim=1).reshape(1, -1, *ft.shape[-3:])
     return out.to(torch.float32).contiguous()
+
+
+def trilinear_apodisation(box_size: int, n: int) -> np.ndarray:
+    """(D, D, D) float32: Π_axes sinc²(x/n), x = voxel − D/2 (the origin voxel), the real-space factor that trilinear
+    interpolation of a spectrum sampled every 1/n cycles/px puts on the volume (the interpolation kernel, a tent
+    1/n wide per axis, is the Fourier transform of sinc²(x/n)). :func:`volume_spectra` divides the volume by it
+    before the transform, so interpolated slices are the slices of the volume itself (gridding correction, as
+    RELION's projector does): without it a phantom's projections were ~5 % too bright at the centre relative to
+    0.25·D away (sinc²(1/8) = 0.95 at D/4 for 2× oversampling), a +3–4 σ residual at the centre of every map
+    reconstructed from them."""
+    x = (np.arange(box_size) - box_size // 2) / n
+    s = np.sinc(x) ** 2
+    return (s[:, None, None] * s[None, :, None] * s[None, None, :]).astype(np.float32)
 
 
 def sample_spectra(spectra: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
