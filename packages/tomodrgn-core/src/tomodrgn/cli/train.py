@@ -39,6 +39,10 @@ TRAIN_HELP = {
     "val_tilts": "hold K tilt images of every particle out of training (seeded, spread over the tilt range) and"
     " report their error each epoch (val_loss in train.log, heldout.N.csv)",
     "window": "soft circular real-space window on the images (0.75–0.95 of the box radius)",
+    "decoder_envelope": "per-shell scale of the decoder's output: measured (the data's signal amplitude per Fourier"
+    " shell, from two half-set back-projections before training), fixed (1 + 9·exp(-r²/8), r in px) or none",
+    "weight_average_steps": "save, for evaluation, an exponential moving average of the weights over about this many"
+    " optimiser steps (runs of at least 10× as many steps; 0: off)",
 }
 LATENT_ONLY = ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "pooling")
 

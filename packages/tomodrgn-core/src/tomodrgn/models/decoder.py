@@ -9,25 +9,31 @@ other half is evaluated at −x and its b is negated (cryoDRGN's convention, ext
 Features (cryoDRGN "gaussian"): ``[sin(2π x·B), cos(2π x·B)]`` with B (3, F) = feat_sigma·N(0, 1)·(D/2)/(2π),
 F = 3·D/2 by default, a registered buffer (saved in checkpoints, identical across DDP ranks).
 
-Output envelope: (a, b) = E(|x|)·MLP(x) with E(r) = 1 + (g − 1)·exp(−r²/2r₀²), r in pixels (|x|·D), g = 10 and
-r₀ = 2 px by default (buffers, saved in checkpoints). A particle's spectrum is 10–50× larger within a few shells of
-DC than elsewhere (in the normalised units of training), and those shells are the least constrained by the data (CTF
-≈ amplitude contrast near k = 0; DC itself is never trained). Without E the MLP reaches those values only by growing
-weights that are shared with every other frequency: the low shells stayed under-fitted (gain 0.3–0.7) and the
-growth left a common offset on the many noise-dominated high-frequency voxels (mean ≈ +0.6 of their std). The
-volume's centre voxel is the sum of its spectrum over the ball, so both errors land there: a spike of 13–26 σ of the
-residual (decoded − best linear fit of the truth) at the box centre. E puts the low-frequency dynamic range into a
-fixed output scale, so the MLP's outputs are O(1) everywhere; it removes neither capacity nor symmetry (E is even).
-On a demo-like 4-class run (500 particles, D = 32, SNR 0.05, 3 epochs) E took the centre residual from 23–26 σ to
-5–9 σ, the high-shell offset from 0.85 to ≤ 0.14 of its std and the map–truth correlation from 0.88–0.92 to
-0.92–0.96. g is a fixed choice, not fitted to the data: g = 30 did better on a noiseless D = 16 run and worse on
-that D = 32 run.
+Output envelope: (a, b) = E(|x|)·MLP(x), E even in x (buffers, saved in checkpoints; r = |x|·D in pixels).
+Why: the volume's centre voxel is the sum of its spectrum over the ball, so a common offset of the decoder over many
+Fourier voxels lands on that one voxel. A coordinate MLP's errors are smooth in x; where the data hold no signal
+(beyond the information limit: thousands of voxels) nothing pulls its output to zero, and with E ≡ 1 it carried a
+common offset there (+0.6 of its spread on the demo) that made a spike of 13–26 σ of the residual (decoded − best
+linear fit of the truth) at the box centre.
+The default E is the data's own signal amplitude per shell (:meth:`set_envelope_profile`, measured before training
+by :mod:`tomodrgn.training.signal_profile`), continued beyond the last shell with measurable signal by its decay:
+the MLP's outputs are O(1) wherever there is signal, and whatever it outputs beyond the information limit is scaled
+down to the data's level. On the 4-class demo (2,000 particles, D = 32, SNR 0.05, 10 epochs) the shells beyond the
+information limit (12–16 of 16) contributed +11.9 σ of the residual to the centre with the fixed envelope and +0.7 σ
+with the measured one (their mean from +0.63 to ≈ +0.05 of their spread); the map–truth CC rose from 0.994–0.996 to
+0.996–0.997. (The centre's remaining error was the optimisation's step-to-step fluctuation, removed by weight
+averaging, :mod:`tomodrgn.training.averaging`.)
+The fixed alternative (``decoder_envelope="fixed"``, the previous default) is E(r) = 1 + (g − 1)·exp(−r²/2r₀²),
+g = 10, r₀ = 2 px: it holds only the few low shells' large values (5–9 σ left at the centre on a smaller demo-like
+run). Checkpoints without the gain buffers load with g = 1, without the profile with P ≡ 1 (the decoders they were
+trained as): E = fixed gain × profile.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.profiler import record_function
@@ -77,18 +83,39 @@ class HartleyDecoder(nn.Module):
         gain, radius = envelope
         self.register_buffer("envelope_gain", torch.tensor(float(gain)))
         self.register_buffer("envelope_radius", torch.tensor(float(radius)))
+        self.register_buffer("envelope_profile", torch.ones(D // 2 + 1))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Checkpoints written before the output envelope load with E ≡ 1 (the decoder they were trained with)."""
+        """Checkpoints written before an envelope existed load with that factor ≡ 1 (the decoder they were trained
+        with): no gain/radius (before the fixed envelope), no profile (before the measured one)."""
         if prefix + "envelope_gain" not in state_dict:
             state_dict[prefix + "envelope_gain"] = torch.ones_like(self.envelope_gain)
             state_dict[prefix + "envelope_radius"] = torch.ones_like(self.envelope_radius)
+        if prefix + "envelope_profile" not in state_dict:
+            state_dict[prefix + "envelope_profile"] = torch.ones_like(self.envelope_profile)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    @torch.no_grad()
+    def set_envelope_profile(self, profile: torch.Tensor | np.ndarray) -> None:
+        """Use the measured envelope: P(r) at shells r = 0 … D/2 px (positive; see
+        :func:`tomodrgn.training.signal_profile.envelope_profile`), and no fixed gain."""
+        p = torch.as_tensor(np.asarray(profile), dtype=torch.float32).reshape(-1)
+        if p.numel() != self.envelope_profile.numel() or not bool(torch.all(p > 0) & torch.all(torch.isfinite(p))):
+            raise ValueError(f"envelope profile: need {self.envelope_profile.numel()} positive finite values")
+        self.envelope_profile.copy_(p.to(self.envelope_profile.device))
+        self.envelope_gain.fill_(1.0)
+
     def envelope(self, coords: torch.Tensor) -> torch.Tensor:
-        """E(|x|) (K,) at coords (K, 3) in cycles/pixel (see the module docstring)."""
+        """E(|x|) (K,) at coords (K, 3) in cycles/pixel (see the module docstring): the fixed gaussian gain times the
+        measured profile, linearly interpolated in r = |x|·D px (constant beyond D/2)."""
         r2 = (coords.float() * self.D).square().sum(-1)
-        return 1.0 + (self.envelope_gain - 1.0) * torch.exp(-r2 / (2.0 * self.envelope_radius.square()))
+        fixed = 1.0 + (self.envelope_gain - 1.0) * torch.exp(-r2 / (2.0 * self.envelope_radius.square()))
+        prof = self.envelope_profile
+        r = torch.sqrt(r2).clamp(max=prof.numel() - 1)
+        lo = r.floor().long().clamp(max=prof.numel() - 2) if prof.numel() > 1 else r.long()
+        frac = r - lo.to(r.dtype)
+        measured = prof[lo] + frac * (prof[(lo + 1).clamp(max=prof.numel() - 1)] - prof[lo])
+        return fixed * measured
 
     def featurize(self, coords: torch.Tensor) -> torch.Tensor:
         """Gaussian Fourier features (K, 2F) of coords (K, 3) (no canonicalisation)."""

@@ -35,6 +35,7 @@ def _number(cfg, name: str, kind: type, low: float | None, strict: bool = False,
         raise InputError(f"{option_name(name)} must be {'>' if strict else '≥'} {low:g}, got {v}")
 
 
+DECODER_ENVELOPES = ("measured", "fixed", "none")
 WINDOW_RADII = (0.75, 0.95)  # soft real-space window of the images: inner, outer fractions of the box radius
 
 
@@ -66,6 +67,13 @@ class TrainConfig:
     ``tomograms_star``: the tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR.
     ``val_tilts``: K > 0 holds K tilt images of every particle out of training and reports the error on them each
     epoch (see :mod:`tomodrgn.training.validation`).
+    ``decoder_envelope``: the per-shell scale of the decoder's output (see :mod:`tomodrgn.models.decoder`):
+    ``measured`` (default: the data's signal amplitude per shell, from two half-set back-projections before training,
+    :mod:`tomodrgn.training.signal_profile`), ``fixed`` (1 + 9·exp(−r²/8), r in px) or ``none``. Runs saved before
+    the option existed load as ``fixed`` (their checkpoints hold the envelope they were trained with).
+    ``weight_average_steps``: the saved model for evaluation is an exponential moving average of the weights over
+    about this many optimiser steps, in runs of at least ten times as many steps (:mod:`tomodrgn.training.averaging`);
+    0: off (runs saved before the option).
     """
 
     mode: str = "vae"
@@ -105,10 +113,13 @@ class TrainConfig:
     ind: str | None = None
     tomograms_star: str | None = None
     val_tilts: int = 0
+    decoder_envelope: str = "measured"
+    weight_average_steps: int = 200
 
     def __post_init__(self) -> None:
         choices = {"mode": ("vae", "homogeneous"), "encoder": ENCODERS, "pooling": POOLING_MODES}
         choices["backend"] = ("auto", "torch", "triton")
+        choices["decoder_envelope"] = DECODER_ENVELOPES
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InputError(
@@ -148,6 +159,7 @@ class TrainConfig:
         if self.pixel_size is not None:  # overrides the STAR's and the MRC headers' pixel size
             check_pixel_size(self.pixel_size, "pixel_size (--pixel-size)")
         _number(self, "val_tilts", int, 0)
+        _number(self, "weight_average_steps", int, 0)
 
     @property
     def resolved_z_all_tilts(self) -> bool:
@@ -175,6 +187,10 @@ class TrainConfig:
             raise InputError(f"unknown training option(s): {sorted(unknown)}")
         if "window" not in d:  # runs written before the option existed: images were not windowed
             d = {**d, "window": False}
+        if "decoder_envelope" not in d:  # runs written before the option existed: no envelope or the fixed one
+            d = {**d, "decoder_envelope": "fixed"}  # (the checkpoint's buffers say which; see models.decoder)
+        if "weight_average_steps" not in d:  # runs written before the option existed saved the trained weights only
+            d = {**d, "weight_average_steps": 0}
         if "encoder" not in d:  # runs written before the option existed used the per-tilt encoder
             d = {**d, "encoder": "per-tilt"}
         return cls(**d)

@@ -120,7 +120,7 @@ def load_model(run_dir: str | Path, epoch: int | None = None, device: str = "cpu
     meta = state["dataset"]
     dev = resolve_device(device)
     model = build_model(config, int(meta["box_size"]), int(meta["n_tilts"]))
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state.get("model_ema", state["model"]))  # the weight average when the run kept one
     model.to(dev).eval()
     return TrainedModel(model, config, meta, int(state["epoch"]) - 1, Path(path), dev)
 

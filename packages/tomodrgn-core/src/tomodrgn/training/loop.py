@@ -29,12 +29,13 @@ from tomodrgn.io.particles import ParticleSeries
 from tomodrgn.io.selection import read_particles_checked, select_particles
 from tomodrgn.kernels import half_lattice
 from tomodrgn.training import checkpoint as ck
+from tomodrgn.training.averaging import averaging_horizon, weight_average
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum, init_distributed, shutdown
 from tomodrgn.training.guard import TrainingDiverged, all_finite, divergence_message, prepare_outdir, remove_created
 from tomodrgn.training.loss import beta_at, combine, default_beta
 from tomodrgn.training.run_dir import check_run_dir
-from tomodrgn.training.setup import build_model, dataset_metadata, make_dataset
+from tomodrgn.training.setup import build_model, dataset_metadata, make_dataset, set_decoder_envelope
 from tomodrgn.training.step import batch_forward, encode_particles, particle_noise
 from tomodrgn.training.validation import evaluate_heldout, heldout_set, write_heldout
 
@@ -156,7 +157,9 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
     D = ds.box_size
     voltage = float(np.median(ds.series.voltage))
     lattice = half_lattice(D, ds.pixel_size, voltage).to(device)
-    model = build_model(config, D, ds.n_tilts).to(device)
+    model = build_model(config, D, ds.n_tilts)
+    envelope_note = set_decoder_envelope(model, ds, config, voltage) if state is None else None
+    model = model.to(device)
     # the fused AdamW kernel: one pass over all parameters instead of a loop of small ops (~8× faster step on CPU)
     fused = device.type in ("cpu", "cuda")
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
@@ -178,6 +181,11 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
     local_bs = config.batch_size // ctx.world_size
     sampler = DistributedSampler(ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
     steps_per_epoch = (len(sampler) + local_bs - 1) // local_bs
+    averaged = weight_average(model, averaging_horizon(config.weight_average_steps, config.epochs * steps_per_epoch))
+    if averaged is not None and state is not None and "model_ema" in state:
+        averaged.module.load_state_dict(state["model_ema"])
+        averaged.n_averaged.fill_(int(state["ema_updates"]))
+    evaluated = averaged.module if averaged is not None else model  # what is saved for evaluation
     beta = config.beta if config.beta is not None else default_beta(config.latent_dim, ds.n_tilts, D)
     warmup = int(round(config.beta_warmup_epochs * steps_per_epoch))
     meta = dataset_metadata(ds, voltage)
@@ -212,6 +220,8 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
             "feature_matrix": fm.detach().cpu(),
             "partial_z": partial,
         }
+        if averaged is not None:
+            state["model_ema"], state["ema_updates"] = averaged.module.state_dict(), int(averaged.n_averaged)
         path = ck.atomic_torch_save(state, outdir / ck.checkpoint_name(epoch, step_in_epoch))
         ck.link_latest(path, outdir / "weights.pt")
         if z is not None:
@@ -228,6 +238,8 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
             f"# start epoch {start_epoch} step {skip_steps}: {len(ds)} particles, D={D}, "
             f"{ctx.world_size} process(es), device {device}, beta {beta:.3g}\n"
         )
+        if envelope_note is not None:
+            log.write(f"# {envelope_note}\n")
         log.flush()
     try:
         for epoch in range(start_epoch, config.epochs):
@@ -285,6 +297,8 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
                     loss.backward()
                 with record_function("tomodrgn.optimizer"):
                     optim.step()
+                    if averaged is not None:
+                        averaged.update_parameters(model)
                 global_step += 1
                 step += 1
                 n_glob = float(red[1])
@@ -319,9 +333,8 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
             z = None
             if z_mu is not None and write and z_all_tilts:
                 # latents from every tilt of each particle: an encoder pass over this process's share
-                enc = ddp.module if isinstance(ddp, DistributedDataParallel) else ddp
                 shard = list(DistributedSampler(ds_all, ctx.world_size, ctx.rank, shuffle=False))
-                i, m, lv = encode_particles(enc, ds_all, shard, lattice, config, device, 4 * local_bs)
+                i, m, lv = encode_particles(evaluated, ds_all, shard, lattice, config, device, 4 * local_bs)
                 seen_idx, seen_mu, seen_lv = [i], [m], [lv]
             if z_mu is not None:
                 gathered = all_gather_objects((seen_idx, seen_mu, seen_lv), ctx)
@@ -334,9 +347,10 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
             pps = float(sums[3] / max(secs, 1e-9))
             ev = EpochEvent(epoch, *(float(v) for v in sums[:3] / n), pps, secs, path, config.epochs)
             if val is not None:  # held-out tilts: every process takes its share, the sums are all-reduced
-                enc = ddp.module if isinstance(ddp, DistributedDataParallel) else ddp
                 mu_all = z[0] if z is not None and write and z_all_tilts else None  # from the same tilts
-                ev.val_loss, table = evaluate_heldout(enc, val, lattice, config, device, ctx, write, mu_all=mu_all)
+                ev.val_loss, table = evaluate_heldout(
+                    evaluated, val, lattice, config, device, ctx, write, mu_all=mu_all
+                )
                 if ctx.is_main and table is not None:
                     write_heldout(table, outdir, epoch)
             if log is not None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from tomodrgn.data.dataset import TiltSeriesDataset
 from tomodrgn.io.particles import ParticleSeries
 from tomodrgn.io.selection import read_particles_checked
 from tomodrgn.models.mlp import parse_arch
 from tomodrgn.models.vae import TomoDRGN
 from tomodrgn.training.config import TrainConfig
+from tomodrgn.training.signal_profile import envelope_profile, signal_profile
 from tomodrgn.training.validation import heldout_split
 
 
@@ -66,3 +69,24 @@ def dataset_metadata(ds: TiltSeriesDataset, voltage: float) -> dict:
         "voltage": voltage,
         "lattice": "half lattice, circular mask radius D/2 px, DC excluded, dose mask mid-dose < optimal exposure",
     }
+
+
+def set_decoder_envelope(model: TomoDRGN, ds: TiltSeriesDataset, config: TrainConfig, voltage: float) -> str:
+    """Give a new model's decoder the envelope ``config.decoder_envelope`` asks for (see
+    :mod:`tomodrgn.training.signal_profile`); returns a line for the training log saying what was used."""
+    dec = model.decoder
+    if config.decoder_envelope == "none":
+        dec.envelope_gain.fill_(1.0)
+        return "decoder envelope: none"
+    if config.decoder_envelope == "measured":
+        amplitude, measured = signal_profile(ds, voltage, config.dose_filter, seed=config.seed)
+        profile = envelope_profile(amplitude, measured)
+        if profile is not None:
+            dec.set_envelope_profile(profile)
+            last = int(np.flatnonzero(measured)[-1])
+            return (
+                f"decoder envelope: measured, signal to shell {last} of {ds.box_size // 2} "
+                f"({ds.pixel_size * ds.box_size / last:.1f} Å); per shell: " + " ".join(f"{v:.3g}" for v in profile)
+            )
+        return "decoder envelope: fixed (no shell with measurable signal in the half-set back-projections)"
+    return "decoder envelope: fixed"
