@@ -31,7 +31,14 @@ from tomodrgn.kernels import half_lattice
 from tomodrgn.training import checkpoint as ck
 from tomodrgn.training.averaging import averaging_horizon, weight_average
 from tomodrgn.training.config import TrainConfig
-from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum, init_distributed, shutdown
+from tomodrgn.training.distributed import (
+    DistContext,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+    shutdown,
+)
 from tomodrgn.training.guard import TrainingDiverged, all_finite, divergence_message, prepare_outdir, remove_created
 from tomodrgn.training.loss import beta_at, combine, default_beta
 from tomodrgn.training.run_dir import check_run_dir
@@ -125,6 +132,10 @@ def iter_train(
     ctx = init_distributed(config.device if config is not None else "auto")
     try:
         yield from _train(star_or_series, outdir, config, stop_event, resume, ctx, overwrite)
+        # all processes finish together before the group is torn down: a gloo process whose peer destroyed the group
+        # while it was still running could abort ("terminate called without an active exception", ~1 run in 5 under
+        # load; not after an error, where a barrier could wait forever)
+        barrier(ctx)
     finally:
         shutdown(ctx)
 
