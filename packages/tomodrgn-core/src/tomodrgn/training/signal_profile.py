@@ -16,10 +16,11 @@ from torch.utils.data import DataLoader
 
 from tomodrgn.data.dataset import TiltSeriesDataset, collate
 from tomodrgn.physics.ctf import image_ctf
-from tomodrgn.physics.dose import critical_exposure
+from tomodrgn.physics.dose import dose_weights
 from tomodrgn.physics.lattice import Lattice
 from tomodrgn.physics.pose import center_hartley_images, slice_coords
 from tomodrgn.reconstruct.backproject import insert_slices, zero_accumulators
+from tomodrgn.reconstruct.report import radial_distance
 
 MAX_PARTICLES = 1000  # particles back-projected (at random, seeded): enough for the profile, cheap on large sets
 FLOOR_RATIO = 0.1  # the envelope beyond the information limit: at least this fraction of the last measured amplitude
@@ -44,10 +45,7 @@ def half_set_accumulators(
     full_freqs = torch.from_numpy(lattice.freqs2d(ds.pixel_size)).to(torch.float64)  # ((D+1)², 2) Å⁻¹
     freqs = full_freqs[keep]  # (P, 2)
     coords = torch.from_numpy(lattice.coords[keep.numpy()].astype(np.float64))  # (P, 3) cycles/px
-    decay = None
-    if dose_filter:
-        radius = torch.linalg.vector_norm(freqs, dim=-1).numpy()
-        decay = torch.from_numpy(critical_exposure(radius, voltage)).to(torch.float64)
+    radius = torch.linalg.vector_norm(freqs, dim=-1).numpy()  # Å⁻¹
     rng = np.random.default_rng([seed, 0x656E76])
     chosen = rng.permutation(ds.n_particles)[: min(max_particles, ds.n_particles)]
     halves = (np.sort(chosen[0::2]), np.sort(chosen[1::2]))
@@ -62,8 +60,8 @@ def half_set_accumulators(
             shift = batch["shift"].reshape(n, 2).to(torch.float64)
             y = center_hartley_images(images, full_freqs, shift).reshape(n, -1)[:, keep]
             c = image_ctf(freqs[None], batch["ctf"].reshape(n, -1).to(torch.float64))[1]
-            if decay is not None:
-                c = c * torch.exp(-batch["dose"].reshape(n, 1).to(torch.float64) / (2.0 * decay))
+            if dose_filter:
+                c = c * torch.from_numpy(dose_weights(batch["dose"].reshape(n).numpy(), radius, voltage))
             positions = slice_coords(coords, batch["rotation"].reshape(n, 3, 3).to(torch.float64)) * d
             insert_slices(num, wsum, positions, c * y, c * c, insertion="nearest")
         out.append((num, wsum))
@@ -76,13 +74,10 @@ def shell_cross_power(
     """Mean of V₁·V₂ (V = numerator / weight) over each shell r = 0 … D/2 px (rounded radius) and its standard error,
     over the voxels both halves weigh ≥ ``min_weight`` (one image's full weight). Shells with no such voxel: 0, inf."""
     (n1, w1), (n2, w2) = half1, half2
-    d1 = n1.shape[0]
-    ax = torch.arange(d1, dtype=torch.float64) - (d1 - 1) // 2
-    r = torch.sqrt(ax[:, None, None] ** 2 + ax[None, :, None] ** 2 + ax[None, None, :] ** 2)
-    shell = torch.round(r).long().reshape(-1)
+    shell = torch.from_numpy(np.rint(radial_distance(n1.shape[0])).astype(np.int64)).reshape(-1)
     ok = ((w1 >= min_weight) & (w2 >= min_weight)).reshape(-1)
     prod = (n1 / w1.clamp_min(min_weight) * (n2 / w2.clamp_min(min_weight))).reshape(-1)
-    n_shells = (d1 - 1) // 2 + 1
+    n_shells = (n1.shape[0] - 1) // 2 + 1
     power, error = np.zeros(n_shells), np.full(n_shells, np.inf)
     for s in range(n_shells):
         v = prod[ok & (shell == s)]
