@@ -1,17 +1,13 @@
 """The benchmark script runs end to end on a tiny dataset and writes the numbers it promises (not their values:
 speed is measured by `nox -s bench`, not asserted in tests)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_train.py"
+from _bench_module import load_bench
 
 
 def test_bench_writes_throughput_memory_points_and_profile(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_train", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("bench_train")
     out = tmp_path / "bench.json"
     args = ["--workdir", str(tmp_path), "--out", str(out), "-D", "16", "--n-particles", "8", "--n-tilts", "5"]
     bench.main([*args, "--epochs", "2", "--batch-size", "4", "--train-tilts", "3", "--devices", "cpu"])

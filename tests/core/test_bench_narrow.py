@@ -1,19 +1,14 @@
 """The narrow-tilt benchmark runs end to end on a tiny version of its regime and writes ARI and seconds per epoch
 (their values are measured by the slow validation test and `benchmarks/bench_narrow_tilt.py`, not asserted here)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_narrow_tilt.py"
+from _bench_module import load_bench
 
 
 def test_bench_narrow_writes_ari_by_epoch(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_narrow_tilt", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("bench_narrow_tilt")
     out = tmp_path / "narrow.json"
     args = ["--workdir", str(tmp_path), "--out", str(out), "-D", "16", "--n-particles", "12", "--epochs", "2"]
     bench.main([*args, "--cases", "default", "per-tilt"])
