@@ -101,6 +101,8 @@ def test_help_and_argument_errors_do_not_import_torch():
         ("--first", "0"),
         ("--dec-arch", "3"),
         ("--device", "gpu"),
+        ("--decoder-envelope", "bogus"),
+        ("--weight-average-steps", "-1"),
     ],
 )
 def test_bad_training_option_is_one_line_and_writes_nothing(sim, tmp_path, cli_in, option, value):
@@ -116,6 +118,25 @@ def test_bad_training_option_real_command(sim, tmp_path):
     assert_user_error(cli("train_vae", sim.star_path, "-o", out, *TINY, "--lr", "nan"), "--lr")
     assert_user_error(cli("train_nn", sim.star_path, "-o", tmp_path / "r", "--lr", "nan"), "--lr")
     assert not out.exists() and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, culprit",
+    [
+        (["train_vae", "x.star", "-o", "r", "--lr", "abc"], "--lr"),
+        (["train_vae", "x.star", "-o", "r", "--weight-average-steps", "1.5"], "--weight-average-steps"),
+        (["train_vae", "x.star"], "-o/--outdir"),
+        (["backproject", "x.star", "-o", "r", "--no-such-option"], "--no-such-option"),
+        (["no_such_command"], "no_such_command"),
+    ],
+)
+def test_argument_errors_are_one_line_without_the_usage_block(tmp_path, argv, culprit):
+    """Errors argparse finds itself (a value of the wrong type, a missing or unknown argument, a wrong command)."""
+    res = subprocess.run(
+        [sys.executable, "-m", "tomodrgn.cli", *argv], capture_output=True, text=True, env=ENV, cwd=tmp_path
+    )
+    line = assert_user_error(res, culprit)
+    assert "usage:" not in res.stderr and "--help" in line
 
 
 def test_train_nn_bad_number(sim, tmp_path, cli_in):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from tomodrgn import __version__
 from tomodrgn.cli import (
@@ -47,10 +48,16 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument error (bad value, missing or unknown argument) is one line naming the culprit, exit 2, instead of
+    argparse's usage block followed by the message. Sub-command parsers are made of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tomodrgn", description="tomoDRGN: heterogeneity from sub-tomogram tilt series"
-    )
+    parser = OneLineErrorParser(prog="tomodrgn", description="tomoDRGN: heterogeneity from sub-tomogram tilt series")
     parser.add_argument("--version", action="version", version=f"tomodrgn {__version__}")
     parser.add_argument(
         "--debug", action="store_true", help="show the full traceback of an error (accepted anywhere on the line)"
