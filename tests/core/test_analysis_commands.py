@@ -12,7 +12,7 @@ from tomodrgn.analysis.convergence import canonical_correlations, knn_preservati
 from tomodrgn.analysis.traversal import graph_path
 from tomodrgn.analysis.volumes import list_epochs
 from tomodrgn.cli import main
-from tomodrgn.export.selections import read_index_list
+from tomodrgn.io.index_lists import read_index_list
 from tomodrgn.io.mrc import mrc_pixel_size, read_mrc
 from tomodrgn.simulate import simulate_dataset
 from tomodrgn.training import TrainConfig, load_model, train

@@ -11,7 +11,7 @@ import pytest
 from tomodrgn.analysis.metrics import adjusted_rand_index
 from tomodrgn.analysis.pipeline import analyze_run, evaluate_against_truth
 from tomodrgn.analysis.plots import parse_train_log
-from tomodrgn.export.selections import read_index_list
+from tomodrgn.io.index_lists import read_index_list
 from tomodrgn.io.mrc import mrc_pixel_size, read_mrc
 from tomodrgn.io.particles import read_particles
 from tomodrgn.simulate import simulate_dataset

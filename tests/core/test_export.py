@@ -9,11 +9,11 @@ from tomodrgn.analysis.spatial import particle_poses, particle_positions
 from tomodrgn.export.chimerax import chimerax_script, placement_matrix, write_chimerax_scripts
 from tomodrgn.export.selections import (
     filter_star,
-    read_index_list,
     select_indices,
     write_index_list,
     write_keep_exclude,
 )
+from tomodrgn.io.index_lists import read_index_list
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.particles import read_particles
 from tomodrgn.physics.pose import euler_to_matrix

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.kernels import half_lattice, masked_lattice
 from tomodrgn.kernels.dispatch import resolve_backend
 from tomodrgn.kernels.lattice_mask_torch import masked_lattice_torch
@@ -159,7 +160,7 @@ def test_dispatch_triton_on_cpu_without_interpreter_is_a_clear_error() -> None:
         ref = masked_lattice_torch(*args)
         assert torch.equal(masked_lattice(*args, backend="triton").point, ref.point)
         return
-    with pytest.raises(RuntimeError, match="needs CUDA tensors.*TRITON_INTERPRET=1"):
+    with pytest.raises(InputError, match="needs CUDA tensors.*TRITON_INTERPRET=1"):  # a user's option: one line
         masked_lattice(*args, backend="triton")
     with pytest.raises(RuntimeError, match="needs CUDA tensors"):
         masked_lattice_triton(*args)

@@ -69,6 +69,29 @@ def _answer(w, button):
     QTimer.singleShot(20, click)
 
 
+def test_train_widget_shows_warnings_in_its_status_line(make_napari_viewer, qtbot, sim_dataset, tmp_path):
+    """A warning training raises (here: MRC headers that disagree with the STAR's pixel size) is one line in the
+    status, without Python's module path, and the final status keeps it."""
+    import shutil
+
+    import mrcfile
+
+    root = tmp_path / "set"
+    shutil.copytree(sim_dataset.star_path.parent, root)
+    for stack in root.rglob("*.mrcs"):
+        with mrcfile.open(stack, mode="r+") as m:
+            m.voxel_size = 2 * float(m.voxel_size.x)
+    w = TrainWidget(make_napari_viewer())
+    w.star.value = root / sim_dataset.star_path.name
+    w.outdir.value = tmp_path / "run"
+    assert w.start(config=tiny_config(epochs=1)) is not None
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert w.status.value.startswith("finished"), w.status.value
+    assert len(w.warnings) == 1 and w.warnings[0].startswith("warning: ") and "MRC header" in w.warnings[0]
+    assert ".py:" not in w.warnings[0]
+    assert "warning" in w.status.value, w.status.value
+
+
 def test_train_widget_asks_before_overwriting(make_napari_viewer, qtbot, sim_dataset, tmp_path):
     w = TrainWidget(make_napari_viewer())
     w.star.value = sim_dataset.star_path

@@ -4,6 +4,8 @@ Every slow call (UMAP/PCA, loading a run, decoding, placing volumes) goes throug
 in a ``napari.qt.threading`` worker, the widget's busy bar (an indeterminate progress bar) shows while any worker of
 the widget runs, and the result is handed to ``done`` in the main thread. Errors go to :func:`report_error`: one line
 in the widget's status label and a napari notification (user errors through ``tomodrgn.api.user_error_message``).
+Warnings the call raises are one line each (``tomodrgn.api.warnings_to``): added to the status line when it ends
+(:func:`show_warnings`) and shown as napari warnings.
 """
 
 from __future__ import annotations
@@ -78,19 +80,38 @@ def run_in_thread(widget: Any, fn: Callable, *args: Any, done: Callable[[Any], N
 
     prepare_torch()  # main thread: never let torch import triton inside a worker after Mesa OpenGL is loaded
 
+    from tomodrgn.api import warnings_to
+
+    lines: list[str] = []
+
     def call() -> Any:
         widget.worker_threads.append(threading.get_ident())
-        return fn(*args, **kwargs)
+        with warnings_to(lines.append):
+            return fn(*args, **kwargs)
 
     worker = create_worker(call, _start_thread=False, _ignore_errors=True)  # errors → report_error
     widget.workers.append(worker)
     worker.returned.connect(done)
     worker.errored.connect(lambda e: report_error(widget, e, what.rstrip("…. ")))
     worker.finished.connect(lambda: _finished(widget, worker))
+    worker.finished.connect(lambda: show_warnings(widget, lines))
     widget.busy.visible = True
     widget.status.value = what
     worker.start()
     return worker
+
+
+def show_warnings(widget: Any, lines: list[str]) -> None:
+    """Warning lines of a finished call: the first added to ``widget.status`` (with a count of the others), each
+    shown as a napari warning notification."""
+    if not lines:
+        return
+    from napari.utils.notifications import show_warning
+
+    more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+    widget.status.value = f"{widget.status.value} · {lines[0]}{more}"
+    for line in lines:
+        show_warning(line)
 
 
 def _finished(widget: Any, worker: Any) -> None:

@@ -69,22 +69,29 @@ def train_events(
     threads: list | None = None,
     overwrite: bool = False,
 ):
-    """Generator run by the worker: yields ("step", StepEvent), ("epoch", EpochEvent), ("volume", (vol, Å, epoch)).
+    """Generator run by the worker: yields ("step", StepEvent), ("epoch", EpochEvent), ("volume", (vol, Å, epoch))
+    and ("warning", line) for each warning training raises (one line, each kind once: ``tomodrgn.api.warnings_to``).
 
     The id of the thread it runs in is appended to ``threads`` (tests check training ran off the main thread).
     """
-    from tomodrgn.api import EpochEvent, iter_train
+    from tomodrgn.api import EpochEvent, iter_train, warnings_to
 
     if threads is not None:
         threads.append(threading.get_ident())
-    for ev in iter_train(star, outdir, config, stop_event=stop_event, resume=resume, overwrite=overwrite):
-        if isinstance(ev, EpochEvent):
-            yield "epoch", ev
-            if ev.checkpoint is not None:
-                vol, ps = decode_checkpoint(outdir, ev.epoch)
-                yield "volume", (vol, ps, ev.epoch)
-        else:
-            yield "step", ev
+    pending: list[str] = []
+    with warnings_to(pending.append):
+        for ev in iter_train(star, outdir, config, stop_event=stop_event, resume=resume, overwrite=overwrite):
+            while pending:
+                yield "warning", pending.pop(0)
+            if isinstance(ev, EpochEvent):
+                yield "epoch", ev
+                if ev.checkpoint is not None:
+                    vol, ps = decode_checkpoint(outdir, ev.epoch)
+                    yield "volume", (vol, ps, ev.epoch)
+            else:
+                yield "step", ev
+    while pending:  # the last ones, and the count of repeats left out
+        yield "warning", pending.pop(0)
 
 
 class TrainWidget(Container):
@@ -154,6 +161,7 @@ class TrainWidget(Container):
         self.worker = None
         self.stop_event = threading.Event()
         self.losses: list[float] = []
+        self.warnings: list[str] = []
         self.epochs_done: list[int] = []
         self._epochs_total = int(self.epochs.value)
 
@@ -231,6 +239,7 @@ class TrainWidget(Container):
             return None
         self.stop_event = threading.Event()
         self.losses, self.epochs_done = [], []
+        self.warnings = []
         self._epochs_total = int(cfg.epochs)
         self.progress.value = 0
         self.status.value = "starting…" if note is None else f"starting… ({note})"
@@ -254,18 +263,26 @@ class TrainWidget(Container):
 
     def _on_event(self, item: tuple[str, Any]) -> None:
         kind, ev = item
-        if kind == "step":
+        if kind == "warning":
+            from napari.utils.notifications import show_warning
+
+            self.warnings.append(ev)
+            self.status.value = f"{self.status.value} · {ev}"
+            show_warning(ev)
+        elif kind == "step":
             total = ev.steps_per_epoch * self._epochs_total
             self.progress.max = max(total, 1)
             self.progress.value = min(ev.global_step, self.progress.max)
             self.losses.append(float(ev.loss))
-            self.status.value = f"epoch {ev.epoch} step {ev.step}/{ev.steps_per_epoch} loss {ev.loss:.4g}"
+            self.status.value = (
+                f"epoch {ev.epoch} step {ev.step}/{ev.steps_per_epoch} loss {ev.loss:.4g}{self._warned()}"
+            )
             if time.perf_counter() - self._last_plot > 0.2:
                 self._plot_losses()
         elif kind == "epoch":
             self.epochs_done.append(ev.epoch)
             held = f", held-out {ev.val_loss:.4g}" if getattr(ev, "val_loss", None) is not None else ""
-            self.status.value = f"epoch {ev.epoch} done: loss {ev.loss:.4g}{held} ({ev.seconds:.1f} s)"
+            self.status.value = f"epoch {ev.epoch} done: loss {ev.loss:.4g}{held} ({ev.seconds:.1f} s){self._warned()}"
         elif kind == "volume":
             vol, ps, epoch = ev
             extent = vol.shape[0] * ps
@@ -275,6 +292,10 @@ class TrainWidget(Container):
             else:
                 center = beside_scene(self.viewer, extent, exclude=VOLUME_LAYER)
             show_volume(self.viewer, VOLUME_LAYER, vol, ps, center, {"epoch": epoch})
+
+    def _warned(self) -> str:
+        """The latest warning of this run, kept on the status line after the progress text."""
+        return f" · {self.warnings[-1]}" if self.warnings else ""
 
     def _plot_losses(self) -> None:
         self._last_plot = time.perf_counter()

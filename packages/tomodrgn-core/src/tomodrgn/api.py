@@ -37,13 +37,15 @@ from tomodrgn.analysis.run_commands import (
 from tomodrgn.analysis.traversal import Traversal, graph_path, truth_volumes_along
 from tomodrgn.analysis.volume_space import VolumeSpaceResult
 from tomodrgn.demo import DemoResult, run_demo
-from tomodrgn.export.selections import filter_star, read_index_list, write_keep_exclude
+from tomodrgn.export.selections import filter_star, write_keep_exclude
 from tomodrgn.io.downsample import downsample_particles
 from tomodrgn.io.errors import InputError, user_error_message
+from tomodrgn.io.index_lists import read_index_list, read_labels
 from tomodrgn.io.mrc import read_mrc, write_mrc
 from tomodrgn.io.output_dir import check_output_dir, check_output_file, prepare_output_dir
 from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
 from tomodrgn.io.selection import read_particles_checked, select_particles
+from tomodrgn.io.user_warnings import warning_line, warnings_to
 from tomodrgn.models.names import ENCODERS
 from tomodrgn.reconstruct.pipeline import BackprojectResult, backproject
 from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomogram, write_relion5
@@ -111,6 +113,7 @@ __all__ = [
     "apply_run_selection",
     "training_particles",
     "read_index_list",
+    "read_labels",
     "read_mrc",
     "read_particles",
     "read_particles_checked",
@@ -123,6 +126,8 @@ __all__ = [
     "train",
     "umap_embed",
     "user_error_message",
+    "warning_line",
+    "warnings_to",
     "write_keep_exclude",
     "write_mrc",
     "write_particle_subset",

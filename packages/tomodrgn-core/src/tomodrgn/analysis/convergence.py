@@ -51,7 +51,7 @@ def knn_indices(z: np.ndarray, k: int) -> np.ndarray:
 def knn_preservation(z_a: np.ndarray, z_b: np.ndarray, k: int = 10) -> float:
     """Mean fraction of each particle's ``k`` nearest neighbours in ``z_a`` that are also among them in ``z_b``."""
     if len(z_a) != len(z_b):
-        raise ValueError(f"knn_preservation: {len(z_a)} vs {len(z_b)} particles")
+        raise InputError(f"knn_preservation: {len(z_a)} vs {len(z_b)} particles")
     a, b = knn_indices(z_a, k), knn_indices(z_b, k)
     shared = [len(np.intersect1d(ra, rb, assume_unique=True)) for ra, rb in zip(a, b)]
     return float(np.mean(shared) / a.shape[1])
@@ -288,7 +288,7 @@ def convergence_nn(
     if reference is not None:
         ref, _ = read_mrc(reference)
         if ref.shape != maps[epochs[-1]].shape:
-            raise ValueError(f"reference {reference} has shape {ref.shape}, the run's maps {maps[epochs[-1]].shape}")
+            raise InputError(f"reference {reference} has shape {ref.shape}, the run's maps {maps[epochs[-1]].shape}")
     rows, curves, ref_curves = [], {}, {}
     for a, b in zip(epochs[:-1], epochs[1:]):
         freq, curve = fsc(maps[a], maps[b], px, m)

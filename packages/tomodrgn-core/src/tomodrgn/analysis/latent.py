@@ -19,10 +19,10 @@ from tomodrgn.io.errors import InputError
 def _as_z(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2:
-        raise ValueError(f"expected z of shape (n_particles, zdim), got {z.shape}")
+        raise InputError(f"expected z of shape (n_particles, zdim), got {z.shape}")
     if not np.all(np.isfinite(z)):
         bad = np.nonzero(~np.isfinite(z).all(axis=1))[0][:5]
-        raise ValueError(f"z contains NaN/inf (particles {bad.tolist()} …)")
+        raise InputError(f"z contains NaN/inf (particles {bad.tolist()} …)")
     return z
 
 
@@ -103,7 +103,7 @@ def pc_traversal(
     z = _as_z(z)
     res = pca(z)
     if not 1 <= pc <= res.components.shape[0]:
-        raise ValueError(f"pc_traversal: PC{pc} does not exist (z has {res.components.shape[0]} components)")
+        raise InputError(f"pc_traversal: PC{pc} does not exist (z has {res.components.shape[0]} components)")
     proj = res.coords[:, pc - 1]
     values = np.linspace(np.percentile(proj, lo_percentile), np.percentile(proj, hi_percentile), n_points)
     return res.mean + values[:, None] * res.components[pc - 1][None, :], values
@@ -113,6 +113,6 @@ def path_between(z0: np.ndarray, z1: np.ndarray, n: int) -> np.ndarray:
     """``n`` points (n, zdim) evenly spaced on the straight line from ``z0`` to ``z1`` (both included)."""
     z0, z1 = np.asarray(z0, dtype=np.float64), np.asarray(z1, dtype=np.float64)
     if z0.shape != z1.shape:
-        raise ValueError(f"path_between: z0 {z0.shape} and z1 {z1.shape} differ in shape")
+        raise InputError(f"path_between: z0 {z0.shape} and z1 {z1.shape} differ in shape")
     t = np.linspace(0.0, 1.0, n)[:, None]
     return (1 - t) * z0[None, :] + t * z1[None, :]

@@ -13,12 +13,14 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
+from tomodrgn.io.errors import InputError
+
 
 def _check_pair(vol1: np.ndarray, vol2: np.ndarray) -> None:
     if vol1.shape != vol2.shape:
-        raise ValueError(f"volume shapes differ: {vol1.shape} vs {vol2.shape}")
+        raise InputError(f"volume shapes differ: {vol1.shape} vs {vol2.shape}")
     if vol1.ndim != 3 or len(set(vol1.shape)) != 1:
-        raise ValueError(f"expected cubic volumes (D, D, D), got shape {vol1.shape}")
+        raise InputError(f"expected cubic volumes (D, D, D), got shape {vol1.shape}")
 
 
 def fsc(
@@ -82,7 +84,7 @@ def soft_mask(vol: np.ndarray, threshold: float | None = None, dilate_px: int = 
         threshold = 0.5 * float(np.percentile(vol, 99))
     inside = vol >= threshold
     if not inside.any():
-        raise ValueError(f"soft_mask: no voxel reaches the threshold {threshold:g}")
+        raise InputError(f"soft_mask: no voxel reaches the threshold {threshold:g}")
     dist = ndimage.distance_transform_edt(~inside)  # 0 inside, distance (voxels) to the object outside
     mask = np.zeros(vol.shape, dtype=np.float32)
     mask[dist <= dilate_px] = 1.0
@@ -96,13 +98,13 @@ def cc(vol1: np.ndarray, vol2: np.ndarray, mask: np.ndarray | None = None) -> fl
     """Real-space Pearson correlation of two volumes; ``mask`` (values ≥ 0) weights each voxel."""
     a, b = np.asarray(vol1, dtype=np.float64).ravel(), np.asarray(vol2, dtype=np.float64).ravel()
     if a.shape != b.shape:
-        raise ValueError(f"volume shapes differ: {np.shape(vol1)} vs {np.shape(vol2)}")
+        raise InputError(f"volume shapes differ: {np.shape(vol1)} vs {np.shape(vol2)}")
     w = np.ones_like(a) if mask is None else np.asarray(mask, dtype=np.float64).ravel()
     if w.shape != a.shape:
-        raise ValueError(f"mask shape {np.shape(mask)} differs from volume shape {np.shape(vol1)}")
+        raise InputError(f"mask shape {np.shape(mask)} differs from volume shape {np.shape(vol1)}")
     sw = w.sum()
     if sw <= 0:
-        raise ValueError("cc: mask is empty")
+        raise InputError("cc: mask is empty")
     da, db = a - (w * a).sum() / sw, b - (w * b).sum() / sw
     den = np.sqrt((w * da * da).sum() * (w * db * db).sum())
     return float((w * da * db).sum() / den) if den > 0 else 0.0
@@ -143,7 +145,7 @@ def confusion_matrix(labels_true: np.ndarray, labels_pred: np.ndarray) -> Confus
     """Confusion matrix with the best one-to-one matching of clusters to classes (Hungarian algorithm)."""
     lt, lp = np.asarray(labels_true), np.asarray(labels_pred)
     if lt.shape != lp.shape:
-        raise ValueError(f"label arrays differ in length: {lt.shape} vs {lp.shape}")
+        raise InputError(f"label arrays differ in length: {lt.shape} vs {lp.shape}")
     t_names, ti = np.unique(lt, return_inverse=True)
     p_names, pi = np.unique(lp, return_inverse=True)
     m = np.zeros((len(t_names), len(p_names)), dtype=np.int64)

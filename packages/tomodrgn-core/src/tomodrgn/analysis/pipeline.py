@@ -33,6 +33,7 @@ from tomodrgn.analysis.metrics import ConfusionResult, adjusted_rand_index, cc, 
 from tomodrgn.analysis.report import image, link, table, write_report
 from tomodrgn.analysis.volumes import Decoder, list_epochs
 from tomodrgn.export.selections import write_index_list
+from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.output_dir import check_output_dir, prepare_output_dir
 from tomodrgn.training.run_particles import apply_run_selection
@@ -187,7 +188,7 @@ def analyze_run(
     z, epoch = _load_z(run_dir, epoch)
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2:
-        raise ValueError(f"latents in {run_dir} have shape {z.shape}, expected (n_particles, zdim)")
+        raise InputError(f"latents in {run_dir} have shape {z.shape}, expected (n_particles, zdim)")
     if decode is None:
         from tomodrgn.training.evaluate import load_model
 
@@ -200,7 +201,7 @@ def analyze_run(
         # decoded volumes have the training box's pixel size (after any Fourier crop): checkpoint metadata first
         pixel_size = dataset.get("pixel_size") or cfg.get("pixel_size")
         if pixel_size is None:
-            raise ValueError(f"pixel size unknown for {run_dir}: pass pixel_size= (Å)")
+            raise InputError(f"pixel size unknown for {run_dir}: pass pixel_size= (Å)")
     pixel_size = float(pixel_size)
     out = Path(outdir) if outdir is not None else run_dir / (f"analyze.{epoch}" if epoch is not None else "analyze")
     prepare_output_dir(out, overwrite=True)  # checked above when given; the default folder is the command's own
@@ -271,7 +272,7 @@ def analyze_run(
             if not star_given:  # the run's training STAR: only the particles it was trained on (--first / --ind)
                 series = apply_run_selection(series, cfg)
             if series.n_particles != n:
-                raise ValueError(f"{star} has {series.n_particles} particles but z has {n}")
+                raise InputError(f"{star} has {series.n_particles} particles but z has {n}")
             files["cluster_stars"] = [
                 filter_star(series, kdir / f"cluster_{c:03d}.star", labels=labels, keep=[c]) for c in range(k_eff)
             ]

@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from tomodrgn.io.errors import InputError
+
 
 def _save(fig, out: str | Path) -> Path:
     out = Path(out)
@@ -148,7 +150,7 @@ def plot_loss(
     (``kl`` on the right; ``val_loss``, the held-out tilts' error, beside the training ``mse``)."""
     df = parse_train_log(log) if not isinstance(log, pd.DataFrame) else log
     if df.empty:
-        raise ValueError(f"no 'epoch … loss …' lines in {log}")
+        raise InputError(f"no 'epoch … loss …' lines in {log}")
     fig, ax = plt.subplots(figsize=(6, 4))
     ax2 = None
     for col in columns:

@@ -13,6 +13,7 @@ import numpy as np
 from tomodrgn.analysis.traversal import Traversal, graph_traversal_run, pc_traversal_run
 from tomodrgn.analysis.volume_space import VolumeSpaceResult, analyze_volumes
 from tomodrgn.io.errors import InputError
+from tomodrgn.io.index_lists import read_labels, read_values
 from tomodrgn.io.output_dir import check_output_dir
 
 
@@ -115,7 +116,7 @@ def _per_particle_values(color_by: str, z: np.ndarray | None, n: int) -> np.ndar
     path = Path(color_by)
     if not path.exists():
         raise InputError(f"--color-by {color_by}: neither PCn nor an existing .npy/.txt file of per-particle values")
-    values = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, ndmin=1)
+    values = read_values(path)
     if np.shape(values) != (n,):
         raise InputError(f"--color-by {path}: {np.size(values)} values for {n} particles")
     return np.asarray(values, dtype=np.float64)
@@ -164,7 +165,7 @@ def subtomo2chimerax(
     tomos, pos = particle_positions(series)
     rots = particle_poses(series)
     if isinstance(labels, (str, Path)):
-        labels = np.load(labels) if Path(labels).suffix == ".npy" else np.loadtxt(labels, ndmin=1)
+        labels = read_labels(labels)
     if labels is not None:
         labels = np.asarray(labels).astype(np.int64)
         if labels.shape != (n,):

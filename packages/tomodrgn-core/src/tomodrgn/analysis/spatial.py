@@ -53,7 +53,7 @@ def particle_positions(series) -> tuple[np.ndarray, np.ndarray]:
     Raises ``ValueError`` naming the STAR file when it has no coordinates.
     """
     if series.position is None:
-        raise ValueError(
+        raise InputError(
             f"{series.star_path}: no particle coordinates (_rlnCoordinateX/Y/Z or _rlnCenteredCoordinateX/Y/ZAngst)"
         )
     tomos = series.tomogram if series.tomogram is not None else ["tomogram"] * series.n_particles

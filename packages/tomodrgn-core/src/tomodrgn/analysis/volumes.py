@@ -16,6 +16,7 @@ from sklearn.decomposition import IncrementalPCA
 
 from tomodrgn.analysis.latent import kmeans, nearest_to_centres
 from tomodrgn.analysis.metrics import adjusted_rand_index, cc
+from tomodrgn.io.errors import InputError
 
 Decoder = Callable[[np.ndarray], np.ndarray]
 Progress = Callable[[int, int], None]
@@ -94,13 +95,13 @@ def volume_pca(
         if flat_mask is not None:
             x = x * flat_mask
         if len(x) < n_components:
-            raise ValueError(f"volume_pca: {len(x)} volumes, need at least n_components = {n_components}")
+            raise InputError(f"volume_pca: {len(x)} volumes, need at least n_components = {n_components}")
         model.partial_fit(x)
         sum_x = x.sum(0) if sum_x is None else sum_x + x.sum(0)
         sum_x2 += float((x * x).sum())
         n_seen += len(x)
     if shape is None:
-        raise ValueError("volume_pca: no volumes")
+        raise InputError("volume_pca: no volumes")
     total_var = (sum_x2 - float((sum_x * sum_x).sum()) / n_seen) / max(n_seen - 1, 1)
     coords = []
     for x in _rebatch(chunks(), batch):
@@ -133,7 +134,7 @@ def latent_convergence(z_a: np.ndarray, z_b: np.ndarray, k: int = 20, seed: int 
     """
     z_a, z_b = np.asarray(z_a, dtype=np.float64), np.asarray(z_b, dtype=np.float64)
     if z_a.shape != z_b.shape:
-        raise ValueError(f"latent_convergence: z shapes differ ({z_a.shape} vs {z_b.shape})")
+        raise InputError(f"latent_convergence: z shapes differ ({z_a.shape} vs {z_b.shape})")
     x = np.hstack([z_a, np.ones((len(z_a), 1))])
     coef, *_ = np.linalg.lstsq(x, z_b, rcond=None)
     resid = z_b - x @ coef
@@ -163,7 +164,7 @@ def convergence(
     run_dir = Path(run_dir)
     epochs = list_epochs(run_dir) if epochs is None else sorted(epochs)
     if len(epochs) < 2:
-        raise ValueError(f"convergence: need ≥ 2 epochs with z.N.npy in {run_dir}, found {epochs}")
+        raise InputError(f"convergence: need ≥ 2 epochs with z.N.npy in {run_dir}, found {epochs}")
     zs = {e: np.load(run_dir / f"z.{e}.npy") for e in epochs}
     picks = None
     if decoder_for_epoch is not None:

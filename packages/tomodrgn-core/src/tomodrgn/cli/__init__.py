@@ -2,7 +2,8 @@
 
 One module per command family registers its sub-commands (``register(sub)``); handlers import the API lazily, so
 ``--help`` and argument errors answer without loading torch. A user error (bad input, missing file, no space, no
-permission) prints one line naming the culprit and exits with status 2; ``--debug`` shows the traceback.
+permission) prints one line naming the culprit and exits with status 2; ``--debug`` shows the traceback. A warning
+is one line, ``warning: <message>``, each kind once (:func:`tomodrgn.io.user_warnings.warnings_to`).
 Run ``tomodrgn COMMAND --help``. Under ``torchrun``: ``torchrun --nproc_per_node N -m tomodrgn.cli train_vae ...``.
 """
 
@@ -29,6 +30,7 @@ from tomodrgn.cli import (
     volumes,
 )
 from tomodrgn.io.errors import user_error_message
+from tomodrgn.io.user_warnings import warnings_to
 
 # command families, in the order ``tomodrgn --help`` lists them
 COMMAND_MODULES = (
@@ -68,12 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_warning(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
-        args.func(args)
+        with warnings_to(_print_warning):
+            args.func(args)
     except KeyboardInterrupt:
         print(f"tomodrgn {args.command}: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -76,7 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lowpass", type=float, default=None, help="resolution (Å) of the filtered map (default: FSC 0.143)"
     )
     p.add_argument("--first", type=int, default=None, help="back-project the first N particles (of --ind if given)")
-    p.add_argument("--ind", type=Path, default=None, help="text file of particle indices (0-based) to back-project")
+    p.add_argument(
+        "--ind", type=Path, default=None, help="particle indices (0-based) to back-project: text, .npy or .pkl"
+    )
     p.add_argument("--insertion", default="trilinear", choices=["trilinear", "nearest"], help="Fourier insertion")
     p.add_argument("--seed", type=int, default=0, help="seed of the random half-set split")
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (bounds the memory used)")

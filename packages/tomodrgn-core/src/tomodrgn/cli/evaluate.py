@@ -98,6 +98,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--epoch", type=int, default=None)
     p.add_argument("--first", type=int, default=None, help="embed the first N particles only (STAR particle order)")
-    p.add_argument("--ind", default=None, help="embed the particles of this index list (0-based, one per line)")
+    p.add_argument("--ind", default=None, help="embed the particles of this index list (0-based; text, .npy or .pkl)")
     add_tomograms_star(p)
     p.set_defaults(func=cmd_eval_images)

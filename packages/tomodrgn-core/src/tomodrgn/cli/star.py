@@ -9,15 +9,15 @@ from tomodrgn.cli._options import add_tomograms_star
 
 
 def cmd_filter_star(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from tomodrgn import api
 
     indices = labels = None
     if args.indices:
         indices = api.read_index_list(args.indices)
     elif args.labels:
-        labels = np.load(args.labels) if args.labels.endswith(".npy") else np.loadtxt(args.labels, dtype=np.int64)
+        if not args.keep:
+            raise api.InputError(f"--labels {args.labels} needs --keep LABEL [LABEL ...]: the label values to keep")
+        labels = api.read_labels(args.labels)
     else:
         raise api.InputError("give --indices FILE, or --labels FILE with --keep")
     star = args.star
@@ -39,8 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("filter_star", help="write a STAR subset (same flavour, all columns) for re-refinement")
     p.add_argument("star", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument("--indices", help="text file of particle indices (0-based)")
-    p.add_argument("--labels", help=".npy/.txt of one label per particle (with --keep)")
+    p.add_argument(
+        "--indices", help="particle indices (0-based): text (one per line), .npy, or .pkl (cryoDRGN ind.pkl)"
+    )
+    p.add_argument("--labels", help="one label per particle, .txt/.npy/.pkl (cryoDRGN labels.pkl), with --keep")
     p.add_argument("--keep", type=int, nargs="+", help="label values to keep")
     p.add_argument("--exclude", action="store_true", help="write the complement of the selection")
     add_tomograms_star(p)

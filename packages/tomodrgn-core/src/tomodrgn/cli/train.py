@@ -33,7 +33,7 @@ TRAIN_HELP = {
     "preload": "load all images into RAM (default: memory-mapped, read lazily)",
     "invert": "invert image contrast",
     "first": "train on the first N particles only (STAR particle order)",
-    "ind": "train on the particles of this index list (0-based, one per line; e.g. a filter/selection .keep.txt)",
+    "ind": "train on the particles of this index list (0-based; text, .npy or a cryoDRGN .pkl; e.g. .keep.txt)",
     "tomograms_star": "tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed"
     " with the optimisation set)",
     "val_tilts": "hold K tilt images of every particle out of training (seeded, spread over the tilt range) and"

@@ -219,7 +219,7 @@ class TiltSeriesDataset(Dataset):
 def soft_window(d: int, inner: float, outer: float) -> np.ndarray:
     """(d, d) real-space window, centre (d/2, d/2): 1 within inner·d/2 px, linear ramp to 0 at outer·d/2 px."""
     if not 0 < inner < outer:
-        raise ValueError(f"window: need 0 < inner < outer (fractions of the box radius), got {inner}, {outer}")
+        raise InputError(f"window: need 0 < inner < outer (fractions of the box radius), got {inner}, {outer}")
     ax = np.arange(d) - d / 2
     r = np.hypot(*np.meshgrid(ax, ax, indexing="ij")) / (d / 2)
     return np.clip((outer - r) / (outer - inner), 0.0, 1.0).astype(np.float32)

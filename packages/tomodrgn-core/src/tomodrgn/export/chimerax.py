@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import mrc_pixel_size
 
 # tab10-like palette (hex), cycled by cluster label
@@ -54,7 +55,7 @@ def chimerax_script(
     rotations = np.asarray(rotations, dtype=np.float64)
     n = len(volume_paths)
     if positions.shape != (n, 3) or rotations.shape != (n, 3, 3):
-        raise ValueError(
+        raise InputError(
             f"chimerax_script: {n} volumes but positions {positions.shape} and rotations {rotations.shape}"
         )
     if pixel_size is None:

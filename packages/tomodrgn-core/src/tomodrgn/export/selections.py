@@ -1,7 +1,8 @@
 """Particle selections: filtered STAR files and plain-text index lists.
 
 Index lists are 0-based particle indices in the training STAR's particle order (order of first appearance of each
-particle), one integer per line; ``#`` starts a comment.
+particle), one integer per line; ``#`` starts a comment. They are read as text, ``.npy`` or ``.pkl``
+(:mod:`tomodrgn.io.index_lists`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def select_indices(
     """Sorted particle indices chosen by ``indices`` or by ``labels`` (n_particles,) whose value is in ``keep``;
     ``invert`` returns the complement (the particles to exclude become the ones kept)."""
     if (indices is None) == (labels is None):
-        raise ValueError("give exactly one of indices or labels")
+        raise InputError("give exactly one of indices or labels")
     chosen = np.zeros(n_particles, dtype=bool)
     if indices is not None:
         idx = np.asarray(list(indices), dtype=np.int64)
@@ -38,7 +39,7 @@ def select_indices(
         if len(labels) != n_particles:
             raise InputError(f"{len(labels)} labels for {n_particles} particles")
         if keep is None:
-            raise ValueError("selecting by labels needs keep= (the label values to keep)")
+            raise InputError("selecting by labels needs keep= (the label values to keep)")
         chosen = np.isin(labels, np.asarray(list(keep)))
     if invert:
         chosen = ~chosen
@@ -77,19 +78,6 @@ def write_index_list(path: str | Path, indices: Iterable[int], comment: str | No
     body = "".join(f"{int(i)}\n" for i in indices)
     path.write_text((f"# {comment}\n" if comment else "") + body)
     return path
-
-
-def read_index_list(path: str | Path) -> np.ndarray:
-    """Read an index list written by :func:`write_index_list` (also plain whitespace-separated integers)."""
-    out = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        for tok in line.split():
-            try:
-                out.append(int(tok))
-            except ValueError:
-                raise InputError(f"{path}, line {n}: {tok!r} is not a particle index") from None
-    return np.asarray(out, dtype=np.int64)
 
 
 def write_keep_exclude(

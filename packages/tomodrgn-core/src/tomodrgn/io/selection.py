@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tomodrgn.io.errors import InputError
+from tomodrgn.io.index_lists import read_index_list
 from tomodrgn.io.particles import ParticleSeries, read_particles
 from tomodrgn.io.star import find_particle_block, read_star
 
@@ -58,14 +59,9 @@ def check_duplicate_images(series: ParticleSeries) -> None:
 
 
 def read_indices(path: str | Path, n_particles: int) -> np.ndarray:
-    """A 0-based particle index list (:func:`tomodrgn.export.selections.read_index_list`), checked against
+    """A 0-based particle index list (:func:`tomodrgn.io.index_lists.read_index_list`), checked against
     ``n_particles``: InputError naming the file and the bad index."""
-    from tomodrgn.export.selections import read_index_list
-
-    try:
-        idx = read_index_list(path)
-    except ValueError as e:  # a token that is not an integer
-        raise InputError(str(e)) from None
+    idx = read_index_list(path)
     if idx.size == 0:
         raise InputError(f"{path}: the index list is empty")
     bad = idx[(idx < 0) | (idx >= n_particles)]

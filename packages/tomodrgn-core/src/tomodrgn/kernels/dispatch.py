@@ -6,6 +6,7 @@ from typing import Literal
 
 import torch
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.kernels.lattice_mask_torch import HalfLattice, MaskedLattice, masked_lattice_torch
 
 Backend = Literal["auto", "torch", "triton"]
@@ -26,17 +27,17 @@ def resolve_backend(backend: Backend, device: torch.device) -> str:
     (``TRITON_INTERPRET=1`` set before Triton was imported); otherwise it raises a RuntimeError saying so.
     """
     if backend not in ("auto", "torch", "triton"):
-        raise ValueError(f"unknown lattice-mask backend {backend!r}: expected 'auto', 'torch' or 'triton'")
+        raise InputError(f"unknown lattice-mask backend {backend!r}: expected 'auto', 'torch' or 'triton'")
     if backend == "auto":
         return "triton" if device.type == "cuda" and triton_available() else "torch"
     if backend == "triton":
         if not triton_available():
-            raise RuntimeError("backend 'triton' requested but Triton is not installed (pip install triton)")
+            raise InputError("backend 'triton' requested but Triton is not installed (pip install triton)")
         if device.type != "cuda":
             from tomodrgn.kernels.lattice_mask_triton import interpreter_active
 
             if not interpreter_active():
-                raise RuntimeError(
+                raise InputError(
                     f"backend 'triton' needs CUDA tensors (got device '{device}'); use backend='torch' or 'auto' "
                     "on CPU, or set TRITON_INTERPRET=1 before Triton is imported to use the CPU interpreter"
                 )

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.models.mlp import mlp
 from tomodrgn.models.names import ENCODERS as ENCODERS  # re-exported (defined torch-free)
 from tomodrgn.models.pooling import Pooling
@@ -64,7 +65,7 @@ class TiltSeriesEncoder(nn.Module):
 def checked_enc_mask(D: int, radius: int) -> int:
     """``radius`` (px) of an encoder's input pixels, which must lie between 1 and D/2."""
     if not 1 <= radius <= D // 2:
-        raise ValueError(f"enc_mask must be between 1 and D/2 = {D // 2} px, got {radius}")
+        raise InputError(f"enc_mask must be between 1 and D/2 = {D // 2} px, got {radius}")
     return radius
 
 

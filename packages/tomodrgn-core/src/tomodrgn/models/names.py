@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from tomodrgn.io.errors import InputError
+
 #: encoder kinds (see :mod:`tomodrgn.models.encoder`)
 ENCODERS = ("per-tilt", "reference-frame")
 
@@ -15,10 +17,10 @@ def parse_arch(spec: str | tuple[int, int] | list[int]) -> tuple[int, int]:
     if isinstance(spec, str):
         parts = spec.lower().replace(" ", "").split("x")
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
-            raise ValueError(f"architecture must look like '256x3' (nodes x layers), got {spec!r}")
+            raise InputError(f"architecture must look like '256x3' (nodes x layers), got {spec!r}")
         nodes, layers = int(parts[0]), int(parts[1])
     else:
         nodes, layers = (int(v) for v in spec)
     if nodes < 1 or layers < 1:
-        raise ValueError(f"architecture needs nodes ≥ 1 and layers ≥ 1, got {spec!r}")
+        raise InputError(f"architecture needs nodes ≥ 1 and layers ≥ 1, got {spec!r}")
     return nodes, layers

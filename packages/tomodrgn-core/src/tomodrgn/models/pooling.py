@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.models.names import POOLING_MODES
 
 
@@ -37,7 +38,7 @@ class Pooling(nn.Module):
     def __init__(self, mode: str, dim: int, n_tilts: int) -> None:
         super().__init__()
         if mode not in POOLING_MODES:
-            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {mode!r}")
+            raise InputError(f"pooling must be one of {POOLING_MODES}, got {mode!r}")
         self.mode, self.dim, self.n_tilts = mode, dim, n_tilts
         self.set_pool = SetPooling(dim) if mode == "set" else None
 
@@ -48,7 +49,7 @@ class Pooling(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "concatenate":
             if x.shape[1] != self.n_tilts:
-                raise ValueError(
+                raise InputError(
                     f"concatenate pooling was built for {self.n_tilts} tilts per particle, got {x.shape[1]}"
                 )
             return x.reshape(x.shape[0], -1)

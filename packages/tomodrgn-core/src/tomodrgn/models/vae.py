@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.models.decoder import HartleyDecoder
 from tomodrgn.models.encoder import (
     ENCODERS,
@@ -48,14 +49,14 @@ class TomoDRGN(nn.Module):
         elif zdim > 0 and encoder == "reference-frame":
             self.encoder = ReferenceFrameEncoder(D, zdim, reference_frame_radius(D, enc_mask), enc_arch_a)
         elif zdim > 0:
-            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+            raise InputError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         self.decoder = HartleyDecoder(D, zdim, dec_arch, feat_sigma, n_features)
 
     def encode(self, images: torch.Tensor, rotations: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ, log σ²) of images (B, T, D+1, D+1); ``rotations`` (B, T, 3, 3) are needed by the reference-frame
         encoder."""
         if self.encoder is None:
-            raise ValueError("a homogeneous model (zdim = 0) has no encoder")
+            raise InputError("a homogeneous model (zdim = 0) has no encoder")
         return self.encoder(images, rotations)
 
     def forward(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tomodrgn.io.errors import InputError
+
 Array = np.ndarray | torch.Tensor
 
 
@@ -71,7 +73,7 @@ def fourier_crop(img: Array, d_new: int) -> Array:
     if d_new == d:
         return img
     if d_new > d or d_new % 2:
-        raise ValueError(f"Fourier crop needs an even size ≤ {d}, got {d_new}")
+        raise InputError(f"Fourier crop needs an even size ≤ {d}, got {d_new}")
     f = _fftn_centered(img, 2)
     start = d // 2 - d_new // 2
     f = f[..., start : start + d_new, start : start + d_new]

@@ -14,6 +14,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from tomodrgn.io.errors import InputError
+
 
 @dataclass(frozen=True)
 class Lattice:
@@ -23,7 +25,7 @@ class Lattice:
 
     def __post_init__(self) -> None:
         if self.D % 2:
-            raise ValueError(f"Box size D must be even, got {self.D}")
+            raise InputError(f"Box size D must be even, got {self.D}")
 
     @property
     def D1(self) -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.physics.ctf import compute_ctf, premultiplied
 from tomodrgn.physics.dose import dose_weights, tilt_weights
 from tomodrgn.physics.hartley import ht2_center, iht3_center, symmetrize_ht
@@ -74,7 +75,7 @@ def prepare_slices(
     frequency, for the P lattice points of :func:`lattice_points`.
     """
     if ctf not in CTF_MODES:
-        raise ValueError(f"ctf must be one of {CTF_MODES}, got {ctf!r}")
+        raise InputError(f"ctf must be one of {CTF_MODES}, got {ctf!r}")
     n, d = images.shape[0], images.shape[-1]
     device = images.device
     lattice = Lattice(d)
@@ -131,7 +132,7 @@ def insert_slices(
     the nearest voxel. Trilinear insertion runs ``chunk`` points at a time.
     """
     if insertion not in INSERTIONS:
-        raise ValueError(f"insertion must be one of {INSERTIONS}, got {insertion!r}")
+        raise InputError(f"insertion must be one of {INSERTIONS}, got {insertion!r}")
     d1 = numerator.shape[0]
     # index space [0, D]; lattice points within radius D/2 lie inside it (the clamp only absorbs rounding)
     p = (positions.reshape(-1, 3).to(numerator.dtype) + (d1 - 1) // 2).clamp_(0, d1 - 1)

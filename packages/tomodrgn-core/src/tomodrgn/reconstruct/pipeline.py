@@ -18,8 +18,8 @@ import torch
 
 from tomodrgn.analysis.metrics import fsc, resolution_at
 from tomodrgn.analysis.plots import plot_fsc
-from tomodrgn.export.selections import read_index_list
 from tomodrgn.io.errors import InputError
+from tomodrgn.io.index_lists import read_index_list
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.output_dir import prepare_output_dir
 from tomodrgn.io.particles import ParticleSeries, read_particles
@@ -83,10 +83,7 @@ def select_particles(n_particles: int, indices: np.ndarray | str | Path | None =
         chosen = np.arange(n_particles, dtype=np.int64)
     else:
         if isinstance(indices, (str, Path)):
-            try:
-                indices = read_index_list(indices)
-            except ValueError as e:
-                raise InputError(str(e)) from e
+            indices = read_index_list(indices)
         chosen = np.asarray(indices, dtype=np.int64).reshape(-1)
         bad = chosen[(chosen < 0) | (chosen >= n_particles)]
         if bad.size:

@@ -137,7 +137,7 @@ def simulate_dataset(
         raise InputError(f"snr must be > 0 (or None/inf for noiseless), got {snr}")
     noiseless = snr is None or math.isinf(snr)
     if format not in ("warp", "relion5"):
-        raise ValueError(f"format must be 'warp' or 'relion5', got {format!r}")
+        raise InputError(f"format must be 'warp' or 'relion5', got {format!r}")
     apix = DEFAULT_BOX_ANGSTROM / d if pixel_size is None else float(pixel_size)
     spec: Preset = get_preset(preset)
     tomogram_shape = (2 * d, 8 * d, 8 * d) if tomogram_shape is None else tuple(int(s) for s in tomogram_shape)

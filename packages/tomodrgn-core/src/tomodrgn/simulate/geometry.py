@@ -17,7 +17,7 @@ def tilt_series(n_tilts: int, max_tilt: float, tilt_step: float, dose_per_tilt: 
     """
     angles = dose_symmetric(max_tilt, tilt_step)
     if n_tilts < 1 or n_tilts > len(angles):
-        raise ValueError(
+        raise InputError(
             f"n_tilts={n_tilts} is not possible with max_tilt={max_tilt}° and tilt_step={tilt_step}° "
             f"(the dose-symmetric scheme has {len(angles)} tilts)"
         )
@@ -60,7 +60,7 @@ def place_particles(
     lo = np.full(3, d / 2)
     hi = np.array(shape_zyx[::-1], dtype=np.float64) - d / 2
     if np.any(hi < lo):
-        raise ValueError(f"tomogram shape {shape_zyx} (Z, Y, X) is too small for box size {d}")
+        raise InputError(f"tomogram shape {shape_zyx} (Z, Y, X) is too small for box size {d}")
     pos = np.empty((0, 3))
     for _ in range(n):
         for _try in range(5000):
@@ -69,7 +69,7 @@ def place_particles(
                 pos = np.vstack([pos, p])
                 break
         else:
-            raise ValueError(
+            raise InputError(
                 f"cannot place {n} non-overlapping particles of box {d} in a tomogram of shape {shape_zyx}; "
                 "use more tomograms (n_tomograms) or a larger tomogram_shape"
             )

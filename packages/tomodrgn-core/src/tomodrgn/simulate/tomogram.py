@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import read_mrc, write_mrc
 from tomodrgn.simulate.dataset import SimulatedDataset
 from tomodrgn.simulate.phantom import render_particle
@@ -58,7 +59,7 @@ def simulate_tomogram(
     truth = np.load(sim.truth_path)
     names = [str(t) for t in truth["tomogram_names"]]
     if tomogram_name not in names:
-        raise ValueError(f"tomogram {tomogram_name!r} not in {sim.truth_path} (tomograms: {', '.join(names)})")
+        raise InputError(f"tomogram {tomogram_name!r} not in {sim.truth_path} (tomograms: {', '.join(names)})")
     shape = tuple(int(s) for s in (truth["tomogram_shape"] if shape is None else shape))
     d = int(truth["box_size"])
     sel = np.flatnonzero(truth["tomogram"] == names.index(tomogram_name))

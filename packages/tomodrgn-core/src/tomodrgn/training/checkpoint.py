@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.training.run_dir import atomic_write_bytes, write_error
 
 _CKPT = re.compile(r"^weights\.(\d+)(?:\.step(\d+))?\.pt$")
@@ -71,7 +72,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # noqa: BLE001 - report any unreadable file by name
-        raise ValueError(f"cannot read checkpoint {path}: {e}") from e
+        raise InputError(f"cannot read checkpoint {path}: {e}") from e
 
 
 def latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict] | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.particles import ParticleSeries
 from tomodrgn.kernels import half_lattice
@@ -49,14 +50,14 @@ class TrainedModel:
         """Volumes (D, D, D) float32 in real space, one per row of z (n, zdim); one volume when homogeneous."""
         if self.zdim == 0:
             if z is not None and np.size(z) > 0:
-                raise ValueError("this model is homogeneous (no latent space): call decode(None)")
+                raise InputError("this model is homogeneous (no latent space): call decode(None)")
             rows: list = [None]
         else:
             if z is None:
-                raise ValueError(f"this model has a {self.zdim}-D latent space: pass z of shape (n, {self.zdim})")
+                raise InputError(f"this model has a {self.zdim}-D latent space: pass z of shape (n, {self.zdim})")
             z = np.atleast_2d(np.asarray(z, dtype=np.float32))
             if z.shape[1] != self.zdim:
-                raise ValueError(f"z has {z.shape[1]} dimensions, the model has {self.zdim}")
+                raise InputError(f"z has {z.shape[1]} dimensions, the model has {self.zdim}")
             rows = list(z)
         for row in rows:
             zt = None if row is None else torch.as_tensor(row, device=self.device)
@@ -93,7 +94,7 @@ class TrainedModel:
         order (else a seeded random subset). The training normalisation is reused.
         """
         if self.zdim == 0:
-            raise ValueError("this model is homogeneous (no encoder): nothing to embed")
+            raise InputError("this model is homogeneous (no encoder): nothing to embed")
         if star_or_series is None:
             from tomodrgn.training.run_particles import training_particles
 
@@ -105,7 +106,7 @@ class TrainedModel:
         )
         ds = make_dataset(star_or_series, cfg, norm=tuple(self.metadata["norm"]))
         if ds.box_size != self.box_size:
-            raise ValueError(f"particles give box {ds.box_size}, the model was trained at {self.box_size}")
+            raise InputError(f"particles give box {ds.box_size}, the model was trained at {self.box_size}")
         lattice = half_lattice(ds.box_size, ds.pixel_size)
         idx = np.arange(len(ds))
         _, mu, lv = encode_particles(self.model, ds, idx, lattice, cfg, self.device, batch_size, num_workers)
