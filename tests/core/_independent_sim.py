@@ -161,3 +161,178 @@ def make_dataset(
     starfile.write(pd.DataFrame(rows), star, overwrite=True)
     truth = {"centres": centres, "sigma": sigma, "amp": amp, "origin_px": np.asarray(origins)}
     return star, vol, truth
+
+
+def specimen_rotation(xtilt: float, ytilt: float, zrot: float) -> np.ndarray:
+    """RELION 5's projection rotation Rz(zrot)·Ry(ytilt)·Rx(xtilt) (active, right-handed; degrees) from scipy."""
+    r = [Rotation.from_rotvec(np.deg2rad(a) * np.eye(3)[i]).as_matrix() for i, a in enumerate((xtilt, ytilt, zrot))]
+    return r[2] @ r[1] @ r[0]
+
+
+def _ctf(defocus_a: float, box: int, pixel_size: float) -> np.ndarray:
+    return (
+        torch_ctf.calculate_ctf_2d(
+            defocus=defocus_a / 1e4,
+            astigmatism=0.0,
+            astigmatism_angle=0.0,
+            voltage=300.0,
+            spherical_aberration=2.7,
+            amplitude_contrast=0.07,
+            phase_shift=0.0,
+            pixel_size=pixel_size,
+            image_shape=(box, box),
+            rfft=False,
+            fftshift=False,
+        )
+        .squeeze()
+        .double()
+        .numpy()
+    )
+
+
+def make_stack_set(
+    outdir: Path,
+    hand: float,
+    n_particles: int = 40,
+    box: int = 32,
+    pixel_size: float = 10.0,
+    tilts=(0.0, 8.0, -8.0, 16.0, -16.0, 24.0, -24.0, 32.0, -32.0, 40.0, -40.0, 48.0, -48.0),
+    dose_per_tilt: float = 3.0,
+    seed: int = 0,
+) -> tuple[Path, np.ndarray]:
+    """A WarpTools ``ts_export_particles --2d`` set (optimisation set, particles STAR with optics, tomograms STAR with
+    ``_rlnTomoProjX/Y/Z/W`` rows and ``_rlnTomoHand`` = ``hand``, one full 2-D stack per particle with one frame not
+    visible), imaged as RELION 5 defines it, written without tomodrgn. Returns (optimisation set, true map [z, y, x]).
+
+    RELION 5 (``Tomogram``, ``ParticleSet::getMatrix3x3``, ``Experiment::read``): the rows of ProjX/Y/Z/W are the
+    tilt's 4×4 matrix P_f, mapping tomogram coordinates to image coordinates; a particle's box-local coordinates map to
+    the tomogram by A_sub·A_part (``_rlnTomoSubtomogram*`` and ``_rlnAngle*``, RELION's Euler matrices transposed
+    from scipy), so a reference point r lies at (R_f·A_sub·A_part·r)[:2] in the tilt image (R_f the 3×3 of P_f),
+    and the projection is along the image z axis. The defocus of a particle is the tilt's _rlnDefocusU/V plus
+    hand · (R_f·(position − tomogram centre))_z in Å (``Tomogram::getCtf``, defocus slope 1). Contrast as
+    the map (light particles on a dark background), CTF from teamtomo's ``torch_ctf``.
+    """
+    rng = np.random.default_rng(seed)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    centres, sigma, amp = gaussian_blobs(12, box, rng)
+    vol = blob_volume(centres, sigma, amp, box)
+    ts_px, binning = 2.5, pixel_size / 2.5
+    tomo_size = (2000, 2000, 600)  # tilt-series px (x, y, z)
+    tomos = {"TS_1.tomostar": (0.4, 84.0), "TS_2.tomostar": (-0.6, -93.0)}  # x tilt, z rot (°)
+    n_f = len(tilts)
+    order = np.argsort(tilts)  # WarpTools lists tilts by angle; pre-exposure follows the dose-symmetric order
+    pre = {f: dose_per_tilt * i for i, f in enumerate(range(n_f))}
+    blocks = {
+        "global": pd.DataFrame(
+            [
+                {
+                    "rlnTomoName": name,
+                    "rlnTomoTiltSeriesName": "dummy_tiltseries.mrc",
+                    "rlnTomoFrameCount": n_f,
+                    "rlnTomoSizeX": tomo_size[0],
+                    "rlnTomoSizeY": tomo_size[1],
+                    "rlnTomoSizeZ": tomo_size[2],
+                    "rlnTomoHand": hand,
+                    "rlnOpticsGroupName": f"opticsGroup{i + 1}",
+                    "rlnTomoTiltSeriesPixelSize": ts_px,
+                    "rlnVoltage": 300.0,
+                    "rlnSphericalAberration": 2.7,
+                    "rlnAmplitudeContrast": 0.07,
+                    "rlnTomoImportFractionalDose": dose_per_tilt,
+                }
+                for i, name in enumerate(tomos)
+            ]
+        )
+    }
+    geometry = {}
+    for name, (xtilt, zrot) in tomos.items():
+        rows, mats, defocus = [], [], []
+        for f in order:
+            r = specimen_rotation(xtilt, tilts[f], zrot)
+            p = np.eye(4)
+            p[:3, :3] = r
+            df = 15000.0 + rng.uniform(-500, 500)
+            rows.append(
+                {
+                    **{f"rlnTomoProj{a}": "[" + ",".join(f"{v:.9g}" for v in p[k]) + "]" for k, a in enumerate("XYZW")},
+                    "rlnDefocusU": df,
+                    "rlnDefocusV": df,
+                    "rlnDefocusAngle": 0.0,
+                    "rlnCtfScalefactor": np.cos(np.deg2rad(tilts[f])),
+                    "rlnMicrographPreExposure": pre[f],
+                }
+            )
+            mats.append(r)
+            defocus.append(df)
+        blocks[name] = pd.DataFrame(rows)
+        geometry[name] = (mats, defocus, [pre[f] for f in order])
+    starfile.write(blocks, outdir / "tomograms.star", overwrite=True)
+
+    rows = []
+    centre_px = np.array(tomo_size) / 2
+    for p in range(n_particles):
+        name = list(tomos)[p % len(tomos)]
+        mats, defocus, doses = geometry[name]
+        a_part = Rotation.random(random_state=rng.integers(1 << 31)).as_matrix().T  # a RELION matrix
+        coord = rng.uniform([200, 200, 200], [1800, 1800, 400])  # tilt-series px
+        hidden = int(rng.integers(n_f))
+        stack = np.zeros((n_f, box, box), np.float32)
+        for f, r in enumerate(mats):
+            if f == hidden:
+                continue
+            img = blob_projection(centres, sigma, amp, r @ a_part, box)
+            depth = (r @ ((coord - centre_px) * ts_px))[2]
+            ctf = _ctf(defocus[f] + hand * depth, box, pixel_size)
+            img = np.fft.ifft2(np.fft.fft2(img) * ctf * exposure_filter(doses[f] + dose_per_tilt, box, pixel_size))
+            stack[f] = img.real.astype(np.float32)
+        tomo = name.removesuffix(".tomostar")
+        image = f"stacks/{tomo}/{tomo}_{pixel_size:.2f}A_{p + 1:06d}.mrcs"
+        (outdir / image).parent.mkdir(parents=True, exist_ok=True)
+        with mrcfile.new(outdir / image, overwrite=True) as m:
+            m.set_data(stack)
+            m.set_image_stack()
+            m.voxel_size = pixel_size
+        rot, tilt, psi = Rotation.from_matrix(a_part.T).as_euler("ZYZ", degrees=True)
+        rows.append(
+            {
+                "rlnTomoName": name,
+                "rlnTomoParticleId": p + 1,
+                "rlnCoordinateX": coord[0],
+                "rlnCoordinateY": coord[1],
+                "rlnCoordinateZ": coord[2],
+                "rlnAngleRot": rot,
+                "rlnAngleTilt": tilt,
+                "rlnAnglePsi": psi,
+                "rlnTomoParticleName": f"{tomo}/{p + 1}",
+                "rlnOpticsGroup": list(tomos).index(name) + 1,
+                "rlnImageName": image,
+                "rlnOriginXAngst": 0.0,
+                "rlnOriginYAngst": 0.0,
+                "rlnOriginZAngst": 0.0,
+                "rlnTomoVisibleFrames": "[" + ",".join("0" if f == hidden else "1" for f in range(n_f)) + "]",
+            }
+        )
+    optics = pd.DataFrame(
+        [
+            {
+                "rlnOpticsGroup": i + 1,
+                "rlnOpticsGroupName": f"opticsGroup{i + 1}",
+                "rlnSphericalAberration": 2.7,
+                "rlnVoltage": 300.0,
+                "rlnTomoTiltSeriesPixelSize": ts_px,
+                "rlnCtfDataAreCtfPremultiplied": 0,
+                "rlnImageDimensionality": 2,
+                "rlnTomoSubtomogramBinning": binning,
+                "rlnImagePixelSize": pixel_size,
+                "rlnImageSize": box,
+                "rlnAmplitudeContrast": 0.07,
+            }
+            for i in range(len(tomos))
+        ]
+    )
+    general = {"rlnTomoSubTomosAre2DStacks": 1}
+    starfile.write({"general": general, "optics": optics, "particles": pd.DataFrame(rows)}, outdir / "particles.star")
+    entries = {"rlnTomoParticlesFile": "particles.star", "rlnTomoTomogramsFile": "tomograms.star"}
+    starfile.write({"": entries}, outdir / "optimisation_set.star", overwrite=True)
+    return outdir / "optimisation_set.star", vol

@@ -154,6 +154,53 @@ def test_graph_traversal(run, tmp_path, capsys):
     assert e.value.code == 2 and "anchor particle 999" in capsys.readouterr().err
 
 
+FLIP_HAND_COMMANDS = {
+    "eval_vol": ["eval_vol", "{run}", "--z", "0.1", "-0.2", "-o", "{out}"],
+    "analyze": ["analyze", "{run}", "--ksample", "3", "--no-umap", "-o", "{out}"],
+    "pc_traversal": ["pc_traversal", "{run}", "--pc", "1", "--n-points", "3", "-o", "{out}"],
+    "graph_traversal": ["graph_traversal", "{run}", "--anchors", "0", "5", "-o", "{out}"],
+    "analyze_volumes": [
+        "analyze_volumes",
+        "{run}",
+        "--n-volumes",
+        "6",
+        "--ksample",
+        "2",
+        "--n-pcs",
+        "2",
+        "-o",
+        "{out}",
+    ],
+    "convergence_nn": ["convergence_nn", "{nn_run}", "-o", "{out}"],
+}
+
+
+@pytest.mark.parametrize("command", list(FLIP_HAND_COMMANDS))
+def test_flip_hand_mirrors_every_map_written(command, run, nn_run, tmp_path, capsys):
+    """``--flip-hand`` on each command that writes maps: every map is the mirror image (z → −z about voxel D/2) of
+    the one written without it, nothing else changes."""
+    from tomodrgn.physics.hand import flip_hand
+
+    def go(out, *extra):
+        argv = [a.format(run=run[1], nn_run=nn_run[1], out=out) for a in FLIP_HAND_COMMANDS[command]]
+        main([*argv, *extra])
+        capsys.readouterr()
+        return sorted(p.relative_to(out) for p in out.rglob("*.mrc"))
+
+    plain, flipped = go(tmp_path / "plain"), go(tmp_path / "flipped", "--flip-hand")
+    assert plain == flipped and len(plain) >= 1
+    for rel in plain:
+        a, px = read_mrc(tmp_path / "plain" / rel)
+        b, px_b = read_mrc(tmp_path / "flipped" / rel)
+        assert px_b == px and not np.allclose(a, b), rel
+        if command == "analyze_volumes" and rel.parts[0] != "volumes":
+            # PCA / k-means / the auto mask run on the mirrored volumes: the same analysis up to float near-ties
+            cc = np.corrcoef(b.ravel(), flip_hand(a).ravel())[0, 1]
+            assert cc > 0.99 > np.corrcoef(b.ravel(), a.ravel())[0, 1], (rel, cc)
+            continue
+        np.testing.assert_allclose(b, flip_hand(a), atol=1e-5 * float(np.abs(a).max()), err_msg=str(rel))
+
+
 def test_subtomo2chimerax(run, tmp_path, capsys):
     sim, rd = run
     # per particle, coloured by latent PC1

@@ -30,6 +30,7 @@ from tomodrgn.analysis.overlay import (
 from tomodrgn.analysis.pipeline import AnalysisResult, TruthEvaluation, analyze_run, evaluate_against_truth
 from tomodrgn.analysis.run_commands import (
     analyze_volumes_run,
+    check_run_against_reference,
     graph_traversal_for_run,
     pc_traversal_for_run,
     subtomo2chimerax,
@@ -48,6 +49,7 @@ from tomodrgn.io.selection import read_particles_checked, select_particles
 from tomodrgn.io.user_warnings import warning_line, warnings_to
 from tomodrgn.models.names import ENCODERS
 from tomodrgn.reconstruct.pipeline import BackprojectResult, backproject
+from tomodrgn.reconstruct.reference_check import ReferenceCheck, check_against_reference, load_reference
 from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomogram, write_relion5
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
@@ -64,6 +66,9 @@ __all__ = [
     "Traversal",
     "VolumeSpaceResult",
     "analyze_volumes",
+    "check_against_reference",
+    "check_run_against_reference",
+    "load_reference",
     "cleanup",
     "convergence_nn",
     "convergence_vae",
@@ -78,6 +83,7 @@ __all__ = [
     "ENCODERS",
     "AnalysisResult",
     "BackprojectResult",
+    "ReferenceCheck",
     "DemoResult",
     "EpochEvent",
     "InputError",
@@ -158,11 +164,13 @@ def decode_volumes(
     device: str = "cpu",
     progress=None,
     overwrite: bool = False,
+    flip_hand: bool = False,
 ) -> list[Path]:
     """Decode one volume per row of ``z`` (n, zdim) (None for a homogeneous run) and write ``<prefix>NNN.mrc``
-    files (D³, the training pixel size) into ``outdir`` (new or empty unless ``overwrite``); returns their paths."""
+    files (D³, the training pixel size) into ``outdir`` (new or empty unless ``overwrite``); returns their paths.
+    ``flip_hand``: write them mirrored (``docs/architecture.md``, "Hand")."""
     check_output_dir(outdir, overwrite)
-    model = load_model(run_dir, epoch, device=device)
+    model = load_model(run_dir, epoch, device=device, flip_hand=flip_hand)
     outdir = prepare_output_dir(outdir, overwrite)
     n = 1 if z is None else int(np.atleast_2d(z).shape[0])
     paths = []

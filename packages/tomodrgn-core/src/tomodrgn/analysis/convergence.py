@@ -254,12 +254,14 @@ def convergence_nn(
     mask: bool = False,
     device: str = "cpu",
     overwrite: bool = False,
+    flip_hand: bool = False,
 ) -> ConvergenceResult:
     """Convergence of a homogeneous run: FSC between consecutive checkpoints' maps and (``reference`` MRC given)
     against the reference. Writes ``convergence_nn.csv``, ``fsc_epochs.png``, ``fsc_reference.png``, ``report.md``
     and each epoch's map ``map.N.mrc`` into ``outdir`` (default ``<run>/convergence_nn``). ``mask``: soft mask of
     the last map applied to every FSC. Verdict: stable from the first epoch whose FSC = 0.5 with the next epoch's map
-    stays at Nyquist (within 1 px) from there on."""
+    stays at Nyquist (within 1 px) from there on. ``flip_hand``: the maps mirrored (a ``reference`` then compares in
+    the mirrored hand)."""
     from tomodrgn.analysis import plots
     from tomodrgn.analysis.metrics import soft_mask
     from tomodrgn.analysis.report import image, table, write_report
@@ -277,7 +279,7 @@ def convergence_nn(
     out.mkdir(parents=True, exist_ok=True)
     maps, px = {}, 1.0
     for e in epochs:
-        model = load_model(run_dir, e, device)
+        model = load_model(run_dir, e, device, flip_hand=flip_hand)
         if model.zdim != 0:
             raise InputError(f"{run_dir} is a VAE run: use convergence_vae (convergence_nn is for train_nn runs)")
         px = model.pixel_size

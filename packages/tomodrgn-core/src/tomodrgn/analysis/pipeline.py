@@ -159,6 +159,13 @@ def _spatial_outputs(series, labels, vol_paths, pixel_size, out: Path, files: di
     ]
 
 
+def _mirrored(decode: Decoder) -> Decoder:
+    """The decoder whose volumes are ``decode``'s mirrored."""
+    from tomodrgn.physics.hand import flip_hand
+
+    return lambda z: flip_hand(np.asarray(decode(z)))
+
+
 def analyze_run(
     run_dir: str | Path,
     epoch: int | None = None,
@@ -173,6 +180,7 @@ def analyze_run(
     seed: int = 0,
     chunk_size: int = 8,
     overwrite: bool = False,
+    flip_hand: bool = False,
 ) -> AnalysisResult:
     """Standard analysis of a training run (see the module docstring for the files written).
 
@@ -180,7 +188,9 @@ def analyze_run(
     volumes defaults to the model's, else the run's metadata. ``star`` (default: the training STAR recorded in the
     run, restricted to the run's ``--first`` / ``--ind`` particles; a STAR given must match z row for row) enables
     per-cluster filtered STAR files; a STAR that cannot be read is reported and skipped. An ``outdir`` given
-    must be new or empty unless ``overwrite``; the default ``<run>/analyze.<epoch>`` is reused.
+    must be new or empty unless ``overwrite``; the default ``<run>/analyze.<epoch>`` is reused. ``flip_hand``: every
+    volume written mirrored (z → −z about voxel D/2, :func:`tomodrgn.physics.hand.flip_hand`); the ChimeraX scripts
+    then place mirrored maps at the particles' poses, so for placement in the tomograms analyse without it.
     """
     run_dir = Path(run_dir).absolute()
     if outdir is not None:
@@ -192,11 +202,13 @@ def analyze_run(
     if decode is None:
         from tomodrgn.training.evaluate import load_model
 
-        model = load_model(run_dir, epoch)
+        model = load_model(run_dir, epoch, flip_hand=flip_hand)
         decode = model.decode
         cfg, dataset = model.config.to_dict(), dict(model.metadata)
     else:
         cfg, dataset = _run_metadata(run_dir, epoch)
+        if flip_hand:
+            decode = _mirrored(decode)
     if pixel_size is None:
         # decoded volumes have the training box's pixel size (after any Fourier crop): checkpoint metadata first
         pixel_size = dataset.get("pixel_size") or cfg.get("pixel_size")

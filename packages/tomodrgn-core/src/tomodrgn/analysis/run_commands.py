@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,15 +17,19 @@ from tomodrgn.io.errors import InputError
 from tomodrgn.io.index_lists import read_labels, read_values
 from tomodrgn.io.output_dir import check_output_dir
 
+if TYPE_CHECKING:
+    from tomodrgn.reconstruct.reference_check import Reference
 
-def load_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu"):
-    """(TrainedModel, z (n, zdim) of that epoch, epoch) of a VAE run; z from ``z.{epoch}.npy`` (latest if None)."""
+
+def load_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu", flip_hand: bool = False):
+    """(TrainedModel, z (n, zdim) of that epoch, epoch) of a VAE run; z from ``z.{epoch}.npy`` (latest if None);
+    ``flip_hand``: the model decodes mirrored volumes (:class:`~tomodrgn.training.evaluate.TrainedModel`)."""
     from tomodrgn.analysis.pipeline import _load_z
     from tomodrgn.training.evaluate import load_model
 
     run_dir = Path(run_dir)
     z, epoch = _load_z(run_dir, epoch)
-    model = load_model(run_dir, epoch, device)
+    model = load_model(run_dir, epoch, device, flip_hand=flip_hand)
     if model.zdim == 0:
         raise InputError(f"{run_dir} is a homogeneous run (no latent space)")
     return model, z, epoch
@@ -45,14 +50,16 @@ def analyze_volumes_run(
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    flip_hand: bool = False,
     **kwargs,
 ) -> VolumeSpaceResult:
     """:func:`~tomodrgn.analysis.volume_space.analyze_volumes` of a run; ``mask`` an MRC path, ``"auto"`` or None;
-    the per-cluster STAR subsets are written when the run's training STAR is readable."""
+    the per-cluster STAR subsets are written when the run's training STAR is readable. ``flip_hand``: mirrored
+    volumes (a ``mask`` file must then be in the mirrored hand too)."""
     from tomodrgn.io.mrc import read_mrc
     from tomodrgn.training.run_particles import training_particles
 
-    model, z, epoch = load_run(run_dir, epoch, device)
+    model, z, epoch = load_run(run_dir, epoch, device, flip_hand)
     m = mask
     if mask is not None and str(mask) != "auto":
         m, _ = read_mrc(mask)
@@ -77,9 +84,11 @@ def pc_traversal_for_run(
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    flip_hand: bool = False,
 ) -> dict[int, Traversal]:
-    """Volumes along latent PCs of a run (``<out>/pcN/vol_NNN.mrc``, ``z_values.txt``, ``path.png``)."""
-    model, z, epoch = load_run(run_dir, epoch, device)
+    """Volumes along latent PCs of a run (``<out>/pcN/vol_NNN.mrc``, ``z_values.txt``, ``path.png``);
+    ``flip_hand``: mirrored volumes."""
+    model, z, epoch = load_run(run_dir, epoch, device, flip_hand)
     out = _out(Path(run_dir), outdir, "pc_traversal", epoch, overwrite)
     return pc_traversal_run(
         model.decode, z, out, model.pixel_size, pcs, n_points, lo_percentile, hi_percentile, progress
@@ -95,11 +104,44 @@ def graph_traversal_for_run(
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    flip_hand: bool = False,
 ) -> Traversal:
-    """Volumes along the k-NN-graph shortest path in z through particles ``anchors`` (0-based, STAR order)."""
-    model, z, epoch = load_run(run_dir, epoch, device)
+    """Volumes along the k-NN-graph shortest path in z through particles ``anchors`` (0-based, STAR order);
+    ``flip_hand``: mirrored volumes."""
+    model, z, epoch = load_run(run_dir, epoch, device, flip_hand)
     out = _out(Path(run_dir), outdir, "graph_traversal", epoch, overwrite)
     return graph_traversal_run(model.decode, z, anchors, out, model.pixel_size, k, progress)
+
+
+def check_run_against_reference(
+    run_dir: str | Path,
+    reference: str | Path | Reference,
+    epoch: int | None = None,
+    reference_pixel_size: float | None = None,
+    device: str = "cpu",
+):
+    """The hand and contrast check of a run's map against the user's ``reference`` map
+    (:func:`~tomodrgn.reconstruct.reference_check.check_against_reference`), written to ``<run>/reference_check.txt``
+    (``reference_check.<epoch>.txt`` for an earlier epoch). The map: a homogeneous run's; for a VAE run the volume
+    of the particle whose z is nearest the mean z. Returns the :class:`ReferenceCheck`."""
+    from tomodrgn.analysis.pipeline import _load_z
+    from tomodrgn.reconstruct.reference_check import check_against_reference, write_reference_check
+    from tomodrgn.training.evaluate import load_model
+
+    run_dir = Path(run_dir)
+    model = load_model(run_dir, epoch, device)
+    if model.zdim == 0:
+        vol = model.decode(None)[0]
+    else:
+        z, _ = _load_z(run_dir, epoch)
+        centre = z[np.argmin(np.linalg.norm(z - z.mean(axis=0), axis=1))]
+        vol = model.decode(centre[None])[0]
+    check = check_against_reference(
+        vol, model.pixel_size, reference, reference_pixel_size=reference_pixel_size, invert=model.config.invert
+    )
+    name = "reference_check.txt" if epoch is None else f"reference_check.{model.epoch}.txt"
+    write_reference_check(run_dir / name, check)
+    return check
 
 
 def _per_particle_values(color_by: str, z: np.ndarray | None, n: int) -> np.ndarray:
@@ -141,7 +183,8 @@ def subtomo2chimerax(
     label c → ``volumes[c]``). Per particle (no ``volumes``): each particle's own z of ``run_dir`` is decoded into
     ``outdir/volumes/particle_NNNNN.mrc``. Colours: by label, or ``color_by`` (``PCn`` of z, or a .npy/.txt of
     per-particle values) on viridis. ``star`` defaults to the run's training STAR (positions in Å). ``outdir`` must
-    be new or empty unless ``overwrite``.
+    be new or empty unless ``overwrite``. No ``flip_hand`` here: the poses place maps of the particles' own hand
+    into their tomograms, and a mirrored map at the same pose would sit wrongly.
     """
     from tomodrgn.analysis.spatial import particle_poses, particle_positions
     from tomodrgn.export.chimerax import quantity_colors, write_chimerax_scripts

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tomodrgn.cli._options import add_hand_options
+
 
 def cmd_analyze(args: argparse.Namespace) -> None:
     from tomodrgn import api
@@ -16,6 +18,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         umap=not args.no_umap,
         outdir=args.outdir,
         overwrite=args.overwrite,
+        flip_hand=args.flip_hand,
     )
     print(f"analysis written to {res.outdir}; report: {res.report}")
 
@@ -41,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-umap", action="store_true")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze.E)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
+    add_hand_options(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("fsc", help="Fourier shell correlation of two maps")

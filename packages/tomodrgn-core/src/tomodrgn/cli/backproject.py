@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_tomograms_star
+from tomodrgn.cli._options import add_hand_options, add_reference_options, add_tomograms_star
 
 
 def cmd_backproject(args: argparse.Namespace) -> None:
@@ -41,6 +41,9 @@ def cmd_backproject(args: argparse.Namespace) -> None:
             datadir=args.datadir,
             progress=progress,
             tomograms_star=args.tomograms_star,
+            flip_hand=args.flip_hand,
+            reference=args.reference,
+            reference_pixel_size=args.reference_pixel_size,
         )
     finally:
         for bar in bars:
@@ -53,6 +56,8 @@ def cmd_backproject(args: argparse.Namespace) -> None:
     print(f"density: {res.density_sign} (centre vs edge contrast {res.density_contrast:+.2f} std)")
     if res.suggestion:
         print(f"suggestion: {res.suggestion}")
+    if res.reference_check is not None:
+        print("\n".join(res.reference_check.lines()))
     for path in res.paths:
         print(f"wrote {path}")
 
@@ -66,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (must be new or empty)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--invert", action="store_true", help="invert image contrast (particles dark on light)")
+    add_hand_options(p)
+    add_reference_options(p)
     p.add_argument("--ctf", default="phase-flip", choices=["phase-flip", "wiener", "none"], help="CTF correction")
     p.add_argument(
         "--wiener-constant", type=float, default=1.0, help="Wiener constant (units of one image's CTF² weight)"

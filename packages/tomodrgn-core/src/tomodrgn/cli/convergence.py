@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tomodrgn.cli._options import add_hand_options
+
 
 def cmd_convergence_vae(args: argparse.Namespace) -> None:
     from tomodrgn import api
@@ -26,7 +28,7 @@ def cmd_convergence_nn(args: argparse.Namespace) -> None:
 
     res = api.convergence_nn(
         args.run, outdir=args.outdir, reference=args.reference, mask=args.mask, device=args.device,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, flip_hand=args.flip_hand,
     )  # fmt: skip
     print(res.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(res.verdict)
@@ -65,4 +67,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", type=Path, default=None, help="reference map (.mrc, same box) for FSC curves")
     p.add_argument("--mask", action="store_true", help="apply a soft mask of the last map to every FSC")
     p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
+    add_hand_options(p)
     p.set_defaults(func=cmd_convergence_nn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_tomograms_star
+from tomodrgn.cli._options import add_hand_options, add_tomograms_star
 
 
 def _parse_z(args: argparse.Namespace, zdim: int):
@@ -44,7 +44,10 @@ def cmd_eval_vol(args: argparse.Namespace) -> None:
     z = _parse_z(args, model.zdim) if model.zdim else None
     if model.zdim and z is None:
         raise api.InputError("give z with --z, --zfile or --path (this model has a latent space)")
-    paths = api.decode_volumes(args.run, z, args.outdir, epoch=args.epoch, prefix=args.prefix, overwrite=args.overwrite)
+    paths = api.decode_volumes(
+        args.run, z, args.outdir, epoch=args.epoch, prefix=args.prefix, overwrite=args.overwrite,
+        flip_hand=args.flip_hand,
+    )  # fmt: skip
     print(f"wrote {len(paths)} volume(s) to {args.outdir} ({model.pixel_size:.3f} Å/px)")
 
 
@@ -82,6 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--path", help=".txt/.npy with two z: decode --n-points along the line between them")
     p.add_argument("--n-points", type=int, default=10)
     p.add_argument("--prefix", default="vol_")
+    add_hand_options(p)
     p.set_defaults(func=cmd_eval_vol)
 
     p = sub.add_parser("eval_images", help="embed particles with a trained model")

@@ -8,6 +8,8 @@ import types
 import typing
 from pathlib import Path
 
+from tomodrgn.cli._options import add_reference_options
+
 TRAIN_HELP = {
     "zdim": "latent dimension",
     "enc_arch_a": "encoder 'nodes x layers': the reference-frame encoder's MLP, or encoder A (per tilt)",
@@ -92,9 +94,16 @@ def _cmd_train(args: argparse.Namespace, mode: str) -> None:
         raise FileNotFoundError(2, "No such file or directory", str(args.star))
     from tomodrgn import api
 
+    reference = None
+    if args.reference is not None:  # read and checked before training, not after
+        reference = api.load_reference(args.reference, args.reference_pixel_size)
+
     res = api.train(args.star, args.outdir, config, resume=args.resume, overwrite=args.overwrite)
     state = "stopped early" if res.stopped else "finished"
     print(f"{state}: {res.epochs_completed} epochs, final loss {res.final_loss}, checkpoint {res.checkpoint}")
+    if reference is not None:
+        check = api.check_run_against_reference(args.outdir, reference)
+        print("\n".join(check.lines()))
 
 
 def cmd_train_vae(args: argparse.Namespace) -> None:
@@ -114,4 +123,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("star", type=Path, help="particle image-series STAR file")
         p.add_argument("-o", "--outdir", type=Path, required=True, help="run directory")
         _add_train_options(p, mode)
+        add_reference_options(p)
         p.set_defaults(func=func)

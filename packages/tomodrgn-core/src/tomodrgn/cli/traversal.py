@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tomodrgn.cli._options import add_hand_options
+
 
 def cmd_pc_traversal(args: argparse.Namespace) -> None:
     from tomodrgn import api
@@ -12,6 +14,7 @@ def cmd_pc_traversal(args: argparse.Namespace) -> None:
     res = api.pc_traversal(
         args.run, epoch=args.epoch, outdir=args.outdir, pcs=args.pc, n_points=args.n_points,
         lo_percentile=args.lo, hi_percentile=args.hi, device=args.device, overwrite=args.overwrite,
+        flip_hand=args.flip_hand,
     )  # fmt: skip
     for pc, t in res.items():
         print(f"PC{pc}: {len(t.volume_paths)} volumes in {t.outdir}")
@@ -28,6 +31,7 @@ def cmd_graph_traversal(args: argparse.Namespace) -> None:
         k=args.max_neighbors,
         device=args.device,
         overwrite=args.overwrite,
+        flip_hand=args.flip_hand,
     )
     print(f"path through particles {t.particles.tolist()}: {len(t.volume_paths)} volumes in {t.outdir}")
 
@@ -38,6 +42,7 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("-o", "--outdir", type=Path, default=None, help=f"output folder (default RUN/{name}.E)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
     p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
+    add_hand_options(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

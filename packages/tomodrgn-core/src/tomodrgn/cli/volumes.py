@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tomodrgn.cli._options import add_hand_options
+
 
 def cmd_analyze_volumes(args: argparse.Namespace) -> None:
     from tomodrgn import api
@@ -13,7 +15,7 @@ def cmd_analyze_volumes(args: argparse.Namespace) -> None:
     res = api.analyze_volumes(
         args.run, epoch=args.epoch, outdir=args.outdir, mask=mask, device=args.device, n_volumes=args.n_volumes,
         sampling=args.sampling, n_components=args.n_pcs, k=args.ksample, n_pc_points=args.n_pc_points, seed=args.seed,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, flip_hand=args.flip_hand,
     )  # fmt: skip
     evr = ", ".join(f"{r:.1%}" for r in res.pca.explained_variance_ratio)
     print(f"{len(res.sample_particles)} volumes; explained variance per PC: {evr}; report: {res.report}")
@@ -36,4 +38,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-pc-points", type=int, default=5, help="volumes written along each volume PC")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
+    add_hand_options(p)
     p.set_defaults(func=cmd_analyze_volumes)

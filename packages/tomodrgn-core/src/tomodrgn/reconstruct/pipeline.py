@@ -4,7 +4,10 @@ Outputs in ``outdir``: ``backproject.mrc`` (full map, unfiltered), ``backproject
 ``backproject_half2.mrc`` (random particle halves, seeded), ``backproject_filt.mrc`` (full map low-passed to
 ``lowpass`` Å, default the half-map FSC = 0.143 resolution), ``fsc.txt`` and ``fsc.png`` (half-map FSC in a soft
 spherical mask of radius 0.4·D), ``slices.png`` (central slices of the filtered map). Maps are D³ [z, y, x] with
-the particle's rotation origin at voxel D/2 and the stacks' pixel size.
+the particle's rotation origin at voxel D/2 and the stacks' pixel size, in the hand RELION gives the same particles
+(``docs/architecture.md``, "Hand"); ``flip_hand`` writes every map mirrored. With ``reference``: the map is compared
+with the user's map as is, mirrored, inverted and both (:mod:`tomodrgn.reconstruct.reference_check`), reported in
+``reference_check.txt``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from tomodrgn.io.index_lists import read_index_list
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.output_dir import prepare_output_dir
 from tomodrgn.io.particles import ParticleSeries, read_particles
+from tomodrgn.physics.hand import flip_hand as mirror
 from tomodrgn.reconstruct.backproject import (
     CTF_MODES,
     INSERTIONS,
@@ -31,6 +35,12 @@ from tomodrgn.reconstruct.backproject import (
     prepare_slices,
     real_volume,
     zero_accumulators,
+)
+from tomodrgn.reconstruct.reference_check import (
+    ReferenceCheck,
+    check_against_reference,
+    load_reference,
+    write_reference_check,
 )
 from tomodrgn.reconstruct.report import (
     density_contrast,
@@ -69,11 +79,15 @@ class BackprojectResult:
     n_images: int
     pixel_size: float
     box_size: int
+    flip_hand: bool = False
+    reference_check: ReferenceCheck | None = None
+    reference_check_path: Path | None = None
 
     @property
     def paths(self) -> list[Path]:
+        extra = [self.reference_check_path] if self.reference_check_path is not None else []
         return [self.map_path, *self.half_map_paths, self.filtered_map_path, self.fsc_path, self.fsc_plot_path,
-                self.slices_path]  # fmt: skip
+                self.slices_path, *extra]  # fmt: skip
 
 
 def select_particles(n_particles: int, indices: np.ndarray | str | Path | None = None, first: int | None = None):
@@ -167,6 +181,9 @@ def backproject(
     datadir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     tomograms_star: str | Path | None = None,
+    flip_hand: bool = False,
+    reference: str | Path | None = None,
+    reference_pixel_size: float | None = None,
 ) -> BackprojectResult:
     """Weighted back-projection of the particles' tilt images into a D³ map, with half maps and their FSC.
 
@@ -177,7 +194,9 @@ def backproject(
     "none". ``dose_weight``: exposure-filter weights; ``tilt_weight``: cos(tilt) weights. ``lowpass`` Å for the
     filtered map (default: the FSC = 0.143 resolution). ``first`` / ``indices`` (array or index-list file) select
     particles. ``insertion``: "trilinear" or "nearest". ``seed``: the half-set split. ``device``: "auto", "cpu",
-    "cuda[:i]". ``progress(done, total)`` counts images. See the module docstring for the files written.
+    "cuda[:i]". ``progress(done, total)`` counts images. ``flip_hand``: write the maps mirrored (z → −z about voxel
+    D/2). ``reference``: an MRC map to check the hand and contrast against (``reference_pixel_size`` Å overrides its
+    header). See the module docstring for the files written.
     """
     if ctf not in CTF_MODES:
         raise InputError(f"--ctf must be one of {', '.join(CTF_MODES)}, got {ctf!r}")
@@ -187,6 +206,7 @@ def backproject(
         raise InputError(f"--wiener-constant must be > 0, got {wiener_constant}")
     if lowpass is not None and not lowpass > 0:
         raise InputError(f"--lowpass must be a resolution > 0 Å, got {lowpass}")
+    ref = load_reference(reference, reference_pixel_size) if reference is not None else None  # checked up front
     outdir = Path(outdir)
     series = (
         star
@@ -218,6 +238,8 @@ def backproject(
     reg = wiener_constant if ctf == "wiener" else PHASE_FLIP_REGULARIZER
     half_maps = [real_volume(num, w, reg) for num, w in accs]
     full = real_volume(accs[0][0] + accs[1][0], accs[0][1] + accs[1][1], reg)
+    if flip_hand:
+        half_maps, full = [mirror(h) for h in half_maps], mirror(full)
 
     mask = spherical_mask(d)
     freq, curve = fsc(half_maps[0], half_maps[1], apix, mask=mask)
@@ -249,6 +271,11 @@ def backproject(
             filtered, outdir / "slices.png", title=f"backproject_filt.mrc ({cutoff:.1f} Å), density {sign}"
         ),
     }
+    check = check_path = None
+    if ref is not None:
+        lowpass_a = max(float(cutoff), 3.0 * apix)
+        check = check_against_reference(full, apix, ref, lowpass=lowpass_a, invert=invert, flip_hand_used=flip_hand)
+        check_path = write_reference_check(outdir / "reference_check.txt", check)
     return BackprojectResult(
         map_path=paths["map"],
         half_map_paths=(paths["half1"], paths["half2"]),
@@ -268,4 +295,7 @@ def backproject(
         n_images=total,
         pixel_size=apix,
         box_size=d,
+        flip_hand=flip_hand,
+        reference_check=check,
+        reference_check_path=check_path,
     )

@@ -13,6 +13,7 @@ from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.particles import ParticleSeries
 from tomodrgn.kernels import half_lattice
+from tomodrgn.physics.hand import flip_hand as mirror
 from tomodrgn.physics.hartley import iht3_center
 from tomodrgn.training import checkpoint as ck
 from tomodrgn.training.config import TrainConfig
@@ -23,7 +24,10 @@ from tomodrgn.training.step import encode_particles
 
 @dataclass
 class TrainedModel:
-    """A trained tomoDRGN model from a run directory (checkpoint ``path``), in eval mode on ``device``."""
+    """A trained tomoDRGN model from a run directory (checkpoint ``path``), in eval mode on ``device``.
+
+    Decoded volumes are in the hand of the particles' own tool (``docs/architecture.md``, "Hand"); with
+    ``flip_hand`` every decoded volume is mirrored (z → −z about voxel D/2), for pipelines whose hand differs."""
 
     model: torch.nn.Module
     config: TrainConfig
@@ -31,6 +35,7 @@ class TrainedModel:
     epoch: int
     path: Path
     device: torch.device
+    flip_hand: bool = False
 
     @property
     def pixel_size(self) -> float:
@@ -62,7 +67,8 @@ class TrainedModel:
         for row in rows:
             zt = None if row is None else torch.as_tensor(row, device=self.device)
             ht = self.model.decoder.hartley_volume(zt)
-            yield iht3_center(ht.double()).float().cpu().numpy()
+            vol = iht3_center(ht.double()).float().cpu().numpy()
+            yield mirror(vol) if self.flip_hand else vol
 
     def decode(self, z: np.ndarray | None = None, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Volumes (n, D, D, D) float32 for z (n, zdim) (n = 1 when homogeneous); ``progress(done, total)``."""
@@ -113,8 +119,11 @@ class TrainedModel:
         return mu, lv
 
 
-def load_model(run_dir: str | Path, epoch: int | None = None, device: str = "cpu") -> TrainedModel:
-    """Load ``weights.{epoch}.pt`` (latest when None) from a training run directory."""
+def load_model(
+    run_dir: str | Path, epoch: int | None = None, device: str = "cpu", flip_hand: bool = False
+) -> TrainedModel:
+    """Load ``weights.{epoch}.pt`` (latest when None) from a training run directory; ``flip_hand``: decode mirrored
+    volumes (:class:`TrainedModel`)."""
     path = ck.find_checkpoint(run_dir, epoch)
     state = ck.load_checkpoint(path)
     config = TrainConfig.from_dict(state["config"])
@@ -123,7 +132,7 @@ def load_model(run_dir: str | Path, epoch: int | None = None, device: str = "cpu
     model = build_model(config, int(meta["box_size"]), int(meta["n_tilts"]))
     model.load_state_dict(state.get("model_ema", state["model"]))  # the weight average when the run kept one
     model.to(dev).eval()
-    return TrainedModel(model, config, meta, int(state["epoch"]) - 1, Path(path), dev)
+    return TrainedModel(model, config, meta, int(state["epoch"]) - 1, Path(path), dev, flip_hand=bool(flip_hand))
 
 
 def write_volume(path: str | Path, vol: np.ndarray, pixel_size: float) -> Path:
