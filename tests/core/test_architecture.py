@@ -1,4 +1,5 @@
-"""Architecture rules (DESIGN.md §1): no Qt/napari in the core; the plugin reaches the core only via tomodrgn.api."""
+"""Architecture rules (docs/architecture.md, "Layout"): no Qt/napari in the core; the plugin reaches the core only via
+tomodrgn.api."""
 
 import ast
 from pathlib import Path

@@ -83,7 +83,8 @@ def test_torch_reference_matches_naive_loop(D: int, pixel_size: float, n: int) -
 
 
 def test_per_particle_kept_count_41_tilts() -> None:
-    """DESIGN.md §3: 41 tilts × 3 e⁻/Å², D = 64, 6.55 Å/px keep 96,776 points per particle (48,388 half pairs)."""
+    """docs/architecture.md, "Physics": 41 tilts × 3 e⁻/Å², D = 64, 6.55 Å/px keep 96,776 points per particle
+    (48,388 half pairs)."""
     n, d = 41, 3.0
     i = np.arange(n, dtype=np.float64)
     lattice = half_lattice(64, 6.55)

@@ -1,4 +1,5 @@
-"""Physics conventions: Hartley transforms, lattice counts, dose, CTF, poses, tilt scheme (DESIGN.md §3)."""
+"""Physics conventions: Hartley transforms, lattice counts, dose, CTF, poses, tilt scheme (docs/architecture.md,
+"Physics")."""
 
 import numpy as np
 import pytest

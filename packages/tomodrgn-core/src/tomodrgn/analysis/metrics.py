@@ -73,7 +73,7 @@ def resolution_at(freq: np.ndarray, fsc_curve: np.ndarray, threshold: float = 0.
 
 
 def soft_mask(vol: np.ndarray, threshold: float | None = None, dilate_px: int = 3, edge_px: int = 10) -> np.ndarray:
-    """Soft solvent mask (DESIGN §7): binarise, dilate, cosine edge.
+    """Soft solvent mask (``docs/architecture.md``, "Analysis outputs"): binarise, dilate, cosine edge.
 
     Voxels ≥ ``threshold`` (default ½ of the volume's 99th percentile) are inside; the binary mask is dilated by
     ``dilate_px`` voxels (Euclidean distance) and falls from 1 to 0 with a raised cosine over the next

@@ -1,6 +1,6 @@
 """``analyze_run``: the standard analysis of a training run, and ``evaluate_against_truth`` for simulated data.
 
-Outputs of ``analyze_run`` under ``<run_dir>/analyze.<epoch>/`` (DESIGN §7)::
+Outputs of ``analyze_run`` under ``<run_dir>/analyze.<epoch>/`` (``docs/architecture.md``, "Analysis outputs")::
 
     z_pca.png, z_pca_variance.png, z_umap.png, loss.png     latent plots (density + k-means colours), loss curve
     z_pca.npy, z_umap.npy                                   2-D coordinates per particle

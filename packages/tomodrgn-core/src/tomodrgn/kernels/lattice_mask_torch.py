@@ -1,8 +1,9 @@
 """Reference (pure torch) implementation of the lattice-mask step.
 
 For a batch of N tilt images: keep the lattice points whose mid-exposure dose is below the optimal exposure
-(DESIGN.md §3), weight them (dose weight × cos tilt), gather the kept points (compaction), rotate them by each image's
-pose (``coords @ R``) and featurise them with gaussian Fourier features ``[sin(2π x·B), cos(2π x·B)]``.
+(``docs/architecture.md``, "Physics"), weight them (dose weight × cos tilt), gather the kept points (compaction),
+rotate them by each image's pose (``coords @ R``) and featurise them with gaussian Fourier features
+``[sin(2π x·B), cos(2π x·B)]``.
 
 Only half of the (circularly masked, DC-free) lattice is processed: every kept point k stands for the pair (k, −k),
 since the Hartley value at −k follows from the decoder's two outputs at k (see :mod:`tomodrgn.models.decoder`).

@@ -69,7 +69,7 @@ def dose_mask(cumulative_dose: np.ndarray, freq: np.ndarray, voltage_kv: float =
     """Optimal-dose lattice mask, shape (..., n_tilts, n_points), True = keep.
 
     A pixel is kept when the tilt's mid-exposure dose N − d/2 (d: that tilt's own dose) is below the optimal
-    exposure at its |k|. With 41 tilts × 3 e⁻/Å² this reproduces DESIGN.md §3's counts.
+    exposure at its |k|. With 41 tilts × 3 e⁻/Å² this reproduces the counts in ``docs/architecture.md``, "Physics".
     """
     n = np.asarray(cumulative_dose, dtype=np.float64)
     mid = n - dose_per_tilt(n) / 2.0

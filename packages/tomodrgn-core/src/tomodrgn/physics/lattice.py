@@ -1,9 +1,9 @@
 """The Fourier lattice on which images are compared with decoded slices.
 
-Convention (DESIGN.md §3): a (D+1)×(D+1) grid with coordinates ``linspace(-0.5, 0.5, D+1)`` on x and y (units of
-cycles/pixel), z = 0. Flattened row-major with y the slow axis, matching :func:`symmetrize_ht` images of shape
-(D+1, D+1) indexed [y, x]. A tilt's 3-D sample points are ``coords @ R`` with R its pose (see :mod:`.pose`).
-The circular mask keeps radius ≤ D/2 pixels and excludes the centre (DC) point.
+Convention (``docs/architecture.md``, "Physics"): a (D+1)×(D+1) grid with coordinates ``linspace(-0.5, 0.5, D+1)``
+on x and y (units of cycles/pixel), z = 0. Flattened row-major with y the slow axis, matching :func:`symmetrize_ht`
+images of shape (D+1, D+1) indexed [y, x]. A tilt's 3-D sample points are ``coords @ R`` with R its pose (see
+:mod:`.pose`). The circular mask keeps radius ≤ D/2 pixels and excludes the centre (DC) point.
 """
 
 from __future__ import annotations

@@ -2,14 +2,16 @@
 
 Outputs under ``outdir``:
 - ``particles/<tomo>_<NNNNN>.mrcs``: one stack per particle, its kept tilts in acquisition (dose) order;
-- ``particles.star``: optics block + one row per tilt image (Warp/M image-series flavour, see DESIGN.md §2);
+- ``particles.star``: optics block + one row per tilt image (Warp/M image-series flavour, see
+  ``docs/architecture.md``, "Particles");
 - with ``format="relion5"`` also ``optimisation_set.star``, ``relion5_particles.star``, ``tomograms.star``: the same
   particles and stacks as a RELION 5 / WarpTools 2-D stack set (:mod:`tomodrgn.simulate.relion5`);
 - ``volumes/class_XX.mrc``: ground-truth volumes (one per class; for ``continuous`` one per path bin, at its centre);
 - ``labels.txt``: one integer label per particle (STAR particle order);
 - ``truth.npz``: per-particle and per-image ground truth (see :func:`simulate_dataset`).
 
-Default pixel size: 419.2 Å / D (a 419.2 Å box: 13.1 Å at D = 32, 6.55 Å at D = 64), as in DESIGN.md §3.
+Default pixel size: 419.2 Å / D (a 419.2 Å box: 13.1 Å at D = 32, 6.55 Å at D = 64), as in ``docs/architecture.md``,
+"Physics".
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One process or many under ``torchrun``: the same code path (DESIGN.md §6).
+"""One process or many under ``torchrun``: the same code path (``docs/architecture.md``, "Distributed").
 
 ``init_distributed`` reads RANK / WORLD_SIZE / LOCAL_RANK; with WORLD_SIZE > 1 it starts a process group (NCCL on
 GPU, gloo on CPU). Helpers reduce tensors and gather Python objects; with one process they are no-ops.
