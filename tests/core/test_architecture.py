@@ -2,6 +2,7 @@
 tomodrgn.api."""
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,4 +34,42 @@ def test_plugin_uses_only_the_public_api():
     used = [(f, m) for f in files for m in imported_modules(f) if m.split(".")[0] == "tomodrgn"]
     assert used, "the plugin should call the core"
     offenders = [f"{f.name}: {m}" for f, m in used if m not in ("tomodrgn", "tomodrgn.api")]
+    assert offenders == []
+
+
+RUN_FILE_NAME = re.compile(
+    r"(config\.json|train\.log|weights(\.\d+)?\.pt|z(\.\d+)?(\.logvar)?\.npy|heldout\.\d+\.csv|analyze\.\d+)"
+)
+RUN_FILE_PREFIX = re.compile(r"(z|weights|heldout|analyze|reference_check)\.")
+
+
+def run_folder_names(path: Path) -> list[str]:
+    """String constants (not docstrings) that spell a run-folder file name: a whole name ("z.npy"), or an f-string
+    that builds one (f"z.{epoch}.npy")."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            if RUN_FILE_NAME.fullmatch(node.value):
+                found.append(f"{path.name}:{node.lineno}: {node.value!r}")
+        elif isinstance(node, ast.JoinedStr) and node.values:
+            first = node.values[0]
+            if isinstance(first, ast.Constant) and RUN_FILE_PREFIX.fullmatch(str(first.value)):
+                found.append(f"{path.name}:{node.lineno}: f-string {first.value!r}…")
+    return found
+
+
+def test_run_folder_names_are_spelled_in_one_module():
+    """config.json, train.log, weights.N.pt, z.N.npy, heldout.N.csv, analyze.N: only training/run_folder.py spells
+    them; everything else (core and plugin) asks :class:`tomodrgn.training.run_folder.RunFolder`."""
+    files = [f for f in sorted([*CORE.rglob("*.py"), *PLUGIN.glob("*.py")]) if f.name != "run_folder.py"]
+    offenders = [hit for f in files for hit in run_folder_names(f)]
     assert offenders == []

@@ -78,8 +78,10 @@ def _is_checkpoint(path: Path) -> bool:
 
 
 def is_run_folder(folder: Path) -> bool:
-    """A tomoDRGN training run folder: ``config.json`` and a checkpoint ``weights.pt``."""
-    return (folder / "config.json").is_file() and (folder / "weights.pt").exists()
+    """A tomoDRGN training run folder: its config and a latest checkpoint (``tomodrgn.RunFolder``, torch-free)."""
+    from tomodrgn import RunFolder
+
+    return RunFolder(folder).is_run()
 
 
 def read_run_folder(folder: Path, k: int = 8) -> list[LayerData]:
@@ -108,10 +110,11 @@ def read_run_folder(folder: Path, k: int = 8) -> list[LayerData]:
 def _folder_files(folder: Path) -> list[Path]:
     """MRC and STAR files directly in ``folder`` and in its analysis subfolders (``analyze.N/``, as the core writes
     them, or ``analysis*``), sorted."""
+    from tomodrgn import RunFolder
+
     found = [f for f in sorted(folder.iterdir()) if f.is_file() and f.suffix.lower() in MRC_SUFFIXES + STAR_SUFFIXES]
-    for sub in sorted([*folder.glob("analyze.*"), *folder.glob("analysis*")]):
-        if sub.is_dir():
-            found += [f for f in sorted(sub.rglob("*")) if f.is_file() and f.suffix.lower() in MRC_SUFFIXES]
+    for sub in RunFolder(folder).analysis_folders():
+        found += [f for f in sorted(sub.rglob("*")) if f.is_file() and f.suffix.lower() in MRC_SUFFIXES]
     return found
 
 

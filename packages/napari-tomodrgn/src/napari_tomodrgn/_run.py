@@ -64,18 +64,16 @@ def load_run(run_dir: str | Path, epoch: int | None = None, star: str | Path | N
     from napari_tomodrgn._torch_setup import prepare_torch
 
     prepare_torch()
-    from tomodrgn.api import InputError, load_model, read_particles, training_particles
+    from tomodrgn.api import InputError, RunFolder, load_model, read_particles, training_particles
 
     run_dir = Path(run_dir)
     model = load_model(run_dir, epoch)
     z = None
     if model.zdim:
-        zfile = run_dir / f"z.{model.epoch}.npy"
-        if not zfile.is_file():
-            zfile = run_dir / "z.npy"
-        if not zfile.is_file():
-            raise FileNotFoundError(f"{run_dir}: no latent file z.{model.epoch}.npy or z.npy")
-        z = np.load(zfile)
+        folder = RunFolder(run_dir)
+        z = folder.load_z_of_checkpoint(model.epoch)
+        if z is None:
+            raise FileNotFoundError(f"{run_dir}: no latent file {folder.z(model.epoch).name} or {folder.z_link.name}")
     if star is not None:
         star_path = Path(star)
         series = read_particles(star_path, pixel_size=model.config.pixel_size)

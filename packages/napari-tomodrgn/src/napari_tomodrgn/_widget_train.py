@@ -48,13 +48,13 @@ def decode_checkpoint(run_dir: Path, epoch: int) -> tuple[np.ndarray, float]:
     Homogeneous: the single volume; VAE: the volume at the mean of the epoch's latent means ``z.{epoch}.npy``
     (the origin of z-space if that file is absent).
     """
-    from tomodrgn.api import load_model
+    from tomodrgn.api import RunFolder, load_model
 
     model = load_model(run_dir, epoch)
     if model.zdim == 0:
         vol = model.decode(None)[0]
     else:
-        zfile = Path(run_dir) / f"z.{epoch}.npy"
+        zfile = RunFolder(run_dir).z(epoch)
         z = np.load(zfile).mean(axis=0, keepdims=True) if zfile.is_file() else np.zeros((1, model.zdim), np.float32)
         vol = model.decode(z)[0]
     return vol, model.pixel_size

@@ -57,6 +57,7 @@ from tomodrgn.training.guard import TrainingDiverged
 from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train, train
 from tomodrgn.training.run_admin import CleanupPlan, cleanup, view_config
 from tomodrgn.training.run_dir import prepare_run_dir
+from tomodrgn.training.run_folder import RunFolder
 from tomodrgn.training.run_particles import apply_run_selection, training_particles
 from tomodrgn.training.validation import heldout_scores
 
@@ -84,6 +85,7 @@ __all__ = [
     "AnalysisResult",
     "BackprojectResult",
     "ReferenceCheck",
+    "RunFolder",
     "DemoResult",
     "EpochEvent",
     "InputError",

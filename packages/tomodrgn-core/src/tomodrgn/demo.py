@@ -16,6 +16,7 @@ from tomodrgn.simulate import simulate_dataset
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.evaluate import load_model
 from tomodrgn.training.loop import train
+from tomodrgn.training.run_folder import RunFolder
 
 
 @dataclass
@@ -86,12 +87,12 @@ def run_demo(
     t0 = time.perf_counter()
     config = TrainConfig(mode="vae", epochs=epochs, seed=seed, **{**DEMO_TRAIN_DEFAULTS, **(config_overrides or {})})
     run_dir = outdir / "train_vae"
-    train(sim.star_path, run_dir, config, resume=(run_dir / "config.json").exists(), progress=progress)
+    train(sim.star_path, run_dir, config, resume=RunFolder(run_dir).config.exists(), progress=progress)
     times["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     model = load_model(run_dir)
-    z = np.load(run_dir / "z.npy")
+    z, _ = RunFolder(run_dir).load_z()
     true_labels = np.asarray(sim.labels)
     n_classes = len(np.unique(true_labels))
     pred, centres = kmeans(z, n_classes, seed=seed)

@@ -35,6 +35,7 @@ from tomodrgn.analysis.metrics import cc, fsc, resolution_at
 from tomodrgn.analysis.volumes import Decoder, latent_convergence, list_epochs
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.output_dir import check_output_dir
+from tomodrgn.training.run_folder import RunFolder
 
 DEFAULT_THRESHOLDS = {"knn_preservation": 0.4, "cca_mean": 0.9, "volume_cc": 0.95}
 """Minimum value of each criterion for a pair of epochs to count as stable (criteria absent from a row are skipped)."""
@@ -211,7 +212,7 @@ def convergence_vae(
     epochs = list_epochs(run_dir) if epochs is None else sorted(epochs)
     if len(epochs) < 2:
         raise InputError(f"convergence_vae needs ≥ 2 saved epochs (z.N.npy) in {run_dir}, found {epochs}")
-    zs = {e: np.load(run_dir / f"z.{e}.npy") for e in epochs}
+    zs = {e: np.load(RunFolder(run_dir).z(e)) for e in epochs}
     if k is None:
         k = max(10, round(0.05 * len(zs[epochs[0]])))
     thresholds = dict(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
@@ -220,7 +221,7 @@ def convergence_vae(
         pixel_size = load_model(run_dir, epochs[-1], device).pixel_size
         dec = lambda e: load_model(run_dir, e, device).decode  # noqa: E731
     rows, picks = epoch_rows(zs, dec, pixel_size, k, n_volumes, seed, progress=progress)
-    out = Path(outdir) if outdir is not None else run_dir / "convergence"
+    out = Path(outdir) if outdir is not None else RunFolder(run_dir).output("convergence", None)
     out.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows)
     files = {"table": out / "convergence.csv"}
@@ -230,10 +231,11 @@ def convergence_vae(
     if decode:
         files["volume_plot"] = plots.plot_metrics(df, ["volume_cc"], out / "volume_stability.png", "volume CC")
     held = None
-    if (run_dir / "train.log").exists():
-        held = heldout_verdict(plots.parse_train_log(run_dir / "train.log"))
+    log = RunFolder(run_dir).log
+    if log.exists():
+        held = heldout_verdict(plots.parse_train_log(log))
         try:
-            files["loss"] = plots.plot_loss(run_dir / "train.log", out / "loss.png")
+            files["loss"] = plots.plot_loss(log, out / "loss.png")
         except ValueError:
             pass
     line = verdict(rows, thresholds)
@@ -275,7 +277,7 @@ def convergence_nn(
     epochs = [key[0] - 1 for key, _ in list_checkpoints(run_dir) if key[1] == 0] if run_dir.is_dir() else []
     if len(epochs) < 2:
         raise InputError(f"convergence_nn needs ≥ 2 epoch checkpoints (weights.N.pt) in {run_dir}")
-    out = Path(outdir) if outdir is not None else run_dir / "convergence_nn"
+    out = Path(outdir) if outdir is not None else RunFolder(run_dir).output("convergence_nn", None)
     out.mkdir(parents=True, exist_ok=True)
     maps, px = {}, 1.0
     for e in epochs:

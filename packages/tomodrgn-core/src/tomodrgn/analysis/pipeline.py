@@ -18,7 +18,6 @@ The decoder is an argument (``z (n, zdim) -> volumes (n, D, D, D)``), by default
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,11 +30,12 @@ from tomodrgn.analysis import plots
 from tomodrgn.analysis.latent import PCAResult, kmeans, nearest_to_centres, pc_traversal, pca, umap_embed
 from tomodrgn.analysis.metrics import ConfusionResult, adjusted_rand_index, cc, confusion_matrix
 from tomodrgn.analysis.report import image, link, table, write_report
-from tomodrgn.analysis.volumes import Decoder, list_epochs
+from tomodrgn.analysis.volumes import Decoder
 from tomodrgn.export.selections import write_index_list
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.output_dir import check_output_dir, prepare_output_dir
+from tomodrgn.training.run_folder import RunFolder
 from tomodrgn.training.run_particles import apply_run_selection
 
 Progress = Callable[[str, int, int], None]
@@ -59,27 +59,12 @@ class AnalysisResult:
     report: Path | None = None
 
 
-def _load_z(run_dir: Path, epoch: int | None) -> tuple[np.ndarray, int | None]:
-    if epoch is not None:
-        path = run_dir / f"z.{epoch}.npy"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found (epochs with latents: {list_epochs(run_dir)})")
-        return np.load(path), epoch
-    epochs = list_epochs(run_dir)
-    if (run_dir / "z.npy").exists():
-        return np.load(run_dir / "z.npy"), (epochs[-1] if epochs else None)
-    if epochs:
-        return np.load(run_dir / f"z.{epochs[-1]}.npy"), epochs[-1]
-    raise FileNotFoundError(f"no z.npy or z.N.npy in {run_dir}: is it a tomodrgn training run (vae mode)?")
-
-
 def _run_metadata(run_dir: Path, epoch: int | None) -> tuple[dict, dict]:
     """(config.json, dataset metadata of the epoch's checkpoint: star_path, pixel_size of decoded volumes …).
 
     Either is {} when absent; an unreadable checkpoint gives a warning naming it.
     """
-    cfg_path = run_dir / "config.json"
-    cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    cfg = RunFolder(run_dir).load_config()
     dataset: dict = {}
     try:
         from tomodrgn.training.checkpoint import find_checkpoint, load_checkpoint
@@ -195,7 +180,8 @@ def analyze_run(
     run_dir = Path(run_dir).absolute()
     if outdir is not None:
         check_output_dir(outdir, overwrite)
-    z, epoch = _load_z(run_dir, epoch)
+    run = RunFolder(run_dir)
+    z, epoch = run.load_z(epoch)
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2:
         raise InputError(f"latents in {run_dir} have shape {z.shape}, expected (n_particles, zdim)")
@@ -215,7 +201,7 @@ def analyze_run(
         if pixel_size is None:
             raise InputError(f"pixel size unknown for {run_dir}: pass pixel_size= (Å)")
     pixel_size = float(pixel_size)
-    out = Path(outdir) if outdir is not None else run_dir / (f"analyze.{epoch}" if epoch is not None else "analyze")
+    out = Path(outdir) if outdir is not None else run.analysis(epoch)
     prepare_output_dir(out, overwrite=True)  # checked above when given; the default folder is the command's own
     files: dict[str, Path | list[Path]] = {}
     notes: list[str] = []
@@ -248,7 +234,7 @@ def analyze_run(
             emb, out / "z_umap.png", labels, emb[centre_idx], ("UMAP1", "UMAP2"), "z UMAP"
         )
         step("umap")
-    log = run_dir / "train.log"
+    log = run.log
     if log.exists():
         try:
             files["loss"] = plots.plot_loss(log, out / "loss.png")

@@ -16,6 +16,7 @@ from tomodrgn.analysis.volume_space import VolumeSpaceResult, analyze_volumes
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.index_lists import read_labels, read_values
 from tomodrgn.io.output_dir import check_output_dir
+from tomodrgn.training.run_folder import RunFolder
 
 if TYPE_CHECKING:
     from tomodrgn.reconstruct.reference_check import Reference
@@ -24,11 +25,10 @@ if TYPE_CHECKING:
 def load_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu", flip_hand: bool = False):
     """(TrainedModel, z (n, zdim) of that epoch, epoch) of a VAE run; z from ``z.{epoch}.npy`` (latest if None);
     ``flip_hand``: the model decodes mirrored volumes (:class:`~tomodrgn.training.evaluate.TrainedModel`)."""
-    from tomodrgn.analysis.pipeline import _load_z
     from tomodrgn.training.evaluate import load_model
 
     run_dir = Path(run_dir)
-    z, epoch = _load_z(run_dir, epoch)
+    z, epoch = RunFolder(run_dir).load_z(epoch)
     model = load_model(run_dir, epoch, device, flip_hand=flip_hand)
     if model.zdim == 0:
         raise InputError(f"{run_dir} is a homogeneous run (no latent space)")
@@ -39,7 +39,7 @@ def _out(run_dir: Path, outdir, name: str, epoch, overwrite: bool = False) -> Pa
     """``outdir`` (refused when not empty, unless ``overwrite``), else the command's own ``<run>/<name>.<epoch>``."""
     if outdir is not None:
         return check_output_dir(outdir, overwrite)
-    return Path(run_dir) / (name if epoch is None else f"{name}.{epoch}")
+    return RunFolder(run_dir).output(name, epoch)
 
 
 def analyze_volumes_run(
@@ -124,7 +124,6 @@ def check_run_against_reference(
     (:func:`~tomodrgn.reconstruct.reference_check.check_against_reference`), written to ``<run>/reference_check.txt``
     (``reference_check.<epoch>.txt`` for an earlier epoch). The map: a homogeneous run's; for a VAE run the volume
     of the particle whose z is nearest the mean z. Returns the :class:`ReferenceCheck`."""
-    from tomodrgn.analysis.pipeline import _load_z
     from tomodrgn.reconstruct.reference_check import check_against_reference, write_reference_check
     from tomodrgn.training.evaluate import load_model
 
@@ -133,14 +132,13 @@ def check_run_against_reference(
     if model.zdim == 0:
         vol = model.decode(None)[0]
     else:
-        z, _ = _load_z(run_dir, epoch)
+        z, _ = RunFolder(run_dir).load_z(epoch)
         centre = z[np.argmin(np.linalg.norm(z - z.mean(axis=0), axis=1))]
         vol = model.decode(centre[None])[0]
     check = check_against_reference(
         vol, model.pixel_size, reference, reference_pixel_size=reference_pixel_size, invert=model.config.invert
     )
-    name = "reference_check.txt" if epoch is None else f"reference_check.{model.epoch}.txt"
-    write_reference_check(run_dir / name, check)
+    write_reference_check(RunFolder(run_dir).reference_check(None if epoch is None else model.epoch), check)
     return check
 
 

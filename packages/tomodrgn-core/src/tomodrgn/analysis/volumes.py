@@ -6,7 +6,6 @@ Volumes are produced in chunks so memory stays bounded by ``chunk_size`` volumes
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from sklearn.decomposition import IncrementalPCA
 from tomodrgn.analysis.latent import kmeans, nearest_to_centres
 from tomodrgn.analysis.metrics import adjusted_rand_index, cc
 from tomodrgn.io.errors import InputError
+from tomodrgn.training.run_folder import RunFolder
 
 Decoder = Callable[[np.ndarray], np.ndarray]
 Progress = Callable[[int, int], None]
@@ -116,12 +116,7 @@ def volume_pca(
 
 def list_epochs(run_dir: str | Path) -> list[int]:
     """Epochs that have a saved latent ``z.N.npy`` in a training run directory, ascending."""
-    epochs = []
-    for p in Path(run_dir).glob("z.*.npy"):
-        m = re.fullmatch(r"z\.(\d+)\.npy", p.name)
-        if m:
-            epochs.append(int(m.group(1)))
-    return sorted(epochs)
+    return RunFolder(run_dir).latent_epochs()
 
 
 def latent_convergence(z_a: np.ndarray, z_b: np.ndarray, k: int = 20, seed: int = 0) -> dict[str, float]:
@@ -165,7 +160,7 @@ def convergence(
     epochs = list_epochs(run_dir) if epochs is None else sorted(epochs)
     if len(epochs) < 2:
         raise InputError(f"convergence: need ≥ 2 epochs with z.N.npy in {run_dir}, found {epochs}")
-    zs = {e: np.load(run_dir / f"z.{e}.npy") for e in epochs}
+    zs = {e: np.load(RunFolder(run_dir).z(e)) for e in epochs}
     picks = None
     if decoder_for_epoch is not None:
         z_last = zs[epochs[-1]]

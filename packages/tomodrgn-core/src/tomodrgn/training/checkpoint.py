@@ -1,15 +1,13 @@
-"""Run-directory files: checkpoints ``weights.N.pt`` (atomic), latents ``z.N.npy``, the latest-links, resume search.
+"""Checkpoints and latents written atomically, the latest-links, and the resume search.
 
-Names: ``weights.{e}.pt`` after epoch e (0-based) completed; ``weights.{e}.step{s}.pt`` when training stopped
-after s steps of epoch e. ``weights.pt`` / ``z.npy`` / ``z.logvar.npy`` point to (or copy) the latest.
-Every file is written as ``*.tmp`` and renamed, so a killed process never leaves a half-written ``*.pt``.
+File names are those of :mod:`tomodrgn.training.run_folder`. Every file is written as ``*.tmp`` and renamed, so a
+killed process never leaves a half-written ``*.pt``.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -18,8 +16,18 @@ import torch
 
 from tomodrgn.io.errors import InputError
 from tomodrgn.training.run_dir import atomic_write_bytes, write_error
+from tomodrgn.training.run_folder import RunFolder, checkpoint_name
 
-_CKPT = re.compile(r"^weights\.(\d+)(?:\.step(\d+))?\.pt$")
+__all__ = [
+    "atomic_np_save",
+    "atomic_torch_save",
+    "checkpoint_name",
+    "find_checkpoint",
+    "latest_checkpoint",
+    "link_latest",
+    "list_checkpoints",
+    "load_checkpoint",
+]
 
 
 def atomic_torch_save(obj, path: Path) -> Path:
@@ -53,19 +61,9 @@ def link_latest(target: Path, link: Path) -> None:
         raise write_error(e, link) from e
 
 
-def checkpoint_name(epoch: int, step_in_epoch: int = 0) -> str:
-    return f"weights.{epoch}.pt" if step_in_epoch == 0 else f"weights.{epoch}.step{step_in_epoch}.pt"
-
-
 def list_checkpoints(run_dir: str | Path) -> list[tuple[tuple[int, int], Path]]:
     """Checkpoints of a run, oldest first, keyed by (completed epochs, steps into the next epoch)."""
-    out = []
-    for p in Path(run_dir).iterdir():
-        m = _CKPT.match(p.name)
-        if m:
-            e, s = int(m.group(1)), m.group(2)
-            out.append(((e + 1, 0) if s is None else (e, int(s)), p))
-    return sorted(out)
+    return RunFolder(run_dir).checkpoints()
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -87,13 +85,13 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict] | None:
 
 def find_checkpoint(run_dir: str | Path, epoch: int | None = None) -> Path:
     """``weights.{epoch}.pt``, or the latest checkpoint when epoch is None; error naming the run directory."""
-    run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     if epoch is not None:
-        p = run_dir / checkpoint_name(epoch)
+        p = run.checkpoint(epoch)
         if not p.exists():
             raise FileNotFoundError(f"no checkpoint for epoch {epoch} in {run_dir} (expected {p.name})")
         return p
-    found = list_checkpoints(run_dir) if run_dir.is_dir() else []
+    found = run.checkpoints()
     if not found:
         raise FileNotFoundError(f"no weights.*.pt checkpoint in {run_dir}")
     return found[-1][1]

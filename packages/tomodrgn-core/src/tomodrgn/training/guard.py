@@ -11,6 +11,7 @@ from tomodrgn.io.errors import InputError
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.distributed import DistContext, all_gather_objects
 from tomodrgn.training.run_dir import prepare_run_dir
+from tomodrgn.training.run_folder import RunFolder
 
 
 class TrainingDiverged(InputError):
@@ -34,17 +35,18 @@ def prepare_outdir(outdir: Path, config: TrainConfig, resume: bool, overwrite: b
     """Rank 0 readies the folder and writes config.json; every rank gets the same error. Returns what rank 0
     created (to remove after a failed start)."""
     created, error = [], None
+    run = RunFolder(outdir)
     if ctx.is_main:
         try:
             if not outdir.exists():
                 created.append(outdir)
             removed = prepare_run_dir(outdir, resume, overwrite)
-            for name in ("config.json", "train.log"):
-                if not (outdir / name).exists():
-                    created.append(outdir / name)
-            config.save(outdir / "config.json")
+            for path in (run.config, run.log):
+                if not path.exists():
+                    created.append(path)
+            config.save(run.config)
             if removed:
-                with (outdir / "train.log").open("a") as log:
+                with run.log.open("a") as log:
                     log.write(
                         f"# --overwrite removed {len(removed)} file(s) of the previous run: "
                         + ", ".join(p.name for p in removed)

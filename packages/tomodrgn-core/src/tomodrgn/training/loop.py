@@ -42,6 +42,7 @@ from tomodrgn.training.distributed import (
 from tomodrgn.training.guard import TrainingDiverged, all_finite, divergence_message, prepare_outdir, remove_created
 from tomodrgn.training.loss import beta_at, combine, default_beta
 from tomodrgn.training.run_dir import check_run_dir
+from tomodrgn.training.run_folder import RunFolder
 from tomodrgn.training.setup import build_model, dataset_metadata, make_dataset, set_decoder_envelope
 from tomodrgn.training.step import batch_forward, encode_particles, particle_noise
 from tomodrgn.training.validation import evaluate_heldout, heldout_set, write_heldout
@@ -205,7 +206,8 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
     val = heldout_set(ds, config.val_tilts, config.seed, config.resolved_z_all_tilts) if config.val_tilts else None
     fm = model.decoder.feature_matrix
     created = prepare_outdir(outdir, config, resume, overwrite, ctx)  # everything above is checked: now write
-    log = (outdir / "train.log").open("a") if ctx.is_main else None
+    run = RunFolder(outdir)
+    log = run.log.open("a") if ctx.is_main else None
     found = ck.list_checkpoints(outdir) if ctx.is_main else []
     last_good = [found[-1][1].name if found else None]
 
@@ -233,13 +235,13 @@ def _train(star_or_series, outdir: Path, config, stop_event, resume: bool, ctx: 
         }
         if averaged is not None:
             state["model_ema"], state["ema_updates"] = averaged.module.state_dict(), int(averaged.n_averaged)
-        path = ck.atomic_torch_save(state, outdir / ck.checkpoint_name(epoch, step_in_epoch))
-        ck.link_latest(path, outdir / "weights.pt")
+        path = ck.atomic_torch_save(state, run.checkpoint(epoch, step_in_epoch))
+        ck.link_latest(path, run.weights_link)
         if z is not None:
-            zp = ck.atomic_np_save(z[0], outdir / f"z.{epoch}.npy")
-            lp = ck.atomic_np_save(z[1], outdir / f"z.{epoch}.logvar.npy")
-            ck.link_latest(zp, outdir / "z.npy")
-            ck.link_latest(lp, outdir / "z.logvar.npy")
+            zp = ck.atomic_np_save(z[0], run.z(epoch))
+            lp = ck.atomic_np_save(z[1], run.logvar(epoch))
+            ck.link_latest(zp, run.z_link)
+            ck.link_latest(lp, run.logvar_link)
         last_good[0] = path.name
         created.clear()  # the run has a checkpoint: a later failure keeps its folder
         return path
@@ -445,7 +447,8 @@ def train(
     found = ck.list_checkpoints(outdir) if outdir.is_dir() else []
     latest = found[-1] if found else None
     epochs_done = latest[0][0] if latest else 0
-    final_cfg = config or (TrainConfig.load(outdir / "config.json") if (outdir / "config.json").exists() else None)
+    saved = RunFolder(outdir).config
+    final_cfg = config or (TrainConfig.load(saved) if saved.exists() else None)
     stopped = final_cfg is not None and epochs_done < final_cfg.epochs
     return RunResult(
         outdir=outdir,

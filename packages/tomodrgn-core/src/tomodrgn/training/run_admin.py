@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tomodrgn.io.errors import InputError
 from tomodrgn.training import checkpoint as ck
+from tomodrgn.training.run_folder import RunFolder
 
 
 def view_config(run_dir: str | Path) -> str:
@@ -21,7 +22,8 @@ def view_config(run_dir: str | Path) -> str:
     from tomodrgn import __version__
 
     run = Path(run_dir)
-    cfg_path = run / "config.json"
+    folder = RunFolder(run)
+    cfg_path = folder.config
     if not cfg_path.exists():
         raise InputError(f"{cfg_path} not found: is {run} a tomodrgn training run?")
     cfg = json.loads(cfg_path.read_text())
@@ -41,7 +43,7 @@ def view_config(run_dir: str | Path) -> str:
         lines.append("  (no checkpoint)")
     names = [p.name for _, p in found]
     lines += ["", f"checkpoints ({len(names)}): {', '.join(names) if names else 'none'}"]
-    log = run / "train.log"
+    log = folder.log
     if log.exists():
         last = [ln for ln in log.read_text().splitlines() if ln.startswith("epoch")]
         if last:
@@ -88,7 +90,7 @@ def cleanup(run_dir: str | Path, every: int = 5, dry_run: bool = False) -> Clean
             continue
         removed.append(path)
         if step == 0:
-            removed += [p for p in (run / f"z.{epoch}.npy", run / f"z.{epoch}.logvar.npy") if p.exists()]
+            removed += [p for p in (RunFolder(run).z(epoch), RunFolder(run).logvar(epoch)) if p.exists()]
     size = sum(p.stat().st_size for p in removed)
     if not dry_run:
         for p in removed:

@@ -1,7 +1,7 @@
 """Run folders: one training run per folder, and files that are either complete or absent (torch-free).
 
-A training run writes ``config.json``, ``train.log``, ``weights.*.pt`` (and the ``weights.pt`` link), ``z.*.npy``
-(and the ``z.npy`` / ``z.logvar.npy`` links); ``tomodrgn analyze`` writes ``analyze*/`` folders into it. Training into
+A training run writes the files of :mod:`tomodrgn.training.run_folder` (config, log, checkpoints, latents and
+their latest-links); ``tomodrgn analyze`` writes ``analyze*/`` folders into it. Training into
 a folder that already holds anything is refused unless the run is resumed (``resume``) or the old run's files are
 removed first (``overwrite``: only the files above are deleted; anything else in the folder is kept).
 """
@@ -10,25 +10,17 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import shutil
 from pathlib import Path
 
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.output_dir import check_writable, folder_listing
-
-#: names of the files and folders a training run (and ``tomodrgn analyze`` inside it) writes
-RUN_FILE = re.compile(
-    r"^(config\.json|train\.log|weights(\.\d+(\.step\d+)?)?\.pt|z(\.\d+)?(\.logvar)?\.npy|analyze(\.\d+)?)(\.tmp)?$"
-)
+from tomodrgn.training.run_folder import RunFolder
 
 
 def run_files(outdir: str | Path) -> list[Path]:
-    """The entries of ``outdir`` that a training run writes (see :data:`RUN_FILE`), sorted by name."""
-    outdir = Path(outdir)
-    if not outdir.is_dir():
-        return []
-    return sorted(p for p in outdir.iterdir() if RUN_FILE.match(p.name))
+    """The entries of ``outdir`` that a training run writes (:data:`~tomodrgn.training.run_folder.RUN_FILE`)."""
+    return RunFolder(outdir).run_files()
 
 
 def check_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = False) -> None:
@@ -56,7 +48,8 @@ def check_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = Fa
 def prepare_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = False) -> list[Path]:
     """Make ``outdir`` ready for a run (see :func:`check_run_dir`); returns what was deleted.
 
-    ``overwrite`` deletes the entries that match :data:`RUN_FILE` (config, log, checkpoints, latents, their links,
+    ``overwrite`` deletes the entries that match :data:`~tomodrgn.training.run_folder.RUN_FILE` (config, log,
+    checkpoints, latents, their links,
     ``analyze*`` folders and ``*.tmp`` leftovers); other files in the folder are kept.
     """
     outdir = Path(outdir)

@@ -177,7 +177,9 @@ def evaluate_heldout(
 
 def write_heldout(table: pd.DataFrame, outdir: Path, epoch: int) -> Path:
     """``heldout.{epoch}.csv`` (atomic) in the run directory."""
-    path = Path(outdir) / f"heldout.{epoch}.csv"
+    from tomodrgn.training.run_folder import RunFolder
+
+    path = RunFolder(outdir).heldout(epoch)
     tmp = path.with_name(path.name + ".tmp")
     table.to_csv(tmp, index=False)
     tmp.replace(path)
