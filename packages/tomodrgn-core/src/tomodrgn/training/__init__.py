@@ -8,9 +8,11 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    "EpochEvent": "loop",
-    "RunResult": "loop",
-    "StepEvent": "loop",
+    "EpochEvent": "events",
+    "RunFolder": "run_folder",
+    "RunResult": "events",
+    "StepEvent": "events",
+    "Trainer": "trainer",
     "TrainConfig": "config",
     "TrainedModel": "evaluate",
     "iter_train": "loop",
