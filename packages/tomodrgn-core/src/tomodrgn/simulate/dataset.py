@@ -16,7 +16,6 @@ Default pixel size: 419.2 Å / D (a 419.2 Å box: 13.1 Å at D = 32, 6.55 Å at 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,19 +25,14 @@ import pandas as pd
 import starfile
 import torch
 
-from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.output_dir import check_output_dir, prepare_output_dir
-from tomodrgn.physics.pose import matrix_to_euler, random_rotations, tilt_about_y
+from tomodrgn.physics.pose import matrix_to_euler
 from tomodrgn.simulate.forward import central_slices, filtered_images, half_grid, volume_spectra
-from tomodrgn.simulate.geometry import kept_tilts, place_particles, tilt_rotations, tilt_series
 from tomodrgn.simulate.phantom import render, render_particle
-from tomodrgn.simulate.presets import Preset, get_preset
-from tomodrgn.simulate.relion5 import HAND, tomogram_centre, write_relion5
+from tomodrgn.simulate.relion5 import write_relion5
+from tomodrgn.simulate.truth import SimulationSpec, Truth, draw_truth
 
-DEFAULT_BOX_ANGSTROM = 419.2
-DEFAULT_SHIFT_STD_PX = 1.5  # rms in-plane origin per axis (px) of simulated images when shift_std is None
-PARTICLES_PER_TOMOGRAM = 50
 _CHUNK = 128  # particles per batch (fixed: the noise stream depends on it)
 
 
@@ -58,10 +52,6 @@ class SimulatedDataset:
     tomogram_names: list[str] = field(default_factory=list)
     tomogram_shape: tuple[int, int, int] = (64, 256, 256)
     warp_star_path: Path | None = None  # the Warp/M image-series particles.star (written for every format)
-
-
-def _split_counts(n: int, parts: int) -> np.ndarray:
-    return np.array([len(a) for a in np.array_split(np.arange(n), parts)])
 
 
 def simulate_dataset(
@@ -130,91 +120,62 @@ def simulate_dataset(
     ``noise_std`` (σ₀), ``snr``, ``preset``, ``seed``, ``tomogram_names``, ``tomogram_shape``.
     """
     outdir = check_output_dir(outdir, overwrite, what="output folder")  # before the work: a used folder is refused
-    d = int(box_size)
-    if d % 2 or d < 8:
-        raise InputError(f"box_size must be even and ≥ 8, got {box_size}")
-    if n_particles < 1:
-        raise InputError(f"n_particles must be ≥ 1, got {n_particles}")
-    if snr is not None and not snr > 0:
-        raise InputError(f"snr must be > 0 (or None/inf for noiseless), got {snr}")
-    noiseless = snr is None or math.isinf(snr)
-    if format not in ("warp", "relion5"):
-        raise InputError(f"format must be 'warp' or 'relion5', got {format!r}")
-    apix = DEFAULT_BOX_ANGSTROM / d if pixel_size is None else float(pixel_size)
-    spec: Preset = get_preset(preset)
-    tomogram_shape = (2 * d, 8 * d, 8 * d) if tomogram_shape is None else tuple(int(s) for s in tomogram_shape)
-    if n_tomograms is None:
-        n_tomograms = math.ceil(n_particles / PARTICLES_PER_TOMOGRAM)
-    n_tomograms = max(1, min(int(n_tomograms), n_particles))
-
-    r_conf, r_pose, r_ctf, r_drop, r_place, r_shift, r_noise, r_tomo = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)
-    )
-    angles, doses = tilt_series(n_tilts, max_tilt, tilt_step, dose_per_tilt)
-    n, t = n_particles, len(angles)
-    conf = spec.sample(n, r_conf)
-    rot_p = random_rotations(n, r_pose)
-    df = r_ctf.uniform(*defocus_range, size=n)
-    astig = r_ctf.uniform(0.0, astigmatism, size=n)
-    df_u, df_v, df_ang = df + astig / 2, df - astig / 2, r_ctf.uniform(0.0, 180.0, size=n)
-    keep = kept_tilts(n, t, drop_tilts, r_drop)
-    if shift_std is None:
-        shift_std = DEFAULT_SHIFT_STD_PX * apix
-    if not (shift_std >= 0 and math.isfinite(shift_std)):
-        raise InputError(f"shift_std must be a finite number ≥ 0 Å, got {shift_std}")
-    counts = _split_counts(n, n_tomograms)
-    tomo_names = [f"tomo{i:02d}" for i in range(n_tomograms)]
-    tomo_of = np.repeat(np.arange(n_tomograms), counts)
-    local_idx = np.concatenate([np.arange(c) for c in counts])
-    positions = np.concatenate([place_particles(int(c), tomogram_shape, d, r_place) for c in counts])
-    names = [f"{tomo_names[g]}_{j:05d}" for g, j in zip(tomo_of, local_idx)]
-    origins = np.zeros((n, 3))
-    ctf_img = np.broadcast_to(np.stack([df_u, df_v, df_ang], -1)[:, None], (n, t, 3))
-    if format == "warp":
-        shifts_all = r_shift.normal(0.0, shift_std, size=(n, t, 2)) if shift_std > 0 else np.zeros((n, t, 2))
-    else:  # geometry a tomogram can express (see the docstring)
-        origins = r_shift.normal(0.0, shift_std, size=(n, 3)) if shift_std > 0 else origins
-        rt = tilt_about_y(angles)
-        shifts_all = np.einsum("tij,nj->nti", rt, origins)[..., :2]
-        base = r_tomo.uniform(*defocus_range, size=(n_tomograms, 1)) + r_tomo.normal(0.0, 200.0, (n_tomograms, t))
-        astig_t = r_tomo.uniform(0.0, astigmatism, size=(n_tomograms, 1))
-        tilt_defocus = np.stack(
-            [
-                base + astig_t / 2,
-                base - astig_t / 2,
-                np.broadcast_to(r_tomo.uniform(0, 180, (n_tomograms, 1)), base.shape),
-            ],
-            axis=-1,
-        )
-        centred = (positions - tomogram_centre(tomogram_shape)) * apix
-        depth = HAND * np.einsum("tj,nj->nt", rt[:, 2], centred)
-        ctf_img = tilt_defocus[tomo_of] + np.stack([depth, depth, np.zeros_like(depth)], -1)
-
-    # ground-truth volumes
+    spec = SimulationSpec(
+        preset=preset, n_particles=n_particles, box_size=box_size, pixel_size=pixel_size, n_tilts=n_tilts,
+        max_tilt=max_tilt, tilt_step=tilt_step, dose_per_tilt=dose_per_tilt, snr=snr, defocus_range=defocus_range,
+        drop_tilts=drop_tilts, seed=seed, voltage=voltage, cs=cs, amplitude_contrast=amplitude_contrast,
+        n_tomograms=n_tomograms, tomogram_shape=tomogram_shape, shift_std=shift_std, astigmatism=astigmatism,
+        phase_shift=phase_shift, dose_filter=dose_filter, oversample=oversample, format=format,
+    ).resolved()  # fmt: skip
+    truth = draw_truth(spec)
     prepare_output_dir(outdir, overwrite, what="output folder")  # a non-empty folder needs overwrite
+    volume_paths = write_reference_volumes(spec, truth, outdir)
+    images = render_stacks(spec, truth, outdir, progress)
+    return write_metadata(spec, truth, images, outdir, volume_paths)
+
+
+@dataclass
+class _Images:
+    """The images written: (particle, tilt-scheme index) of each, in STAR row order, and the noise σ₀."""
+
+    particle: np.ndarray
+    tilt: np.ndarray
+    noise_std: float
+
+
+def write_reference_volumes(spec: SimulationSpec, truth: Truth, outdir: Path) -> list[Path]:
+    """``volumes/class_XX.mrc``: one ground-truth volume per reference conformation."""
     (outdir / "volumes").mkdir(parents=True, exist_ok=True)
-    (outdir / "particles").mkdir(parents=True, exist_ok=True)
-    ref = spec.reference
-    ref_vols = np.stack(
-        [render_particle(spec.phantom, d, ref.amplitudes[k], ref.offsets[k] * d) for k in range(len(ref.labels))]
-    )
-    volume_paths = [
-        write_mrc(outdir / "volumes" / f"class_{k:02d}.mrc", v, apix) for k, v in enumerate(ref_vols.astype(np.float32))
+    ref, d = truth.preset.reference, spec.box_size
+    vols = [
+        render_particle(truth.preset.phantom, d, ref.amplitudes[k], ref.offsets[k] * d) for k in range(len(ref.labels))
     ]
-    discrete = np.all(conf.offsets == 0)
+    return [write_mrc(outdir / "volumes" / f"class_{k:02d}.mrc", v.astype(np.float32), spec.pixel_size)
+            for k, v in enumerate(vols)]  # fmt: skip
+
+
+def _image_renderer(spec: SimulationSpec, truth: Truth) -> Callable[[np.ndarray, np.ndarray], torch.Tensor]:
+    """``images(particles, tilts)``: the noiseless images of (particle, tilt-scheme index) pairs."""
+    d, apix, conf = spec.box_size, spec.pixel_size, truth.conf
+    ref = truth.preset.reference
+    discrete = bool(np.all(conf.offsets == 0))
     if discrete:
-        spectra = volume_spectra(ref_vols, oversample)
+        vols = np.stack(
+            [
+                render_particle(truth.preset.phantom, d, ref.amplitudes[k], ref.offsets[k] * d)
+                for k in range(len(ref.labels))
+            ]
+        )
     else:
-        spectra = volume_spectra(np.stack([render(b, d) for b in spec.phantom.components]), oversample)
+        vols = np.stack([render(b, d) for b in truth.preset.phantom.components])
+    spectra = volume_spectra(vols, spec.oversample)
     coords = torch.from_numpy(half_grid(d)[0].astype(np.float64))
-    rot_t = tilt_rotations(rot_p, angles)  # (n, T, 3, 3)
-    ctf_all = np.concatenate(
-        [ctf_img, np.broadcast_to(np.array([voltage, cs, amplitude_contrast, float(phase_shift)]), (n, t, 4))], axis=-1
-    )  # (n, T, 7) per image
+    n, t = truth.keep.shape
+    optics = np.array([spec.voltage, spec.cs, spec.amplitude_contrast, float(spec.phase_shift)])
+    ctf_all = np.concatenate([truth.ctf, np.broadcast_to(optics, (n, t, 4))], axis=-1)  # (n, T, 7) per image
 
     def images(pi: np.ndarray, ti: np.ndarray) -> torch.Tensor:
-        """Noiseless images for (particle, tilt) index pairs."""
-        rots = torch.from_numpy(rot_t[pi, ti])
+        rots = torch.from_numpy(truth.tilt_rotation[pi, ti])
         if discrete:
             sl = central_slices(spectra, rots, coords, volume_index=conf.labels[pi])
         else:
@@ -223,72 +184,96 @@ def simulate_dataset(
                 offsets_px=torch.from_numpy(conf.offsets[pi] * d),
             )  # fmt: skip
         return filtered_images(
-            sl, apix, d, ctf_all[pi, ti], doses[ti] if dose_filter else None,
-            shifts_all[pi, ti] if shift_std > 0 else None, voltage,
+            sl, apix, d, ctf_all[pi, ti], truth.doses[ti] if spec.dose_filter else None,
+            truth.shifts[pi, ti] if spec.shift_std > 0 else None, spec.voltage,
         )  # fmt: skip
 
-    noise_std = 0.0
-    if not noiseless:
-        zero = int(np.argmin(np.abs(angles)))
-        var0 = []
-        for s in range(0, n, _CHUNK * 8):
-            pi = np.arange(s, min(n, s + _CHUNK * 8))
-            var0.append(images(pi, np.full(len(pi), zero)).double().var(dim=(-2, -1), unbiased=False))
-        noise_std = float(torch.cat(var0).mean() / snr) ** 0.5
-    gen = torch.Generator().manual_seed(int(r_noise.integers(2**62)))
+    return images
 
-    cos_t = np.cos(np.deg2rad(angles))
+
+def noise_level(spec: SimulationSpec, truth: Truth, images) -> float:
+    """σ₀ = sqrt(mean over particles of the variance of the noiseless 0° image / snr) (0 when noiseless)."""
+    if spec.noiseless:
+        return 0.0
+    n = spec.n_particles
+    zero = int(np.argmin(np.abs(truth.angles)))
+    var0 = []
+    for s in range(0, n, _CHUNK * 8):
+        pi = np.arange(s, min(n, s + _CHUNK * 8))
+        var0.append(images(pi, np.full(len(pi), zero)).double().var(dim=(-2, -1), unbiased=False))
+    return float(torch.cat(var0).mean() / spec.snr) ** 0.5
+
+
+def render_stacks(spec: SimulationSpec, truth: Truth, outdir: Path, progress=None) -> _Images:
+    """``particles/<name>.mrcs``: each particle's kept tilts in acquisition order, with noise of variance σ₀²/cos θ,
+    rendered and written _CHUNK particles at a time (memory bounded); ``progress(done, total)`` after each batch."""
+    (outdir / "particles").mkdir(parents=True, exist_ok=True)
+    images = _image_renderer(spec, truth)
+    noise_std = noise_level(spec, truth, images)
+    gen = torch.Generator().manual_seed(truth.noise_seed)
+    cos_t = np.cos(np.deg2rad(truth.angles))
+    n, keep = spec.n_particles, truth.keep
     img_particle, img_tilt = [], []
     for s in range(0, n, _CHUNK):
         pis = np.arange(s, min(n, s + _CHUNK))
         pi, ti = np.nonzero(keep[pis])
         pi = pis[pi]
         imgs = images(pi, ti)
-        if not noiseless:
+        if not spec.noiseless:
             scale = torch.from_numpy(noise_std / np.sqrt(cos_t[ti])).to(imgs.dtype)[:, None, None]
             imgs = imgs + scale * torch.randn(imgs.shape, generator=gen, dtype=imgs.dtype)
         arr = imgs.numpy()
         bounds = np.concatenate([[0], np.cumsum(keep[pis].sum(1))])
         for j, p in enumerate(pis):
-            write_mrc(outdir / "particles" / f"{names[p]}.mrcs", arr[bounds[j] : bounds[j + 1]], apix, is_stack=True)
+            path = outdir / "particles" / f"{truth.names[p]}.mrcs"
+            write_mrc(path, arr[bounds[j] : bounds[j + 1]], spec.pixel_size, is_stack=True)
         img_particle.append(pi)
         img_tilt.append(ti)
         if progress is not None:
             progress(int(pis[-1] + 1), n)
-    img_particle = np.concatenate(img_particle)
-    img_tilt = np.concatenate(img_tilt)
-    # 1-based position of each image within its particle's stack
-    stack_index = np.concatenate([np.arange(1, c + 1) for c in keep.sum(1)])
+    return _Images(np.concatenate(img_particle), np.concatenate(img_tilt), noise_std)
 
-    img_rot = rot_t[img_particle, img_tilt]
-    rot_e, tilt_e, psi_e = matrix_to_euler(img_rot)
-    img_shift = shifts_all[img_particle, img_tilt]
-    img_dose = doses[img_tilt]
-    img_angle = angles[img_tilt]
-    img_ctf = ctf_img[img_particle, img_tilt]
-    extraction = positions + origins / apix  # box centres: true centre + origin (RELION: centre = coordinate − origin)
-    particles = pd.DataFrame(
+
+def _particles_table(spec: SimulationSpec, truth: Truth, images: _Images, extraction: np.ndarray) -> pd.DataFrame:
+    """The Warp/M image-series rows: one per image, in stack order."""
+    p_of, t_of = images.particle, images.tilt
+    stack_index = np.concatenate([np.arange(1, c + 1) for c in truth.keep.sum(1)])  # 1-based, within each stack
+    rot_e, tilt_e, psi_e = matrix_to_euler(truth.tilt_rotation[p_of, t_of])
+    shift, ctf, dose = truth.shifts[p_of, t_of], truth.ctf[p_of, t_of], truth.doses[t_of]
+    names = truth.names
+    return pd.DataFrame(
         {
-            "rlnImageName": [f"{k}@particles/{names[p]}.mrcs" for k, p in zip(stack_index, img_particle)],
-            "rlnGroupName": [names[p] for p in img_particle],
-            "rlnMicrographName": [tomo_names[tomo_of[p]] for p in img_particle],
-            "rlnCoordinateX": extraction[img_particle, 0],
-            "rlnCoordinateY": extraction[img_particle, 1],
-            "rlnCoordinateZ": extraction[img_particle, 2],
+            "rlnImageName": [f"{k}@particles/{names[p]}.mrcs" for k, p in zip(stack_index, p_of)],
+            "rlnGroupName": [names[p] for p in p_of],
+            "rlnMicrographName": [truth.tomogram_names[truth.tomogram_of[p]] for p in p_of],
+            "rlnCoordinateX": extraction[p_of, 0],
+            "rlnCoordinateY": extraction[p_of, 1],
+            "rlnCoordinateZ": extraction[p_of, 2],
             "rlnAngleRot": rot_e,
             "rlnAngleTilt": tilt_e,
             "rlnAnglePsi": psi_e,
-            "rlnOriginXAngst": img_shift[:, 0],
-            "rlnOriginYAngst": img_shift[:, 1],
-            "rlnDefocusU": img_ctf[:, 0],
-            "rlnDefocusV": img_ctf[:, 1],
-            "rlnDefocusAngle": img_ctf[:, 2],
-            "rlnPhaseShift": np.full(len(img_particle), float(phase_shift)),
-            "rlnCtfBfactor": -4.0 * img_dose,
-            "rlnCtfScalefactor": np.cos(np.deg2rad(img_angle)),
-            "rlnOpticsGroup": np.ones(len(img_particle), dtype=np.int64),
+            "rlnOriginXAngst": shift[:, 0],
+            "rlnOriginYAngst": shift[:, 1],
+            "rlnDefocusU": ctf[:, 0],
+            "rlnDefocusV": ctf[:, 1],
+            "rlnDefocusAngle": ctf[:, 2],
+            "rlnPhaseShift": np.full(len(p_of), float(spec.phase_shift)),
+            "rlnCtfBfactor": -4.0 * dose,
+            "rlnCtfScalefactor": np.cos(np.deg2rad(truth.angles[t_of])),
+            "rlnOpticsGroup": np.ones(len(p_of), dtype=np.int64),
         }
     )
+
+
+def write_metadata(
+    spec: SimulationSpec, truth: Truth, images: _Images, outdir: Path, volume_paths: list[Path]
+) -> SimulatedDataset:
+    """``particles.star`` (optics + one row per image), the RELION 5 set (``format="relion5"``), ``labels.txt`` and
+    ``truth.npz`` (see :func:`simulate_dataset`)."""
+    d, apix, names = spec.box_size, spec.pixel_size, truth.names
+    extraction = (
+        truth.positions + truth.origins / apix
+    )  # box centres: true centre + origin (RELION: centre = coordinate − origin)
     optics = pd.DataFrame(
         {
             "rlnOpticsGroup": [1],
@@ -296,71 +281,79 @@ def simulate_dataset(
             "rlnImagePixelSize": [apix],
             "rlnImageSize": [d],
             "rlnImageDimensionality": [2],
-            "rlnVoltage": [float(voltage)],
-            "rlnSphericalAberration": [float(cs)],
-            "rlnAmplitudeContrast": [float(amplitude_contrast)],
+            "rlnVoltage": [float(spec.voltage)],
+            "rlnSphericalAberration": [float(spec.cs)],
+            "rlnAmplitudeContrast": [float(spec.amplitude_contrast)],
         }
     )
     star_path = outdir / "particles.star"
+    particles = _particles_table(spec, truth, images, extraction)
     starfile.write({"optics": optics, "particles": particles}, star_path, overwrite=True, float_format="%.6f")
-    if format == "relion5":
+    if spec.format == "relion5":
         star_path = write_relion5(
-            outdir, particle_names=names, tomogram_names=tomo_names, tomogram_of=tomo_of, extraction_px=extraction,
-            origin=origins, rotation=rot_p, tilt_deg=angles, dose=doses, keep=keep, tilt_defocus=tilt_defocus,
-            pixel_size=apix, box_size=d, tomogram_shape=tomogram_shape, voltage=voltage, cs=cs,
-            amplitude_contrast=amplitude_contrast, stack_names=[f"particles/{p}.mrcs" for p in names],
-            phase_shift=phase_shift,
+            outdir, particle_names=names, tomogram_names=truth.tomogram_names, tomogram_of=truth.tomogram_of,
+            extraction_px=extraction, origin=truth.origins, rotation=truth.rotation, tilt_deg=truth.angles,
+            dose=truth.doses, keep=truth.keep, tilt_defocus=truth.tilt_defocus, pixel_size=apix, box_size=d,
+            tomogram_shape=spec.tomogram_shape, voltage=spec.voltage, cs=spec.cs,
+            amplitude_contrast=spec.amplitude_contrast, stack_names=[f"particles/{p}.mrcs" for p in names],
+            phase_shift=spec.phase_shift,
         )  # fmt: skip
     labels_path = outdir / "labels.txt"
-    np.savetxt(labels_path, conf.labels, fmt="%d")
-    truth_path = outdir / "truth.npz"
-    np.savez(
-        truth_path,
-        particle_names=np.array(names),
-        tomogram=tomo_of,
-        position_px=positions,
-        rotation=rot_p,
-        label=conf.labels,
-        coordinate=conf.coordinate,
-        amplitudes=conf.amplitudes,
-        offsets=conf.offsets,
-        defocus_u=df_u,
-        defocus_v=df_v,
-        defocus_angle=df_ang,
-        n_tilts=keep.sum(1),
-        image_particle=img_particle,
-        image_tilt_index=img_tilt,
-        image_tilt=img_angle,
-        image_dose=img_dose,
-        image_rotation=img_rot,
-        image_shift=img_shift,
-        image_defocus_u=img_ctf[:, 0],
-        image_defocus_v=img_ctf[:, 1],
-        image_defocus_angle=img_ctf[:, 2],
-        origin_angstrom=origins,
-        format=format,
-        tilt_scheme=angles,
-        dose_scheme=doses,
-        pixel_size=apix,
-        box_size=d,
-        noise_std=noise_std,
-        snr=np.inf if noiseless else float(snr),
-        preset=spec.name,
-        seed=seed,
-        tomogram_names=np.array(tomo_names),
-        tomogram_shape=np.array(tomogram_shape),
-    )
+    np.savetxt(labels_path, truth.conf.labels, fmt="%d")
+    truth_path = _write_truth(spec, truth, images, outdir / "truth.npz")
     return SimulatedDataset(
         star_path=star_path,
         volume_paths=volume_paths,
-        labels=np.asarray(conf.labels, dtype=np.int64),
+        labels=np.asarray(truth.conf.labels, dtype=np.int64),
         labels_path=labels_path,
         truth_path=truth_path,
         pixel_size=apix,
         box_size=d,
         particle_names=names,
-        preset=spec.name,
-        tomogram_names=tomo_names,
-        tomogram_shape=tomogram_shape,
+        preset=truth.preset.name,
+        tomogram_names=truth.tomogram_names,
+        tomogram_shape=spec.tomogram_shape,
         warp_star_path=outdir / "particles.star",
     )
+
+
+def _write_truth(spec: SimulationSpec, truth: Truth, images: _Images, path: Path) -> Path:
+    p_of, t_of = images.particle, images.tilt
+    ctf, conf = truth.ctf[p_of, t_of], truth.conf
+    np.savez(
+        path,
+        particle_names=np.array(truth.names),
+        tomogram=truth.tomogram_of,
+        position_px=truth.positions,
+        rotation=truth.rotation,
+        label=conf.labels,
+        coordinate=conf.coordinate,
+        amplitudes=conf.amplitudes,
+        offsets=conf.offsets,
+        defocus_u=truth.defocus[:, 0],
+        defocus_v=truth.defocus[:, 1],
+        defocus_angle=truth.defocus[:, 2],
+        n_tilts=truth.keep.sum(1),
+        image_particle=p_of,
+        image_tilt_index=t_of,
+        image_tilt=truth.angles[t_of],
+        image_dose=truth.doses[t_of],
+        image_rotation=truth.tilt_rotation[p_of, t_of],
+        image_shift=truth.shifts[p_of, t_of],
+        image_defocus_u=ctf[:, 0],
+        image_defocus_v=ctf[:, 1],
+        image_defocus_angle=ctf[:, 2],
+        origin_angstrom=truth.origins,
+        format=spec.format,
+        tilt_scheme=truth.angles,
+        dose_scheme=truth.doses,
+        pixel_size=spec.pixel_size,
+        box_size=spec.box_size,
+        noise_std=images.noise_std,
+        snr=np.inf if spec.noiseless else float(spec.snr),
+        preset=truth.preset.name,
+        seed=spec.seed,
+        tomogram_names=np.array(truth.tomogram_names),
+        tomogram_shape=np.array(spec.tomogram_shape),
+    )
+    return path
