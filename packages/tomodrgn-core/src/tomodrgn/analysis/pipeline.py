@@ -185,6 +185,48 @@ def analyze_run(
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2:
         raise InputError(f"latents in {run_dir} have shape {z.shape}, expected (n_particles, zdim)")
+    decode, cfg, dataset, pixel_size = _run_decoder(run_dir, epoch, decode, flip_hand, pixel_size)
+    out = Path(outdir) if outdir is not None else run.analysis(epoch)
+    prepare_output_dir(out, overwrite=True)  # checked above when given; the default folder is the command's own
+    a = _Analysis(out, z, decode, pixel_size, chunk_size, progress)
+    k_eff = min(k, len(z))
+    if k_eff < k:
+        a.notes.append(f"k = {k} reduced to the particle count {len(z)}.")
+    res_pca, emb, labels, centres, centre_idx = _latent_outputs(a, run, k_eff, seed, umap)
+    star_given = star is not None
+    tomograms_star = None if star_given else cfg.get("tomograms_star")  # the run's, for its training STAR
+    series = _cluster_series(a, Path(star) if star_given else _star_of(dataset, cfg), cfg, star_given, tomograms_star)
+    spatial_lines = _cluster_outputs(a, labels, centres, centre_idx, series)
+    traversals = _traversal_outputs(a, n_pc_traversal)
+    report = _write_analysis_report(a, run_dir.name, epoch, labels, centre_idx, spatial_lines, traversals)
+    a.step("report")
+    return AnalysisResult(out, epoch, z, res_pca, emb, labels, centres, centre_idx, pixel_size, a.files, report)
+
+
+@dataclass
+class _Analysis:
+    """What the stages of :func:`analyze_run` share: the output folder, z, the decoder and what has been written."""
+
+    out: Path
+    z: np.ndarray
+    decode: Decoder
+    pixel_size: float
+    chunk_size: int
+    progress: Progress | None
+    files: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    def step(self, stage: str, done: int = 1, total: int = 1) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total)
+
+    def decode_to(self, z: np.ndarray, paths: list[Path], stage: str) -> None:
+        _decode_to_files(self.decode, z, paths, self.pixel_size, self.chunk_size, stage, self.progress)
+
+
+def _run_decoder(run_dir: Path, epoch, decode: Decoder | None, flip_hand: bool, pixel_size: float | None):
+    """(decoder, config dict, dataset metadata, pixel size of the volumes): the run's model unless ``decode`` is
+    given; the pixel size from the checkpoint's metadata first, then the config."""
     if decode is None:
         from tomodrgn.training.evaluate import load_model
 
@@ -200,22 +242,14 @@ def analyze_run(
         pixel_size = dataset.get("pixel_size") or cfg.get("pixel_size")
         if pixel_size is None:
             raise InputError(f"pixel size unknown for {run_dir}: pass pixel_size= (Å)")
-    pixel_size = float(pixel_size)
-    out = Path(outdir) if outdir is not None else run.analysis(epoch)
-    prepare_output_dir(out, overwrite=True)  # checked above when given; the default folder is the command's own
-    files: dict[str, Path | list[Path]] = {}
-    notes: list[str] = []
+    return decode, cfg, dataset, float(pixel_size)
 
-    def step(stage: str, done: int = 1, total: int = 1) -> None:
-        if progress is not None:
-            progress(stage, done, total)
 
-    n, zdim = z.shape
-    # latent: PCA, k-means, UMAP
+def _latent_outputs(a: _Analysis, run: RunFolder, k_eff: int, seed: int, umap: bool):
+    """PCA, k-means and (``umap``) UMAP of z with their plots, and the loss curve: (pca, umap coords, labels,
+    centres, on-data centre particles)."""
+    z, out, files = a.z, a.out, a.files
     res_pca = pca(z)
-    k_eff = min(k, n)
-    if k_eff < k:
-        notes.append(f"k = {k} reduced to the particle count {n}.")
     labels, centres = kmeans(z, k_eff, seed)
     centre_idx = nearest_to_centres(z, centres)
     pc2d = _as_2d(res_pca.coords)
@@ -225,7 +259,7 @@ def analyze_run(
     files["z_pca_variance"] = plots.plot_explained_variance(
         res_pca.explained_variance_ratio, out / "z_pca_variance.png"
     )
-    step("latent")
+    a.step("latent")
     emb = None
     if umap:
         emb = umap_embed(z, seed)
@@ -233,82 +267,102 @@ def analyze_run(
         files["z_umap"] = plots.plot_latent(
             emb, out / "z_umap.png", labels, emb[centre_idx], ("UMAP1", "UMAP2"), "z UMAP"
         )
-        step("umap")
-    log = run.log
-    if log.exists():
+        a.step("umap")
+    if run.log.exists():
         try:
-            files["loss"] = plots.plot_loss(log, out / "loss.png")
+            files["loss"] = plots.plot_loss(run.log, out / "loss.png")
         except ValueError as e:
-            notes.append(f"No loss plot: {e}.")
+            a.notes.append(f"No loss plot: {e}.")
+    return res_pca, emb, labels, centres, centre_idx
 
-    # clusters: labels, index lists, on-data centre volumes, filtered STARs
-    kdir = out / f"kmeans{k_eff}"
+
+def _cluster_series(a: _Analysis, star: Path | None, cfg: dict, star_given: bool, tomograms_star):
+    """The particles of ``star`` one per row of z (the run's training selection when it is the run's STAR), or
+    None with a note when there is no STAR or it cannot be read."""
+    if star is None:
+        return None
+    from tomodrgn.io.particles import read_particles
+
+    try:
+        series = read_particles(star, pixel_size=cfg.get("pixel_size"), tomograms_star=tomograms_star)
+        if not star_given:  # the run's training STAR: only the particles it was trained on (--first / --ind)
+            series = apply_run_selection(series, cfg)
+        if series.n_particles != len(a.z):
+            raise InputError(f"{star} has {series.n_particles} particles but z has {len(a.z)}")
+    except (OSError, ValueError) as e:
+        a.notes.append(f"No per-cluster STAR files: {e}.")
+        return None
+    return series
+
+
+def _cluster_outputs(a: _Analysis, labels, centres, centre_idx, series) -> list[str]:
+    """``kmeans<k>/``: labels, centres, index lists, the volume at each on-data centre, per-cluster STARs (with
+    ``series``) and the spatial outputs (when it has positions); returns the spatial report lines."""
+    k_eff = len(centres)
+    kdir = a.out / f"kmeans{k_eff}"
     kdir.mkdir(exist_ok=True)
     np.save(kdir / "labels.npy", labels)
     np.save(kdir / "centres.npy", centres)
     write_index_list(kdir / "centre_indices.txt", centre_idx, "particle nearest each k-means centre, cluster order")
-    lists = [
+    a.files["cluster_lists"] = [
         write_index_list(kdir / f"cluster_{c:03d}.txt", np.flatnonzero(labels == c), f"cluster {c} of {k_eff}")
         for c in range(k_eff)
     ]
-    files["cluster_lists"] = lists
     vol_paths = [kdir / f"vol_{c:03d}.mrc" for c in range(k_eff)]
-    _decode_to_files(decode, z[centre_idx], vol_paths, pixel_size, chunk_size, "cluster volumes", progress)
-    files["cluster_volumes"] = vol_paths
-    star_given = star is not None
-    tomograms_star = None if star_given else cfg.get("tomograms_star")  # the run's, for its training STAR
-    star = Path(star) if star_given else _star_of(dataset, cfg)
+    a.decode_to(a.z[centre_idx], vol_paths, "cluster volumes")
+    a.files["cluster_volumes"] = vol_paths
     spatial_lines: list[str] = []
-    if star is not None:
-        try:
-            from tomodrgn.export.selections import filter_star
-            from tomodrgn.io.particles import read_particles
+    if series is not None:
+        from tomodrgn.export.selections import filter_star
 
-            series = read_particles(
-                star, pixel_size=cfg.get("pixel_size"), tomograms_star=tomograms_star
-            )  # stack Å/px override
-            if not star_given:  # the run's training STAR: only the particles it was trained on (--first / --ind)
-                series = apply_run_selection(series, cfg)
-            if series.n_particles != n:
-                raise InputError(f"{star} has {series.n_particles} particles but z has {n}")
-            files["cluster_stars"] = [
+        try:
+            a.files["cluster_stars"] = [
                 filter_star(series, kdir / f"cluster_{c:03d}.star", labels=labels, keep=[c]) for c in range(k_eff)
             ]
         except (OSError, ValueError) as e:
-            notes.append(f"No per-cluster STAR files: {e}.")
+            a.notes.append(f"No per-cluster STAR files: {e}.")
             series = None
         if series is not None and series.position is not None:
-            spatial_lines = _spatial_outputs(series, labels, vol_paths, pixel_size, out, files)
-    step("clusters")
+            spatial_lines = _spatial_outputs(series, labels, vol_paths, a.pixel_size, a.out, a.files)
+    a.step("clusters")
+    return spatial_lines
 
-    # PC traversals
+
+def _traversal_outputs(a: _Analysis, n_points: int) -> dict[int, np.ndarray]:
+    """``pc1/``, ``pc2/``: volumes along the first two PCs of z (5th → 95th percentile); {pc: PC values}."""
+    n, zdim = a.z.shape
     traversals: dict[int, np.ndarray] = {}
     for pc in (1, 2):
-        if pc > min(zdim, n) or n_pc_traversal < 1:
+        if pc > min(zdim, n) or n_points < 1:
             continue
-        zp, values = pc_traversal(z, pc, n_pc_traversal)
-        pdir = out / f"pc{pc}"
+        zp, values = pc_traversal(a.z, pc, n_points)
+        pdir = a.out / f"pc{pc}"
         pdir.mkdir(exist_ok=True)
         np.savetxt(pdir / "z_values.txt", zp, header=f"z along PC{pc}; PC{pc} values: {np.round(values, 4).tolist()}")
-        paths = [pdir / f"vol_{j:03d}.mrc" for j in range(n_pc_traversal)]
-        _decode_to_files(decode, zp, paths, pixel_size, chunk_size, f"PC{pc} traversal", progress)
-        files[f"pc{pc}_volumes"] = paths
+        paths = [pdir / f"vol_{j:03d}.mrc" for j in range(n_points)]
+        a.decode_to(zp, paths, f"PC{pc} traversal")
+        a.files[f"pc{pc}_volumes"] = paths
         traversals[pc] = values
+    return traversals
 
-    # report
+
+def _write_analysis_report(a: _Analysis, run_name: str, epoch, labels, centre_idx, spatial_lines, traversals) -> Path:
+    out, files = a.out, a.files
+    n, zdim = a.z.shape
+    k_eff = len(centre_idx)
     sizes = np.bincount(labels, minlength=k_eff)
     rows = [
         {
             "cluster": c,
             "particles": int(sizes[c]),
             "centre particle": int(centre_idx[c]),
-            "volume": link(vol_paths[c], out),
-            "list": link(lists[c], out),
+            "volume": link(files["cluster_volumes"][c], out),
+            "list": link(files["cluster_lists"][c], out),
             **({"star": link(files["cluster_stars"][c], out)} if "cluster_stars" in files else {}),
         }
         for c in range(k_eff)
     ]
-    latent_lines = [f"{n} particles, zdim {zdim}, epoch {epoch}; volumes at {pixel_size:g} Å/px.", *notes]
+    latent_lines = [f"{n} particles, zdim {zdim}, epoch {epoch}; volumes at {a.pixel_size:g} Å/px.", *a.notes]
     latent_lines += [image(files["z_pca"], out, "z PCA"), image(files["z_pca_variance"], out, "explained variance")]
     if "z_umap" in files:
         latent_lines.append(image(files["z_umap"], out, "z UMAP"))
@@ -325,9 +379,7 @@ def analyze_run(
                 + [link(p, out) for p in files[f"pc{pc}_volumes"]],
             )
         )
-    report = write_report(out / "report.md", f"tomoDRGN analysis of {run_dir.name}", sections)
-    step("report")
-    return AnalysisResult(out, epoch, z, res_pca, emb, labels, centres, centre_idx, pixel_size, files, report)
+    return write_report(out / "report.md", f"tomoDRGN analysis of {run_name}", sections)
 
 
 @dataclass
