@@ -160,6 +160,55 @@ def accumulate(
     return len(rows)
 
 
+def _check_options(ctf: str, insertion: str, wiener_constant: float, lowpass: float | None) -> None:
+    if ctf not in CTF_MODES:
+        raise InputError(f"--ctf must be one of {', '.join(CTF_MODES)}, got {ctf!r}")
+    if insertion not in INSERTIONS:
+        raise InputError(f"--insertion must be one of {', '.join(INSERTIONS)}, got {insertion!r}")
+    if not wiener_constant > 0:
+        raise InputError(f"--wiener-constant must be > 0, got {wiener_constant}")
+    if lowpass is not None and not lowpass > 0:
+        raise InputError(f"--lowpass must be a resolution > 0 Å, got {lowpass}")
+
+
+def _device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _reconstruct(series, particles, seed, dev, batch_size, reg, progress, options):
+    """(two half maps, the full map, images inserted): each seeded half-set of ``particles`` accumulated into its
+    own Fourier accumulator; ``progress(done, total)`` counts images."""
+    total = int(sum(len(series.image_indices[p]) for p in particles))
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress(done[0], total)
+
+    accs = []
+    for half in split_halves(particles, seed):
+        num, w = zero_accumulators(series.box_size, dev)
+        accumulate(series, half, num, w, batch_size=batch_size, progress=tick, **options)
+        accs.append((num, w))
+    half_maps = [real_volume(num, w, reg) for num, w in accs]
+    full = real_volume(accs[0][0] + accs[1][0], accs[0][1] + accs[1][1], reg)
+    return half_maps, full, total
+
+
+def _density_suggestion(sign: str, invert: bool) -> str | None:
+    """What to do about a negative or unclear density sign (None when positive)."""
+    if sign == "negative":
+        if not invert:
+            return "the map's density is negative: the particles look dark as read; run again with --invert"
+        return "the map's density is negative with --invert: run again without --invert"
+    if sign == "unclear":
+        return "the density sign is unclear: check poses, origins and particle centring (or use more particles)"
+    return None
+
+
 def backproject(
     star: str | Path | ParticleSeries,
     outdir: str | Path,
@@ -198,14 +247,7 @@ def backproject(
     D/2). ``reference``: an MRC map to check the hand and contrast against (``reference_pixel_size`` Å overrides its
     header). See the module docstring for the files written.
     """
-    if ctf not in CTF_MODES:
-        raise InputError(f"--ctf must be one of {', '.join(CTF_MODES)}, got {ctf!r}")
-    if insertion not in INSERTIONS:
-        raise InputError(f"--insertion must be one of {', '.join(INSERTIONS)}, got {insertion!r}")
-    if not wiener_constant > 0:
-        raise InputError(f"--wiener-constant must be > 0, got {wiener_constant}")
-    if lowpass is not None and not lowpass > 0:
-        raise InputError(f"--lowpass must be a resolution > 0 Å, got {lowpass}")
+    _check_options(ctf, insertion, wiener_constant, lowpass)
     ref = load_reference(reference, reference_pixel_size) if reference is not None else None  # checked up front
     outdir = Path(outdir)
     series = (
@@ -215,49 +257,19 @@ def backproject(
     )
     particles = select_particles(series.n_particles, indices, first)
     prepare_output_dir(outdir, overwrite)
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
-
-    d, apix = series.box_size, series.pixel_size
-    halves = split_halves(particles, seed)
-    total = int(sum(len(series.image_indices[p]) for p in particles))
-    done = [0]
-
-    def tick(n: int) -> None:
-        done[0] += n
-        if progress is not None:
-            progress(done[0], total)
-
     options = dict(ctf=ctf, invert=invert, insertion=insertion, dose_weight=dose_weight, tilt_weight=tilt_weight)
-    accs = []
-    for half in halves:
-        num, w = zero_accumulators(d, dev)
-        accumulate(series, half, num, w, batch_size=batch_size, progress=tick, **options)
-        accs.append((num, w))
     reg = wiener_constant if ctf == "wiener" else PHASE_FLIP_REGULARIZER
-    half_maps = [real_volume(num, w, reg) for num, w in accs]
-    full = real_volume(accs[0][0] + accs[1][0], accs[0][1] + accs[1][1], reg)
+    half_maps, full, total = _reconstruct(series, particles, seed, _device(device), batch_size, reg, progress, options)
     if flip_hand:
         half_maps, full = [mirror(h) for h in half_maps], mirror(full)
 
-    mask = spherical_mask(d)
-    freq, curve = fsc(half_maps[0], half_maps[1], apix, mask=mask)
+    d, apix = series.box_size, series.pixel_size
+    freq, curve = fsc(half_maps[0], half_maps[1], apix, mask=spherical_mask(d))
     res143, res05 = resolution_at(freq, curve, 0.143), resolution_at(freq, curve, 0.5)
     cutoff = lowpass if lowpass is not None else res143
     filtered = lowpass_volume(full, apix, cutoff)
     contrast = density_contrast(full, apix)
     sign = density_sign(contrast)
-    suggestion = None
-    if sign == "negative":
-        suggestion = (
-            "the map's density is negative: the particles look dark as read; run again with --invert"
-            if not invert
-            else "the map's density is negative with --invert: run again without --invert"
-        )
-    elif sign == "unclear":
-        suggestion = "the density sign is unclear: check poses, origins and particle centring (or use more particles)"
-
     paths = {
         "map": write_mrc(outdir / "backproject.mrc", full, apix),
         "half1": write_mrc(outdir / "backproject_half1.mrc", half_maps[0], apix),
@@ -276,6 +288,7 @@ def backproject(
         lowpass_a = max(float(cutoff), 3.0 * apix)
         check = check_against_reference(full, apix, ref, lowpass=lowpass_a, invert=invert, flip_hand_used=flip_hand)
         check_path = write_reference_check(outdir / "reference_check.txt", check)
+    suggestion = _density_suggestion(sign, invert)
     return BackprojectResult(
         map_path=paths["map"],
         half_map_paths=(paths["half1"], paths["half2"]),
