@@ -20,8 +20,8 @@ import pandas as pd
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import mmap_mrc, write_mrc
 from tomodrgn.io.particles import ParticleSeries, read_particles
-from tomodrgn.io.read_relion5 import moved_optimisation_blocks, moved_tomograms_blocks
 from tomodrgn.io.star import Block, find_optics_block, write_star
+from tomodrgn.io.write_relion5 import moved_optimisation_blocks, moved_tomograms_blocks
 from tomodrgn.physics.hartley import fourier_crop
 
 MANIFEST = "tomodrgn_downsample.json"  # marks a folder that holds a downsampled set

@@ -15,10 +15,11 @@ import numpy as np
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.particle_series import ParticleSeries, StackSet, resolve_stack
 from tomodrgn.io.pixel_size import check_pixel_size
-from tomodrgn.io.read_relion5 import is_optimisation_set, is_stack_set, read_stack_set, write_stack_subset
+from tomodrgn.io.read_relion5 import is_optimisation_set, is_stack_set, read_stack_set
 from tomodrgn.io.read_rows import detect_flavour, read_image_rows
 from tomodrgn.io.star import find_optics_block, find_particle_block, read_star, write_star
 from tomodrgn.io.tomograms import read_tilt_series_star
+from tomodrgn.io.write_relion5 import write_stack_subset
 
 __all__ = [
     "FLAVOURS",

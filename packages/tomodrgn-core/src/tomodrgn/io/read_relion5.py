@@ -1,4 +1,5 @@
-"""RELION 5 / WarpTools 2-D stack particle sets (``_rlnTomoSubTomosAre2DStacks 1``): reading and writing subsets.
+"""RELION 5 / WarpTools 2-D stack particle sets (``_rlnTomoSubTomosAre2DStacks 1``): reading (subsets are written
+by :mod:`tomodrgn.io.write_relion5`).
 
 A set is an optimisation set (``_rlnTomoParticlesFile``, ``_rlnTomoTomogramsFile``), a particles STAR with one row
 per particle (its 2-D stack ``_rlnImageName``, ``_rlnTomoVisibleFrames``, 3-D pose and origin) and a tomograms STAR
@@ -17,6 +18,7 @@ one row per visible tilt image of a :class:`~tomodrgn.io.particle_series.Particl
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ from tomodrgn.io.particle_series import (
     _premultiplied,
     _stack_shape,
 )
-from tomodrgn.io.star import Block, find_optics_block, find_particle_block, join_optics, read_star, write_star
+from tomodrgn.io.star import Block, find_optics_block, find_particle_block, join_optics, read_star
 from tomodrgn.io.tomograms import find_relative, global_table, projection_rotations, relion_y_tilt, tilt_table
 from tomodrgn.physics.pose import euler_to_matrix
 
@@ -155,70 +157,59 @@ def _euler(df: pd.DataFrame, prefix: str, path: Path) -> np.ndarray:
     return euler_to_matrix(*[_float_col(df, c, path, "particle pose", default=0.0) for c in cols])
 
 
-def read_stack_set(
-    path: Path,
-    blocks: dict[str, Block],
-    *,
-    pixel_size: float | None = None,
-    datadir: str | Path | None = None,
-    tomograms_star: str | Path | None = None,
-) -> ParticleSeries:
-    """Read a 2-D stack set from its optimisation set or particles STAR (``blocks`` are ``path``'s blocks)."""
-    optimisation_set = optimisation_blocks = None
-    if is_optimisation_set(blocks):
-        optimisation_set, optimisation_blocks = path, blocks
-        names = {k: _optimisation_entry(blocks, k) for k in OPTIMISATION_KEYS}
-        found = find_relative(names["rlnTomoParticlesFile"] or "", path.parent)
-        if found is None:
-            raise InputError(f"{path}: _rlnTomoParticlesFile {names['rlnTomoParticlesFile']!r} not found")
-        path, blocks = found, read_star(found)
+def _from_optimisation_set(path: Path, blocks: dict[str, Block], tomograms_star):
+    """(particles STAR, its blocks, tomograms STAR, optimisation set, its blocks): the files an optimisation set
+    names (relative to its folder), or ``path`` itself when it is the particles STAR."""
+    if not is_optimisation_set(blocks):
+        return path, blocks, tomograms_star, None, None
+    optimisation_set, optimisation_blocks = path, blocks
+    names = {k: _optimisation_entry(blocks, k) for k in OPTIMISATION_KEYS}
+    found = find_relative(names["rlnTomoParticlesFile"] or "", path.parent)
+    if found is None:
+        raise InputError(f"{path}: _rlnTomoParticlesFile {names['rlnTomoParticlesFile']!r} not found")
+    if tomograms_star is None:
+        if names["rlnTomoTomogramsFile"] is None:
+            raise InputError(f"{optimisation_set}: required entry _rlnTomoTomogramsFile is missing")
+        tomograms_star = find_relative(names["rlnTomoTomogramsFile"], optimisation_set.parent)
         if tomograms_star is None:
-            if names["rlnTomoTomogramsFile"] is None:
-                raise InputError(f"{optimisation_set}: required entry _rlnTomoTomogramsFile is missing")
-            tomograms_star = find_relative(names["rlnTomoTomogramsFile"], optimisation_set.parent)
-            if tomograms_star is None:
-                raise InputError(
-                    f"{optimisation_set}: _rlnTomoTomogramsFile {names['rlnTomoTomogramsFile']!r} not found"
-                )
-    if any(str(v).strip() in ("0", "0.0", "False") for v in _flag_blocks(blocks)):
-        raise InputError(f"{path}: _rlnTomoSubTomosAre2DStacks is 0: {_NO_3D}")
-    tomograms_star = Path(tomograms_star).absolute() if tomograms_star is not None else _find_tomograms_star(path)
-    tomograms_blocks = read_star(tomograms_star)
-    glob = global_table(tomograms_blocks, tomograms_star)
+            raise InputError(f"{optimisation_set}: _rlnTomoTomogramsFile {names['rlnTomoTomogramsFile']!r} not found")
+    return found, read_star(found), tomograms_star, optimisation_set, optimisation_blocks
 
-    particle_block = find_particle_block(blocks, path)
-    optics_name = find_optics_block(blocks)
-    raw = blocks[particle_block]
-    df = join_optics(raw.reset_index(drop=True), blocks[optics_name] if optics_name else None, path)
-    for col in ("rlnTomoName", "rlnImageName", "rlnTomoVisibleFrames"):
-        if col not in df:
-            raise InputError(f"{path}: required column _{col} is missing (2-D stack particle set)")
-    if "rlnCtfImage" in df:
-        raise InputError(f"{path}: _rlnCtfImage found: {_NO_3D}")
-    premultiplied = _premultiplied(df, path)  # images × CTF at extraction: modelled as CTF² (ctf_power 2)
-    n = len(df)
-    tomo = df["rlnTomoName"].astype(str).to_numpy()
+
+def _particle_names(df: pd.DataFrame, tomo: np.ndarray, path: Path) -> np.ndarray:
     names = (
         df["rlnTomoParticleName"].astype(str).to_numpy()
         if "rlnTomoParticleName" in df
         else np.array([f"{t}/{i + 1}" for i, t in enumerate(tomo)])
     )
-    if len(set(names)) != n:
+    if len(set(names)) != len(df):
         dup = pd.Series(names)[pd.Series(names).duplicated()].iloc[0]
         raise InputError(f"{path}: particle name {dup!r} appears in more than one row (_rlnTomoParticleName)")
-    ddir = Path(datadir).absolute() if datadir is not None else None
-    first_stack = _resolve_stack(str(df["rlnImageName"].iloc[0]).rpartition("@")[2], path.parent, ddir) if n else None
-    px = _pixel_size(df, pixel_size, path, first_stack)
+    return names
 
-    # per-particle geometry (Å)
-    a_sub = _euler(df, "rlnTomoSubtomogram", path)
-    a_part = _euler(df, "rlnAngle", path)
+
+@dataclass
+class _ParticleGeometry:
+    """Per particle: A_sub, A_part (n, 3, 3), the 3-D origin (n, 3) Å, the position in the tomogram (n, 3) Å or
+    None, the centre relative to the tomogram centre (n, 3) Å or None, hand and defocus slope (n,)."""
+
+    a_sub: np.ndarray
+    a_part: np.ndarray
+    origin: np.ndarray
+    position: np.ndarray | None
+    centred: np.ndarray | None
+    hand: np.ndarray
+    slope: np.ndarray
+
+
+def _particle_geometry(df: pd.DataFrame, glob, tomo: np.ndarray, px: float, path: Path) -> _ParticleGeometry:
+    """The geometry of each particle (``docs/architecture.md``, "RELION 5 / WarpTools 2-D stack sets: geometry")."""
     if any(f"rlnOrigin{a}Angst" in df for a in "XYZ"):
         origin = np.stack([_float_col(df, f"rlnOrigin{a}Angst", path, "", default=0.0) for a in "XYZ"], -1)
     else:
         origin = np.stack([_float_col(df, f"rlnOrigin{a}", path, "", default=0.0) for a in "XYZ"], -1) * px
     ts_px = _per_particle(df, glob, tomo, "rlnTomoTiltSeriesPixelSize", px, path)
-    centred = None
+    centred = position = None
     if all(f"rlnCenteredCoordinate{a}Angst" in df for a in "XYZ"):
         centred = np.stack([_float_col(df, f"rlnCenteredCoordinate{a}Angst", path, "") for a in "XYZ"], -1)
         position = centred
@@ -228,22 +219,27 @@ def read_stack_set(
         if all(f"rlnTomoSize{a}" in glob for a in "XYZ"):
             size = np.stack([_per_particle(df, glob, tomo, f"rlnTomoSize{a}", None, path) for a in "XYZ"], -1)
             centred = (coord - np.floor(size / 2)) * ts_px[:, None]
-    else:
-        position = None
-    hand = _per_particle(df, glob, tomo, "rlnTomoHand", 1.0, path)
-    slope = _per_particle(df, glob, tomo, "rlnTomoDefocusSlope", 1.0, path)
     if centred is None:
         warnings.warn(f"{path}: particle positions relative to the tomogram centre unknown: defocus not corrected "
-                      "for particle depth", stacklevel=3)  # fmt: skip
-    voltage = _per_particle(df, glob, tomo, "rlnVoltage", None, path)
-    cs = _per_particle(df, glob, tomo, "rlnSphericalAberration", None, path)
-    w = _per_particle(df, glob, tomo, "rlnAmplitudeContrast", None, path)
+                      "for particle depth", stacklevel=4)  # fmt: skip
+    return _ParticleGeometry(
+        a_sub=_euler(df, "rlnTomoSubtomogram", path),
+        a_part=_euler(df, "rlnAngle", path),
+        origin=origin,
+        position=position,
+        centred=centred,
+        hand=_per_particle(df, glob, tomo, "rlnTomoHand", 1.0, path),
+        slope=_per_particle(df, glob, tomo, "rlnTomoDefocusSlope", 1.0, path),
+    )
 
-    # stacks and visible frames → one row per tilt image
+
+def _image_rows(df, names, tomo, path: Path, ddir, tomograms_blocks, tomograms_star):
+    """One row per visible tilt image: (particle, frame in its tilt series, stack path, index in the stack) arrays,
+    and each tilt series' per-frame values; a stack holds the visible frames or every frame of the series."""
     tilts: dict[str, dict[str, np.ndarray]] = {}
     shapes: dict[str, tuple] = {}
     cols: dict[str, list] = {k: [] for k in ("p", "frame", "stack", "index")}
-    for p in range(n):
+    for p in range(len(df)):
         where = f"{path}: particle {names[p]!r} (row {p})"
         if tomo[p] not in tilts:
             tilts[tomo[p]] = _tilt_geometry(tomograms_blocks, tomograms_star, tomo[p])
@@ -277,10 +273,56 @@ def read_stack_set(
         cols["frame"] += list(frames)
         cols["stack"] += [stack] * len(frames)
         cols["index"] += list(index)
-    ip = np.asarray(cols["p"], dtype=np.int64)
-    frame = np.asarray(cols["frame"], dtype=np.int64)
-    stack_path = np.asarray(cols["stack"], dtype=object)
-    stack_index = np.asarray(cols["index"], dtype=np.int64)
+    return (
+        np.asarray(cols["p"], dtype=np.int64),
+        np.asarray(cols["frame"], dtype=np.int64),
+        np.asarray(cols["stack"], dtype=object),
+        np.asarray(cols["index"], dtype=np.int64),
+        tilts,
+    )
+
+
+def read_stack_set(
+    path: Path,
+    blocks: dict[str, Block],
+    *,
+    pixel_size: float | None = None,
+    datadir: str | Path | None = None,
+    tomograms_star: str | Path | None = None,
+) -> ParticleSeries:
+    """Read a 2-D stack set from its optimisation set or particles STAR (``blocks`` are ``path``'s blocks)."""
+    path, blocks, tomograms_star, optimisation_set, optimisation_blocks = _from_optimisation_set(
+        path, blocks, tomograms_star
+    )
+    if any(str(v).strip() in ("0", "0.0", "False") for v in _flag_blocks(blocks)):
+        raise InputError(f"{path}: _rlnTomoSubTomosAre2DStacks is 0: {_NO_3D}")
+    tomograms_star = Path(tomograms_star).absolute() if tomograms_star is not None else _find_tomograms_star(path)
+    tomograms_blocks = read_star(tomograms_star)
+    glob = global_table(tomograms_blocks, tomograms_star)
+
+    particle_block = find_particle_block(blocks, path)
+    optics_name = find_optics_block(blocks)
+    df = join_optics(blocks[particle_block].reset_index(drop=True), blocks[optics_name] if optics_name else None, path)
+    for col in ("rlnTomoName", "rlnImageName", "rlnTomoVisibleFrames"):
+        if col not in df:
+            raise InputError(f"{path}: required column _{col} is missing (2-D stack particle set)")
+    if "rlnCtfImage" in df:
+        raise InputError(f"{path}: _rlnCtfImage found: {_NO_3D}")
+    premultiplied = _premultiplied(df, path)  # images × CTF at extraction: modelled as CTF² (ctf_power 2)
+    n = len(df)
+    tomo = df["rlnTomoName"].astype(str).to_numpy()
+    names = _particle_names(df, tomo, path)
+    ddir = Path(datadir).absolute() if datadir is not None else None
+    first_stack = _resolve_stack(str(df["rlnImageName"].iloc[0]).rpartition("@")[2], path.parent, ddir) if n else None
+    px = _pixel_size(df, pixel_size, path, first_stack)
+    geo = _particle_geometry(df, glob, tomo, px, path)
+    voltage = _per_particle(df, glob, tomo, "rlnVoltage", None, path)
+    cs = _per_particle(df, glob, tomo, "rlnSphericalAberration", None, path)
+    w = _per_particle(df, glob, tomo, "rlnAmplitudeContrast", None, path)
+
+    ip, frame, stack_path, stack_index, tilts = _image_rows(
+        df, names, tomo, path, ddir, tomograms_blocks, tomograms_star
+    )
     box = _check_stacks(stack_path, stack_index, path, "relion5")
 
     # per-tilt values of all tomograms in one table: row offset[tomogram] + frame
@@ -292,13 +334,12 @@ def read_stack_set(
         return np.concatenate([tilts[t][key] for t in order])[table_row]
 
     r_f = per_tilt("rotation")
-    rotation = r_f @ a_sub[ip] @ a_part[ip]
-    moved = np.einsum("nij,nj->ni", r_f @ a_sub[ip], origin[ip])
-    shift = moved[:, :2]
+    rotation = r_f @ geo.a_sub[ip] @ geo.a_part[ip]
+    shift = np.einsum("nij,nj->ni", r_f @ geo.a_sub[ip], geo.origin[ip])[:, :2]
     depth = np.zeros(len(ip))
-    if centred is not None:
-        true_centre = centred - np.einsum("pij,pj->pi", a_sub, origin)
-        depth = np.einsum("nj,nj->n", r_f[:, 2], true_centre[ip]) * hand[ip] * slope[ip]
+    if geo.centred is not None:
+        true_centre = geo.centred - np.einsum("pij,pj->pi", geo.a_sub, geo.origin)
+        depth = np.einsum("nj,nj->n", r_f[:, 2], true_centre[ip]) * geo.hand[ip] * geo.slope[ip]
     starts = np.concatenate([[0], np.cumsum(np.bincount(ip, minlength=n))])
     images = pd.DataFrame(
         {
@@ -334,8 +375,8 @@ def read_stack_set(
         dose=per_tilt("dose"),
         tilt=per_tilt("tilt"),
         image_block=particle_block,
-        position=position,
-        tomogram=[str(t) for t in tomo] if position is not None else None,
+        position=geo.position,
+        tomogram=[str(t) for t in tomo] if geo.position is not None else None,
         class_label=class_label,
         datadir=ddir,
         ctf_premultiplied=premultiplied[ip] if premultiplied is not None else None,
@@ -349,78 +390,3 @@ def read_stack_set(
             optimisation_blocks=optimisation_blocks,
         ),
     )
-
-
-# ----------------------------------------------------------------------------------------------------------- writing
-def _star_path(target: Path, base: Path) -> str:
-    """``target`` as written in a RELION STAR: relative to the working directory (RELION's project folder) when it
-    lies under it and resolves from ``base`` or its parents that way too; else absolute."""
-    target = target.resolve()
-    try:
-        rel = target.relative_to(Path.cwd().resolve())
-    except ValueError:
-        return str(target)
-    found = find_relative(str(rel), base)
-    return str(rel) if found is not None and found == target else str(target)
-
-
-def write_stack_subset(series: ParticleSeries, particles: np.ndarray, out_star: str | Path) -> Path:
-    """Write particles ``particles`` (sorted indices) of a 2-D stack set as a 2-D stack set: the optimisation set at
-    ``out_star``, ``<stem>_particles.star`` (every block and column of the input, the chosen rows) and
-    ``<stem>_tomograms.star`` (the input's tomograms STAR) next to it. Paths that no longer resolve from the new
-    folder are made absolute."""
-    ss = series.stack_set
-    out_star = Path(out_star).absolute()
-    folder = out_star.parent
-    stem = out_star.stem.replace("optimisation_set", "").strip("_")
-    particles_out = folder / (f"{stem}_particles.star" if stem else "particles.star")
-    tomograms_out = folder / (f"{stem}_tomograms.star" if stem else "tomograms.star")
-    rows = ss.particle_rows[np.asarray(particles, dtype=np.int64)]
-    subset = series.blocks[ss.particle_block].iloc[rows].reset_index(drop=True).copy()
-    stacks = {}
-    for p, name in zip(particles, subset["rlnImageName"].astype(str)):
-        image_rows = series.image_indices[int(p)]
-        if len(image_rows):
-            stacks[name] = _star_path(Path(series.stack_path[image_rows[0]]), folder)
-    subset["rlnImageName"] = [stacks.get(name, name) for name in subset["rlnImageName"].astype(str)]
-    blocks = dict(series.blocks)
-    blocks[ss.particle_block] = subset
-    write_star(blocks, particles_out)
-    write_star(moved_tomograms_blocks(ss, folder), tomograms_out)
-    entries = {"rlnTomoParticlesFile": _star_path(particles_out, folder),
-               "rlnTomoTomogramsFile": _star_path(tomograms_out, folder)}  # fmt: skip
-    return write_star(moved_optimisation_blocks(ss, entries, folder), out_star)
-
-
-def moved_tomograms_blocks(ss: StackSet, folder: Path) -> dict[str, Block]:
-    """The tomograms STAR's blocks of a set written into ``folder``: tilt-series STAR paths that no longer resolve
-    from there made absolute (or relative to the working directory)."""
-    tomo_blocks = dict(ss.tomograms_blocks)
-    glob_name = next(k for k, v in tomo_blocks.items() if isinstance(v, pd.DataFrame) and "rlnTomoName" in v)
-    glob = tomo_blocks[glob_name].copy()
-    if "rlnTomoTiltSeriesStarFile" in glob:
-        rewritten = []
-        for name in glob["rlnTomoTiltSeriesStarFile"].astype(str):
-            found = find_relative(name, ss.tomograms_star.parent)
-            rewritten.append(_star_path(found, folder) if found is not None else name)
-        glob["rlnTomoTiltSeriesStarFile"] = rewritten
-    tomo_blocks[glob_name] = glob
-    return tomo_blocks
-
-
-def moved_optimisation_blocks(ss: StackSet, entries: dict[str, str], folder: Path) -> dict[str, Block]:
-    """The optimisation set's blocks for a set written into ``folder``: ``entries`` (particles / tomograms STAR)
-    replace the input's; its other files (trajectories, references …) are re-pointed from ``folder``. A set read
-    from its particles STAR gets an optimisation set of ``entries`` alone."""
-    if ss.optimisation_blocks is not None:
-        opt = {k: (dict(v, **entries) if isinstance(v, dict) and "rlnTomoParticlesFile" in v else v)
-               for k, v in ss.optimisation_blocks.items()}  # fmt: skip
-        for block in opt.values():
-            if isinstance(block, dict):
-                for key, value in list(block.items()):  # other files of the set (trajectories, references …)
-                    if key not in entries and isinstance(value, str) and value.endswith((".star", ".mrc")):
-                        found = find_relative(value, ss.optimisation_set.parent)
-                        block[key] = _star_path(found, folder) if found is not None else value
-    else:
-        opt = {"": entries}
-    return opt
