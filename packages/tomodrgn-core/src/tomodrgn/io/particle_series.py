@@ -164,8 +164,15 @@ class ParticleSeries:
         return state
 
 
+#: the kernel maps up to this many bytes around a faulting page that are already in the page cache ("fault-around",
+#: Linux's default ``fault_around_bytes``, aligned to it): released with the image, or pages of neighbouring images
+#: read earlier would be mapped again and stay resident (RSS grew by up to 90 MB for a 210 MB stack without it)
+FAULT_AROUND_BYTES = 65536
+
+
 def _release_pages(stack: np.ndarray, index: int) -> None:
-    """Drop the pages of image ``index`` from this process's resident set (read-only file mapping: always safe)."""
+    """Drop the pages of image ``index`` from this process's resident set, with the fault-around blocks that hold
+    them (read-only file mapping: always safe; a page dropped that is needed again is read back)."""
     mm = getattr(stack, "_mmap", None)
     if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
         return
@@ -173,9 +180,9 @@ def _release_pages(stack: np.ndarray, index: int) -> None:
         base = stack.offset - stack.offset % mmap.ALLOCATIONGRANULARITY
         start = stack.offset - base + index * stack[0].nbytes
         end = start + stack[0].nbytes
-        page = mmap.PAGESIZE
-        start_aligned = start - start % page
-        end_aligned = min(len(mm), -(-end // page) * page)
+        block = max(mmap.PAGESIZE, FAULT_AROUND_BYTES)
+        start_aligned = start - start % block
+        end_aligned = min(len(mm), -(-end // block) * block)
         if end_aligned > start_aligned:
             mm.madvise(mmap.MADV_DONTNEED, start_aligned, end_aligned - start_aligned)
     except (AttributeError, ValueError, OSError):
