@@ -3,6 +3,8 @@ tomodrgn.api."""
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +37,35 @@ def test_plugin_uses_only_the_public_api():
     assert used, "the plugin should call the core"
     offenders = [f"{f.name}: {m}" for f, m in used if m not in ("tomodrgn", "tomodrgn.api")]
     assert offenders == []
+
+
+def test_cli_uses_only_the_public_api():
+    """The command line is a thin layer: its modules reach the core only through tomodrgn.api (and the package's
+    version), like the plugin."""
+    files = sorted((CORE / "cli").glob("*.py"))
+    assert len(files) > 10
+    used = [(f, m) for f in files for m in imported_modules(f) if m.split(".")[0] == "tomodrgn"]
+    offenders = [
+        f"{f.name}: {m}" for f, m in used if m not in ("tomodrgn", "tomodrgn.api") and not m.startswith("tomodrgn.cli")
+    ]
+    assert offenders == []
+
+
+def test_public_api_is_cheap_grouped_and_resolves():
+    """``import tomodrgn.api`` loads no torch (the CLI parses and checks its options first); every public name
+    resolves, belongs to one group, and internal helpers are not part of it."""
+    code = (
+        "import sys, tomodrgn.api as api; t = 'torch' in sys.modules; "
+        "[getattr(api, n) for n in api.__all__]; print(t, len(api.__all__))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "False" and int(out[1]) > 50
+    import tomodrgn.api as api
+
+    names = [n for group in api.GROUPS.values() for n in group]
+    assert len(names) == len(set(names)) == len(api.__all__) and api.__all__ == sorted(names)
+    for internal in ("prepare_output_dir", "prepare_run_dir", "read_particles_checked", "apply_run_selection"):
+        assert internal not in api.__all__ and not hasattr(api, internal)
 
 
 RUN_FILE_NAME = re.compile(

@@ -1,213 +1,136 @@
-"""The public Python API of tomoDRGN. The ``tomodrgn`` command line and the napari plugin call only this module.
+"""The public Python API of tomoDRGN: the ``tomodrgn`` command line and the napari plugin call only this module.
 
-Units: Å, e⁻/Å², degrees; poses in RELION ZYZ convention (see :mod:`tomodrgn.physics.pose`).
-Long-running calls take a ``progress`` callback or are generators (``iter_train``), so a GUI can run them in a
-worker thread and stream results.
+Units: Å, e⁻/Å², degrees; poses in RELION ZYZ convention (see :mod:`tomodrgn.physics.pose`). Long-running calls take
+a ``progress`` callback or are generators (``iter_train``), so a GUI can run them in a worker thread and stream
+results. Names are imported on first use, so ``import tomodrgn.api`` is cheap (the CLI parses its options and
+reports their errors before torch is loaded).
+
+Groups (``help(tomodrgn.api)`` lists them, :data:`GROUPS` holds them):
+
+- particles and maps: reading, selecting, writing particle sets and MRC maps;
+- simulation: ground-truth datasets, tomograms, the demo;
+- reconstruction and checks: back-projection, FSC / CC, the hand and contrast check against a reference;
+- training: the configuration, the run, its folder and events;
+- trained models: loading, decoding volumes, embedding particles;
+- analysis: the standard analysis, volume space, traversals, convergence, ChimeraX placement;
+- particles in tomograms: the overlay of poses on tomograms (used by the plugin);
+- front ends: error and warning reporting and output checks shared by the CLI and the plugin.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
 
-import numpy as np
-
-from tomodrgn.analysis.convergence import ConvergenceResult, convergence_nn, convergence_vae
-from tomodrgn.analysis.latent import kmeans, path_between, pca, umap_embed
-from tomodrgn.analysis.latent import pc_traversal as latent_pc_traversal
-from tomodrgn.analysis.metrics import cc, fsc, resolution_at, soft_mask
-from tomodrgn.analysis.overlay import (
-    COLOR_QUANTITIES,
-    ParticleOverlay,
-    cluster_colors,
-    particle_overlay,
-    particle_quantity,
-    particles_of_points,
-    place_volumes,
-    points_of_particles,
-    volume_beside,
-    volume_translate,
-)
-from tomodrgn.analysis.pipeline import AnalysisResult, TruthEvaluation, analyze_run, evaluate_against_truth
-from tomodrgn.analysis.run_commands import (
-    analyze_volumes_run,
-    check_run_against_reference,
-    graph_traversal_for_run,
-    pc_traversal_for_run,
-    subtomo2chimerax,
-)
-from tomodrgn.analysis.traversal import Traversal, graph_path, truth_volumes_along
-from tomodrgn.analysis.volume_space import VolumeSpaceResult
-from tomodrgn.demo import DemoResult, run_demo
-from tomodrgn.export.selections import filter_star, write_keep_exclude
-from tomodrgn.io.downsample import downsample_particles
-from tomodrgn.io.errors import InputError, user_error_message
-from tomodrgn.io.index_lists import read_index_list, read_labels
-from tomodrgn.io.mrc import read_mrc, write_mrc
-from tomodrgn.io.output_dir import check_output_dir, check_output_file, prepare_output_dir
-from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
-from tomodrgn.io.selection import read_particles_checked, select_particles
-from tomodrgn.io.user_warnings import warning_line, warnings_to
-from tomodrgn.models.names import ENCODERS
-from tomodrgn.reconstruct.pipeline import BackprojectResult, backproject
-from tomodrgn.reconstruct.reference_check import ReferenceCheck, check_against_reference, load_reference
-from tomodrgn.simulate import SimulatedDataset, simulate_dataset, simulate_tomogram, write_relion5
-from tomodrgn.training.config import TrainConfig
-from tomodrgn.training.evaluate import TrainedModel, load_model, write_volume
-from tomodrgn.training.guard import TrainingDiverged
-from tomodrgn.training.loop import EpochEvent, RunResult, StepEvent, iter_train, train
-from tomodrgn.training.run_admin import CleanupPlan, cleanup, view_config
-from tomodrgn.training.run_dir import prepare_run_dir
-from tomodrgn.training.run_folder import RunFolder
-from tomodrgn.training.run_particles import apply_run_selection, training_particles
-from tomodrgn.training.validation import heldout_scores
-
-__all__ = [
-    "CleanupPlan",
-    "ConvergenceResult",
-    "Traversal",
-    "VolumeSpaceResult",
-    "analyze_volumes",
-    "check_against_reference",
-    "check_run_against_reference",
-    "load_reference",
-    "cleanup",
-    "convergence_nn",
-    "convergence_vae",
-    "graph_path",
-    "graph_traversal",
-    "heldout_scores",
-    "pc_traversal",
-    "subtomo2chimerax",
-    "truth_volumes_along",
-    "view_config",
-    "COLOR_QUANTITIES",
-    "ENCODERS",
-    "AnalysisResult",
-    "BackprojectResult",
-    "ReferenceCheck",
-    "RunFolder",
-    "DemoResult",
-    "EpochEvent",
-    "InputError",
-    "ParticleOverlay",
-    "ParticleSeries",
-    "RunResult",
-    "SimulatedDataset",
-    "StepEvent",
-    "TrainConfig",
-    "TrainedModel",
-    "TrainingDiverged",
-    "TruthEvaluation",
-    "analyze",
-    "backproject",
-    "cc",
-    "cluster_colors",
-    "decode_volumes",
-    "downsample_particles",
-    "embed_particles",
-    "evaluate_against_truth",
-    "filter_star",
-    "fsc",
-    "iter_train",
-    "kmeans",
-    "load_model",
-    "particle_overlay",
-    "pca",
-    "place_volumes",
-    "prepare_run_dir",
-    "check_output_dir",
-    "check_output_file",
-    "prepare_output_dir",
-    "apply_run_selection",
-    "training_particles",
-    "read_index_list",
-    "read_labels",
-    "read_mrc",
-    "read_particles",
-    "read_particles_checked",
-    "resolution_at",
-    "run_demo",
-    "select_particles",
-    "simulate",
-    "simulate_tomogram",
-    "soft_mask",
-    "train",
-    "umap_embed",
-    "user_error_message",
-    "warning_line",
-    "warnings_to",
-    "write_keep_exclude",
-    "write_mrc",
-    "write_particle_subset",
-    "write_relion5",
-    "write_volume",
-    "volume_translate",
-    "volume_beside",
-    "points_of_particles",
-    "particles_of_points",
-    "particle_quantity",
-    "latent_pc_traversal",
-    "path_between",
-]
-
-simulate = simulate_dataset
-analyze = analyze_run
-analyze_volumes = analyze_volumes_run
-pc_traversal = pc_traversal_for_run
-graph_traversal = graph_traversal_for_run
+#: public name → (module, attribute there), by group
+GROUPS: dict[str, dict[str, tuple[str, str]]] = {
+    "particles and maps": {
+        "InputError": ("tomodrgn.io.errors", "InputError"),
+        "ParticleSeries": ("tomodrgn.io.particles", "ParticleSeries"),
+        "downsample_particles": ("tomodrgn.io.downsample", "downsample_particles"),
+        "filter_star": ("tomodrgn.export.selections", "filter_star"),
+        "read_index_list": ("tomodrgn.io.index_lists", "read_index_list"),
+        "read_labels": ("tomodrgn.io.index_lists", "read_labels"),
+        "read_mrc": ("tomodrgn.io.mrc", "read_mrc"),
+        "read_particles": ("tomodrgn.io.particles", "read_particles"),
+        "select_particles": ("tomodrgn.io.selection", "select_particles"),
+        "write_mrc": ("tomodrgn.io.mrc", "write_mrc"),
+        "write_particle_subset": ("tomodrgn.io.particles", "write_particle_subset"),
+    },
+    "simulation": {
+        "DEMO_DEFAULTS": ("tomodrgn.demo_defaults", "DEMO_DEFAULTS"),
+        "DemoResult": ("tomodrgn.demo", "DemoResult"),
+        "SimulatedDataset": ("tomodrgn.simulate.dataset", "SimulatedDataset"),
+        "TruthEvaluation": ("tomodrgn.analysis.pipeline", "TruthEvaluation"),
+        "evaluate_against_truth": ("tomodrgn.analysis.pipeline", "evaluate_against_truth"),
+        "run_demo": ("tomodrgn.demo", "run_demo"),
+        "simulate": ("tomodrgn.simulate.dataset", "simulate_dataset"),
+        "simulate_tomogram": ("tomodrgn.simulate.tomogram", "simulate_tomogram"),
+        "write_relion5": ("tomodrgn.simulate.relion5", "write_relion5"),
+    },
+    "reconstruction and checks": {
+        "BackprojectResult": ("tomodrgn.reconstruct.pipeline", "BackprojectResult"),
+        "ReferenceCheck": ("tomodrgn.reconstruct.reference_check", "ReferenceCheck"),
+        "backproject": ("tomodrgn.reconstruct.pipeline", "backproject"),
+        "cc": ("tomodrgn.analysis.metrics", "cc"),
+        "check_against_reference": ("tomodrgn.reconstruct.reference_check", "check_against_reference"),
+        "flip_hand": ("tomodrgn.physics.hand", "flip_hand"),
+        "fsc": ("tomodrgn.analysis.metrics", "fsc"),
+        "load_reference": ("tomodrgn.reconstruct.reference_check", "load_reference"),
+        "resolution_at": ("tomodrgn.analysis.metrics", "resolution_at"),
+        "soft_mask": ("tomodrgn.analysis.metrics", "soft_mask"),
+    },
+    "training": {
+        "CleanupPlan": ("tomodrgn.training.run_admin", "CleanupPlan"),
+        "ENCODERS": ("tomodrgn.models.names", "ENCODERS"),
+        "EpochEvent": ("tomodrgn.training.events", "EpochEvent"),
+        "RunFolder": ("tomodrgn.training.run_folder", "RunFolder"),
+        "RunResult": ("tomodrgn.training.events", "RunResult"),
+        "StepEvent": ("tomodrgn.training.events", "StepEvent"),
+        "TrainConfig": ("tomodrgn.training.config", "TrainConfig"),
+        "TrainingDiverged": ("tomodrgn.training.guard", "TrainingDiverged"),
+        "cleanup": ("tomodrgn.training.run_admin", "cleanup"),
+        "heldout_scores": ("tomodrgn.training.validation", "heldout_scores"),
+        "iter_train": ("tomodrgn.training.loop", "iter_train"),
+        "train": ("tomodrgn.training.loop", "train"),
+        "training_particles": ("tomodrgn.training.run_particles", "training_particles"),
+        "view_config": ("tomodrgn.training.run_admin", "view_config"),
+    },
+    "trained models": {
+        "TrainedModel": ("tomodrgn.training.evaluate", "TrainedModel"),
+        "check_run_against_reference": ("tomodrgn.analysis.run_commands", "check_run_against_reference"),
+        "decode_volumes": ("tomodrgn.analysis.run_commands", "decode_volumes"),
+        "embed_particles": ("tomodrgn.analysis.run_commands", "embed_particles"),
+        "load_model": ("tomodrgn.training.evaluate", "load_model"),
+    },
+    "analysis": {
+        "AnalysisResult": ("tomodrgn.analysis.pipeline", "AnalysisResult"),
+        "ConvergenceResult": ("tomodrgn.analysis.convergence", "ConvergenceResult"),
+        "Traversal": ("tomodrgn.analysis.traversal", "Traversal"),
+        "VolumeSpaceResult": ("tomodrgn.analysis.volume_space", "VolumeSpaceResult"),
+        "analyze": ("tomodrgn.analysis.pipeline", "analyze_run"),
+        "analyze_volumes": ("tomodrgn.analysis.run_commands", "analyze_volumes_run"),
+        "convergence_nn": ("tomodrgn.analysis.convergence", "convergence_nn"),
+        "convergence_vae": ("tomodrgn.analysis.convergence", "convergence_vae"),
+        "graph_traversal": ("tomodrgn.analysis.run_commands", "graph_traversal_for_run"),
+        "kmeans": ("tomodrgn.analysis.latent", "kmeans"),
+        "latent_pc_traversal": ("tomodrgn.analysis.latent", "pc_traversal"),
+        "path_between": ("tomodrgn.analysis.latent", "path_between"),
+        "pc_traversal": ("tomodrgn.analysis.run_commands", "pc_traversal_for_run"),
+        "pca": ("tomodrgn.analysis.latent", "pca"),
+        "subtomo2chimerax": ("tomodrgn.analysis.run_commands", "subtomo2chimerax"),
+        "umap_embed": ("tomodrgn.analysis.latent", "umap_embed"),
+    },
+    "particles in tomograms": {
+        "COLOR_QUANTITIES": ("tomodrgn.analysis.overlay", "COLOR_QUANTITIES"),
+        "ParticleOverlay": ("tomodrgn.analysis.overlay", "ParticleOverlay"),
+        "cluster_colors": ("tomodrgn.analysis.overlay", "cluster_colors"),
+        "particle_overlay": ("tomodrgn.analysis.overlay", "particle_overlay"),
+        "particle_quantity": ("tomodrgn.analysis.overlay", "particle_quantity"),
+        "particles_of_points": ("tomodrgn.analysis.overlay", "particles_of_points"),
+        "place_volumes": ("tomodrgn.analysis.overlay", "place_volumes"),
+        "points_of_particles": ("tomodrgn.analysis.overlay", "points_of_particles"),
+        "volume_beside": ("tomodrgn.analysis.overlay", "volume_beside"),
+        "volume_translate": ("tomodrgn.analysis.overlay", "volume_translate"),
+    },
+    "front ends": {
+        "check_output_file": ("tomodrgn.io.output_dir", "check_output_file"),
+        "check_run_dir": ("tomodrgn.training.run_dir", "check_run_dir"),
+        "user_error_message": ("tomodrgn.io.errors", "user_error_message"),
+        "warnings_to": ("tomodrgn.io.user_warnings", "warnings_to"),
+    },
+}
+_WHERE = {name: where for group in GROUPS.values() for name, where in group.items()}
+__all__ = sorted(_WHERE)
 
 
-def decode_volumes(
-    run_dir: str | Path,
-    z: np.ndarray | None,
-    outdir: str | Path,
-    epoch: int | None = None,
-    prefix: str = "vol_",
-    device: str = "cpu",
-    progress=None,
-    overwrite: bool = False,
-    flip_hand: bool = False,
-) -> list[Path]:
-    """Decode one volume per row of ``z`` (n, zdim) (None for a homogeneous run) and write ``<prefix>NNN.mrc``
-    files (D³, the training pixel size) into ``outdir`` (new or empty unless ``overwrite``); returns their paths.
-    ``flip_hand``: write them mirrored (``docs/architecture.md``, "Hand")."""
-    check_output_dir(outdir, overwrite)
-    model = load_model(run_dir, epoch, device=device, flip_hand=flip_hand)
-    outdir = prepare_output_dir(outdir, overwrite)
-    n = 1 if z is None else int(np.atleast_2d(z).shape[0])
-    paths = []
-    for i, vol in enumerate(model.iter_decode(z)):
-        paths.append(write_volume(outdir / f"{prefix}{i:03d}.mrc", vol, model.pixel_size))
-        if progress is not None:
-            progress(i + 1, n)
-    return paths
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _WHERE[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
 
-def embed_particles(
-    run_dir: str | Path,
-    star: str | Path | ParticleSeries | None = None,
-    n_tilts: int | None = None,
-    epoch: int | None = None,
-    sequential: bool = True,
-    device: str = "cpu",
-    first: int | None = None,
-    ind: str | Path | np.ndarray | None = None,
-    tomograms_star: str | Path | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Latent (μ, log σ²) of every particle of ``star`` (default: the run's training particles, its ``--first`` /
-    ``--ind`` selection applied, :func:`training_particles`), from ``n_tilts`` tilts each
-    (default: all tilts when the run wrote all-tilt latents, else the training value; see ``TrainedModel.embed``).
-    ``first`` / ``ind``: only the first N particles / those of an index list (:func:`select_particles`).
-    ``tomograms_star``: the tomograms STAR of a 2-D stack set given by its particles STAR ``star`` (the training
-    STAR, given again, is read with the run's)."""
-    if n_tilts is not None and (isinstance(n_tilts, bool) or n_tilts < 1):
-        raise InputError(f"--n-tilts must be ≥ 1, got {n_tilts}")
-    model = load_model(run_dir, epoch, device=device)
-    if star is None:
-        star = training_particles(model)
-    elif not isinstance(star, ParticleSeries):
-        trained_on = model.metadata.get("star_path")
-        if tomograms_star is None and trained_on and Path(star).absolute() == Path(trained_on).absolute():
-            tomograms_star = model.config.tomograms_star
-        star = read_particles_checked(star, pixel_size=model.config.pixel_size, tomograms_star=tomograms_star)
-    return model.embed(select_particles(star, first=first, ind=ind), n_tilts=n_tilts, sequential=sequential)
+def __dir__() -> list[str]:
+    return [*__all__, "GROUPS"]

@@ -234,3 +234,67 @@ def subtomo2chimerax(
                 progress(i + 1, n)
     colors = None if color_by is None else quantity_colors(_per_particle_values(color_by, z, n))
     return write_chimerax_scripts(out, paths, pos, rots, tomos, box, pixel_size, labels, level, colors)
+
+
+def decode_volumes(
+    run_dir: str | Path,
+    z: np.ndarray | None,
+    outdir: str | Path,
+    epoch: int | None = None,
+    prefix: str = "vol_",
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
+    flip_hand: bool = False,
+) -> list[Path]:
+    """Decode one volume per row of ``z`` (n, zdim) (None for a homogeneous run) and write ``<prefix>NNN.mrc``
+    files (D³, the training pixel size) into ``outdir`` (new or empty unless ``overwrite``); returns their paths.
+    ``flip_hand``: write them mirrored (``docs/architecture.md``, "Hand")."""
+    from tomodrgn.io.mrc import write_mrc
+    from tomodrgn.io.output_dir import prepare_output_dir
+    from tomodrgn.training.evaluate import load_model
+
+    check_output_dir(outdir, overwrite)
+    model = load_model(run_dir, epoch, device=device, flip_hand=flip_hand)
+    outdir = prepare_output_dir(outdir, overwrite)
+    n = 1 if z is None else int(np.atleast_2d(z).shape[0])
+    paths = []
+    for i, vol in enumerate(model.iter_decode(z)):
+        paths.append(write_mrc(outdir / f"{prefix}{i:03d}.mrc", np.asarray(vol, np.float32), model.pixel_size))
+        if progress is not None:
+            progress(i + 1, n)
+    return paths
+
+
+def embed_particles(
+    run_dir: str | Path,
+    star=None,
+    n_tilts: int | None = None,
+    epoch: int | None = None,
+    sequential: bool = True,
+    device: str = "cpu",
+    first: int | None = None,
+    ind: str | Path | np.ndarray | None = None,
+    tomograms_star: str | Path | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Latent (μ, log σ²) of every particle of ``star`` (a STAR path or a ParticleSeries; default: the run's
+    training particles, its ``--first`` / ``--ind`` selection applied), from ``n_tilts`` tilts each (default: all
+    tilts when the run wrote all-tilt latents, else the training value; see ``TrainedModel.embed``). ``first`` /
+    ``ind``: a subset (:func:`tomodrgn.io.selection.select_particles`). ``tomograms_star``: the tomograms STAR of a
+    2-D stack set given by its particles STAR ``star`` (the training STAR, given again, is read with the run's)."""
+    from tomodrgn.io.particles import ParticleSeries
+    from tomodrgn.io.selection import read_particles_checked, select_particles
+    from tomodrgn.training.evaluate import load_model
+    from tomodrgn.training.run_particles import training_particles
+
+    if n_tilts is not None and (isinstance(n_tilts, bool) or n_tilts < 1):
+        raise InputError(f"--n-tilts must be ≥ 1, got {n_tilts}")
+    model = load_model(run_dir, epoch, device=device)
+    if star is None:
+        star = training_particles(model)
+    elif not isinstance(star, ParticleSeries):
+        trained_on = model.metadata.get("star_path")
+        if tomograms_star is None and trained_on and Path(star).absolute() == Path(trained_on).absolute():
+            tomograms_star = model.config.tomograms_star
+        star = read_particles_checked(star, pixel_size=model.config.pixel_size, tomograms_star=tomograms_star)
+    return model.embed(select_particles(star, first=first, ind=ind), n_tilts=n_tilts, sequential=sequential)

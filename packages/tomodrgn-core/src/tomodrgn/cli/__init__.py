@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from tomodrgn import __version__
+from tomodrgn import __version__, api
 from tomodrgn.cli import (
     analyze,
     backproject,
@@ -29,8 +29,6 @@ from tomodrgn.cli import (
     traversal,
     volumes,
 )
-from tomodrgn.io.errors import user_error_message
-from tomodrgn.io.user_warnings import warnings_to
 
 # command families, in the order ``tomodrgn --help`` lists them
 COMMAND_MODULES = (
@@ -79,13 +77,13 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
-        with warnings_to(_print_warning):
+        with api.warnings_to(_print_warning):
             args.func(args)
     except KeyboardInterrupt:
         print(f"tomodrgn {args.command}: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as e:
-        message = None if debug else user_error_message(e)
+        message = None if debug else api.user_error_message(e)
         if message is None:
             raise
         print(f"tomodrgn {args.command}: error: {message}", file=sys.stderr)

@@ -22,8 +22,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tomodrgn.demo_defaults import DEMO_DEFAULTS
+    from tomodrgn import api
 
+    DEMO_DEFAULTS = api.DEMO_DEFAULTS
     p = sub.add_parser("demo", help="simulate the 4-class dataset, train, analyse and compare with ground truth")
     p.add_argument("--outdir", type=Path, default=Path("demo_output"))
     p.add_argument("--preset", default="4-class", choices=["4-class", "continuous", "homogeneous"])

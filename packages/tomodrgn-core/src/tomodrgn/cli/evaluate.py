@@ -11,7 +11,9 @@ from tomodrgn.cli._options import add_hand_options, add_tomograms_star
 def _parse_z(args: argparse.Namespace, zdim: int):
     import numpy as np
 
-    from tomodrgn.io.errors import InputError
+    from tomodrgn import api
+
+    InputError = api.InputError
 
     def load(path):
         z = np.atleast_2d(np.loadtxt(path) if str(path).endswith(".txt") else np.load(path))
@@ -28,12 +30,10 @@ def _parse_z(args: argparse.Namespace, zdim: int):
             )
         return np.asarray(args.z, dtype=np.float32).reshape(-1, zdim)
     if args.path:
-        from tomodrgn.analysis.latent import path_between
-
         z = load(args.path)
         if len(z) < 2 or args.n_points < 1:
             raise InputError(f"--path {args.path}: needs two z rows and --n-points ≥ 1")
-        return path_between(z[0], z[1], args.n_points)
+        return api.path_between(z[0], z[1], args.n_points)
     return None
 
 

@@ -8,6 +8,7 @@ import types
 import typing
 from pathlib import Path
 
+from tomodrgn import api
 from tomodrgn.cli._options import add_reference_options
 
 TRAIN_HELP = {
@@ -50,8 +51,7 @@ LATENT_ONLY = ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "po
 
 
 def _add_train_options(p: argparse.ArgumentParser, mode: str) -> None:
-    from tomodrgn.training.config import TrainConfig
-
+    TrainConfig = api.TrainConfig
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name == "mode" or (mode == "homogeneous" and f.name in LATENT_ONLY):
@@ -76,8 +76,7 @@ def _add_train_options(p: argparse.ArgumentParser, mode: str) -> None:
 
 def train_config(args: argparse.Namespace, mode: str):
     """The :class:`TrainConfig` of parsed train_vae / train_nn arguments."""
-    from tomodrgn.training.config import TrainConfig
-
+    TrainConfig = api.TrainConfig
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     if values.get("tomograms_star") is not None:  # recorded in config.json: absolute, readable from anywhere
@@ -86,13 +85,10 @@ def train_config(args: argparse.Namespace, mode: str):
 
 
 def _cmd_train(args: argparse.Namespace, mode: str) -> None:
-    from tomodrgn.training.run_dir import check_run_dir
-
     config = train_config(args, mode)  # options and the output folder are checked before torch is loaded
-    check_run_dir(args.outdir, args.resume, args.overwrite)
+    api.check_run_dir(args.outdir, args.resume, args.overwrite)
     if not args.star.is_file():
         raise FileNotFoundError(2, "No such file or directory", str(args.star))
-    from tomodrgn import api
 
     reference = None
     if args.reference is not None:  # read and checked before training, not after
