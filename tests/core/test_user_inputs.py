@@ -280,3 +280,27 @@ def test_cc_of_maps_of_different_shape_is_one_line(tmp_path, cli_in):
 def test_pc_that_does_not_exist_is_one_line(run, tmp_path, cli_in):
     res = cli_in("pc_traversal", run, "--pc", "7", "-o", tmp_path / "t")
     one_error_line(res, "PC7")
+
+
+def test_first_and_ind_follow_one_rule_everywhere(tmp_path):
+    """--ind picks particles in its order, --first then keeps the first N of them: the same in training, embedding
+    and back-projection (io.selection.chosen_indices), with errors naming the option or file."""
+    from tomodrgn.io.selection import chosen_indices
+    from tomodrgn.reconstruct.pipeline import _particles_to_use
+    from tomodrgn.training.config import TrainConfig
+
+    assert chosen_indices(10, first=2, ind=np.array([5, 3, 7])).tolist() == [5, 3]
+    assert chosen_indices(10, first=3).tolist() == [0, 1, 2]
+    assert chosen_indices(4).tolist() == [0, 1, 2, 3]
+    (tmp_path / "ind.txt").write_text("7\n1\n4\n")
+    assert chosen_indices(10, first=2, ind=tmp_path / "ind.txt").tolist() == [7, 1]
+    assert _particles_to_use(10, tmp_path / "ind.txt", 2).tolist() == [7, 1]
+    cfg = TrainConfig(first=2, ind=str(tmp_path / "ind.txt"))  # both together are accepted now
+    assert cfg.first == 2 and cfg.ind.endswith("ind.txt")
+    for kwargs, words in (
+        (dict(ind=np.array([3, 12])), "--ind: particle index 12 out of range 0..9"),
+        (dict(first=0), "--first must be an integer ≥ 1"),
+        (dict(ind=tmp_path / "ind.txt", first=True), "--first must be an integer ≥ 1"),
+    ):
+        with pytest.raises(InputError, match=words):
+            chosen_indices(10, **kwargs)

@@ -35,7 +35,7 @@ TRAIN_HELP = {
     "amp": "mixed precision on GPU",
     "preload": "load all images into RAM (default: memory-mapped, read lazily)",
     "invert": "invert image contrast",
-    "first": "train on the first N particles only (STAR particle order)",
+    "first": "train on the first N particles only (STAR particle order; the first N of --ind when given)",
     "ind": "train on the particles of this index list (0-based; text, .npy or a cryoDRGN .pkl; e.g. .keep.txt)",
     "tomograms_star": "tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR (not needed"
     " with the optimisation set)",

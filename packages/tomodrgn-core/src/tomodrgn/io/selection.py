@@ -72,30 +72,43 @@ def read_indices(path: str | Path, n_particles: int) -> np.ndarray:
     return idx
 
 
-def select_particles(
-    series: ParticleSeries, first: int | None = None, ind: str | Path | np.ndarray | None = None
-) -> ParticleSeries:
-    """``series`` restricted to its first ``first`` particles, or to the particles of ``ind`` (an index-list file or
-    an array of 0-based indices in STAR particle order, kept in that order); the series itself when neither is given.
-
-    The subset keeps only the chosen particles' image rows (in file order); every per-image and per-particle field
-    is restricted accordingly. The errors (InputError) name ``--first`` / the index file.
-    """
-    if first is None and ind is None:
-        return series
-    if first is not None and ind is not None:
-        raise InputError("give --first or --ind, not both")
-    n = series.n_particles
-    if first is not None:
-        if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or first < 1:
-            raise InputError(f"--first must be an integer ≥ 1, got {first!r}")
-        chosen = np.arange(min(int(first), n))
+def chosen_indices(
+    n_particles: int, first: int | None = None, ind: str | Path | np.ndarray | None = None
+) -> np.ndarray:
+    """The one ``--first`` / ``--ind`` rule: the 0-based particles of ``ind`` (an index-list file or an array, in
+    its order; all particles when None), then the first ``first`` of them. Errors (InputError) name the option or
+    the file and the bad index."""
+    n = n_particles
+    if ind is None:
+        chosen = np.arange(n, dtype=np.int64)
     elif isinstance(ind, (str, Path)):
         chosen = read_indices(ind, n)
     else:
         chosen = np.asarray(ind, dtype=np.int64).reshape(-1)
-        if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= n:
-            raise InputError(f"--ind: particle indices must lie in 0..{n - 1}")
+        if chosen.size == 0:
+            raise InputError("--ind: no particle indices given")
+        bad = chosen[(chosen < 0) | (chosen >= n)]
+        if bad.size:
+            raise InputError(f"--ind: particle index {int(bad[0])} out of range 0..{n - 1}")
+    if first is not None:
+        if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or first < 1:
+            raise InputError(f"--first must be an integer ≥ 1, got {first!r}")
+        chosen = chosen[: int(first)]
+    return chosen
+
+
+def select_particles(
+    series: ParticleSeries, first: int | None = None, ind: str | Path | np.ndarray | None = None
+) -> ParticleSeries:
+    """``series`` restricted to the particles :func:`chosen_indices` picks (``ind``, then its first ``first``; in
+    that order); the series itself when neither is given.
+
+    The subset keeps only the chosen particles' image rows (in file order); every per-image and per-particle field
+    is restricted accordingly.
+    """
+    if first is None and ind is None:
+        return series
+    chosen = chosen_indices(series.n_particles, first, ind)
     old_rows = [series.image_indices[p] for p in chosen]
     rows = np.sort(np.concatenate(old_rows))
     new_row = np.full(series.n_images, -1, dtype=np.int64)

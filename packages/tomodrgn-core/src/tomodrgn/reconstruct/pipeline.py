@@ -22,10 +22,10 @@ import torch
 from tomodrgn.analysis.metrics import fsc, resolution_at
 from tomodrgn.analysis.plots import plot_fsc
 from tomodrgn.io.errors import InputError
-from tomodrgn.io.index_lists import read_index_list
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.output_dir import prepare_output_dir
 from tomodrgn.io.particles import ParticleSeries, read_particles
+from tomodrgn.io.selection import chosen_indices
 from tomodrgn.physics.hand import flip_hand as mirror
 from tomodrgn.reconstruct.backproject import (
     CTF_MODES,
@@ -90,22 +90,9 @@ class BackprojectResult:
                 self.slices_path, *extra]  # fmt: skip
 
 
-def select_particles(n_particles: int, indices: np.ndarray | str | Path | None = None, first: int | None = None):
-    """Particle indices to use: ``indices`` (array, or an index-list file) in the given order, then the ``first``
-    N of them (all particles when both are None)."""
-    if indices is None:
-        chosen = np.arange(n_particles, dtype=np.int64)
-    else:
-        if isinstance(indices, (str, Path)):
-            indices = read_index_list(indices)
-        chosen = np.asarray(indices, dtype=np.int64).reshape(-1)
-        bad = chosen[(chosen < 0) | (chosen >= n_particles)]
-        if bad.size:
-            raise InputError(f"--ind: particle index {int(bad[0])} out of range 0..{n_particles - 1}")
-    if first is not None:
-        if first < 1:
-            raise InputError(f"--first must be ≥ 1, got {first}")
-        chosen = chosen[:first]
+def _particles_to_use(n_particles: int, indices, first: int | None) -> np.ndarray:
+    """:func:`tomodrgn.io.selection.chosen_indices`, at least two (for two half maps)."""
+    chosen = chosen_indices(n_particles, first, indices)
     if len(chosen) < 2:
         raise InputError(f"back-projection needs at least 2 particles (for two half maps), got {len(chosen)}")
     return chosen
@@ -255,7 +242,7 @@ def backproject(
         if isinstance(star, ParticleSeries)
         else read_particles(star, pixel_size=pixel_size, datadir=datadir, tomograms_star=tomograms_star)
     )
-    particles = select_particles(series.n_particles, indices, first)
+    particles = _particles_to_use(series.n_particles, indices, first)
     prepare_output_dir(outdir, overwrite)
     options = dict(ctf=ctf, invert=invert, insertion=insertion, dose_weight=dose_weight, tilt_weight=tilt_weight)
     reg = wiener_constant if ctf == "wiener" else PHASE_FLIP_REGULARIZER

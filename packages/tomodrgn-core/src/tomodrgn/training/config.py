@@ -61,7 +61,7 @@ class TrainConfig:
     Runs saved before the option existed load with ``window`` False.
     ``enc_mask``: radius (px) of the encoder's input pixels (None: D/2 per tilt; min(D/4, 12) for reference-frame).
     ``first`` / ``ind``: train on the first N particles / on the particles of a 0-based index list file (STAR
-    particle order; see :func:`tomodrgn.io.selection.select_particles`).
+    particle order), both: the first N of the list (:func:`tomodrgn.io.selection.chosen_indices`, the one rule).
     Every option is checked when the config is made: :class:`~tomodrgn.io.errors.InputError` names it as typed on
     the command line (``--lr``).
     ``tomograms_star``: the tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR.
@@ -152,8 +152,6 @@ class TrainConfig:
                 "--z-all-tilts needs an encoder that takes any number of tilts: the reference-frame "
                 "encoder, or a --pooling other than concatenate"
             )
-        if self.first is not None and self.ind is not None:
-            raise InputError("give --first or --ind, not both")
         if self.ind is not None:  # recorded absolute in config.json, so --resume works from any folder
             self.ind = str(Path(self.ind).absolute())
         if self.pixel_size is not None:  # overrides the STAR's and the MRC headers' pixel size
