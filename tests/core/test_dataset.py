@@ -256,9 +256,14 @@ def test_pickled_dataset_reopens_stacks(tmp_path):
     # DataLoader workers started with "spawn" receive a pickled dataset: the stacks must be reopened there
     series, images = make_series(tmp_path, counts=(3, 4))
     ds = TiltSeriesDataset(series, sequential=True)
+    from tomodrgn.io.stack_reader import READER
+
     first = ds[1]["images"]
-    assert ds.series._stacks  # memory maps are open now
-    clone = pickle.loads(pickle.dumps(ds))
-    assert not clone.series._stacks
+    assert set(map(str, series.stack_path)) & set(READER.open_paths())  # memory maps are open now (this process)
+    data = pickle.dumps(ds)
+    READER.clear()  # as in a fresh worker process: the stacks are opened there again
+    clone = pickle.loads(data)
+    assert not READER.open_paths()
     torch.testing.assert_close(clone[1]["images"], first)
+    assert set(map(str, series.stack_path)) & set(READER.open_paths())
     assert clone.norm == ds.norm and clone.n_tilts == 3

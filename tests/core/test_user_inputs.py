@@ -304,3 +304,28 @@ def test_first_and_ind_follow_one_rule_everywhere(tmp_path):
     ):
         with pytest.raises(InputError, match=words):
             chosen_indices(10, **kwargs)
+
+
+def test_stacks_are_found_in_one_order_for_every_flavour(tmp_path, monkeypatch):
+    """io.particle_series.resolve_stack (Warp/M rows and RELION 5 sets alike): absolute, then --datadir (as written,
+    then by name), then next to the STAR (as written, by name), then the STAR folder's parents (RELION's project
+    folder), then the working directory."""
+    from tomodrgn.io.particle_series import resolve_stack
+
+    project = tmp_path / "project"
+    star_dir = project / "Extract" / "job010"
+    star_dir.mkdir(parents=True)
+    (project / "stacks").mkdir()
+    in_project = project / "stacks" / "a.mrcs"
+    in_project.write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_stack("stacks/a.mrcs", star_dir, None) == in_project.resolve()  # project-relative (RELION)
+    beside = star_dir / "a.mrcs"
+    beside.write_bytes(b"")
+    assert resolve_stack("stacks/a.mrcs", star_dir, None) == beside.resolve()  # by name next to the STAR first
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.mrcs").write_bytes(b"")
+    assert resolve_stack("stacks/a.mrcs", star_dir, data) == (data / "a.mrcs").resolve()  # --datadir wins
+    assert resolve_stack(str(in_project), star_dir, None) == in_project.resolve()
+    assert resolve_stack("stacks/missing.mrcs", star_dir, None) is None

@@ -2,25 +2,23 @@
 
 :class:`ParticleSeries`: one row per tilt image (file order), grouped into particles, with poses (RELION ZYZ
 matrices), shifts (Å), CTF, cumulative dose (e⁻/Å², at the end of each tilt's exposure) and tilt (degrees). Images
-stay on disk: stacks are memory-mapped and read image by image (:meth:`ParticleSeries.read_images`).
+stay on disk: stacks are memory-mapped and read image by image (:meth:`ParticleSeries.read_images`, through
+:mod:`tomodrgn.io.stack_reader`).
 """
 
 from __future__ import annotations
 
-import mmap
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tomodrgn.io.errors import InputError
-from tomodrgn.io.mrc import MrcError, mmap_mrc, read_mrc_header
+from tomodrgn.io.mrc import read_mrc_header
 from tomodrgn.io.pixel_size import choose_pixel_size
+from tomodrgn.io.stack_reader import READER
 from tomodrgn.io.star import Block, star_column
-
-MAX_OPEN_STACKS = 64  # memory maps kept open at once (least recently used are closed)
 
 
 @dataclass
@@ -83,7 +81,6 @@ class ParticleSeries:
     datadir: Path | None = None
     stack_set: StackSet | None = None
     ctf_premultiplied: np.ndarray | None = None
-    _stacks: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
 
     @property
     def n_particles(self) -> int:
@@ -116,88 +113,38 @@ class ParticleSeries:
     def read_images(self, rows: np.ndarray) -> np.ndarray:
         """Images of rows ``rows`` of ``images`` as float32 (len(rows), D, D); NaN/inf pixels raise InputError.
 
-        Reads through memory maps; the pages read are released again so iterating a dataset larger than RAM keeps
-        the resident memory bounded.
+        Read through this process's memory-mapped stacks (:mod:`tomodrgn.io.stack_reader`), releasing the pages read,
+        so iterating a dataset larger than RAM keeps the resident memory bounded.
         """
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), self.box_size, self.box_size), dtype=np.float32)
-        for k, row in enumerate(rows):
-            path = self.stack_path[row]
-            stack = self._stack(path)
-            index = int(self.stack_index[row])
-            out[k] = stack[index]
-            _release_pages(stack, index)
-            if not np.isfinite(out[k]).all():
-                raise InputError(
-                    f"particle {self.particle_of(row)!r}: image {index + 1}@{path} (row {row}) has NaN or inf pixels"
-                )
-        return out
+        describe = lambda row: f"particle {self.particle_of(row)!r}"  # noqa: E731
+        return READER.read(self.stack_path, self.stack_index, rows, self.box_size, describe)
 
     def particle_of(self, row: int) -> str:
         """Name of the particle that image row ``row`` belongs to."""
-        if not hasattr(self, "_row_particle"):
-            lookup = np.empty(self.n_images, dtype=np.int64)
-            for p, r in enumerate(self.image_indices):
-                lookup[r] = p
-            self._row_particle = lookup
-        return self.particle_names[int(self._row_particle[row])]
-
-    def _stack(self, path: str) -> np.ndarray:
-        stacks = self._stacks
-        if path in stacks:
-            stacks.move_to_end(path)
-            return stacks[path]
-        try:
-            data = mmap_mrc(path)
-        except MrcError as e:
-            raise InputError(str(e)) from e
-        stacks[path] = data
-        while len(stacks) > MAX_OPEN_STACKS:
-            stacks.popitem(last=False)
-        return data
-
-    def __getstate__(self) -> dict:
-        # memory maps would pickle as full in-memory copies (DataLoader workers): reopen them lazily instead
-        state = dict(self.__dict__)
-        state["_stacks"] = OrderedDict()
-        state.pop("_row_particle", None)
-        return state
+        lookup = np.empty(self.n_images, dtype=np.int64)
+        for p, r in enumerate(self.image_indices):
+            lookup[r] = p
+        return self.particle_names[int(lookup[row])]
 
 
-#: the kernel maps up to this many bytes around a faulting page that are already in the page cache ("fault-around",
-#: Linux's default ``fault_around_bytes``, aligned to it): released with the image, or pages of neighbouring images
-#: read earlier would be mapped again and stay resident (RSS grew by up to 90 MB for a 210 MB stack without it)
-FAULT_AROUND_BYTES = 65536
-
-
-def _release_pages(stack: np.ndarray, index: int) -> None:
-    """Drop the pages of image ``index`` from this process's resident set, with the fault-around blocks that hold
-    them (read-only file mapping: always safe; a page dropped that is needed again is read back)."""
-    mm = getattr(stack, "_mmap", None)
-    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
-        return
-    try:
-        base = stack.offset - stack.offset % mmap.ALLOCATIONGRANULARITY
-        start = stack.offset - base + index * stack[0].nbytes
-        end = start + stack[0].nbytes
-        block = max(mmap.PAGESIZE, FAULT_AROUND_BYTES)
-        start_aligned = start - start % block
-        end_aligned = min(len(mm), -(-end // block) * block)
-        if end_aligned > start_aligned:
-            mm.madvise(mmap.MADV_DONTNEED, start_aligned, end_aligned - start_aligned)
-    except (AttributeError, ValueError, OSError):
-        pass
+#: parent folders of the STAR's folder searched for a stack path written relative to a RELION project folder
+PROJECT_LEVELS = 6
 
 
 def resolve_stack(name: str, star_dir: Path, datadir: Path | None) -> Path | None:
-    """Find a stack named in a STAR file: under ``datadir`` (as written, then by file name), then next to the STAR."""
+    """Find a stack named in a STAR file (every flavour, one order): as written when absolute; under ``datadir`` (as
+    written, then by file name); next to the STAR (as written, then by file name); under the STAR folder's parents
+    (RELION writes paths relative to its project folder); under the working directory."""
     p = Path(name)
     candidates = []
     if p.is_absolute():
         candidates.append(p)
     if datadir is not None:
         candidates += [datadir / p, datadir / p.name]
-    candidates += [star_dir / p, star_dir / p.name, Path.cwd() / p]
+    if not p.is_absolute():
+        candidates += [star_dir / p, star_dir / p.name]
+        candidates += [folder / p for folder in list(star_dir.parents)[:PROJECT_LEVELS]]
+        candidates.append(Path.cwd() / p)
     for c in candidates:
         if c.is_file():
             return c.resolve()

@@ -35,6 +35,7 @@ from tomodrgn.io.particle_series import (
     _pixel_size,
     _premultiplied,
     _stack_shape,
+    resolve_stack,
 )
 from tomodrgn.io.star import Block, find_optics_block, find_particle_block, join_optics, read_star
 from tomodrgn.io.tomograms import find_relative, global_table, projection_rotations, relion_y_tilt, tilt_table
@@ -135,19 +136,6 @@ def _per_particle(df: pd.DataFrame, glob: pd.DataFrame, tomo: np.ndarray, name: 
     if default is None:
         raise InputError(f"{path}: required column _{name} is missing from the optics block and data_global")
     return np.full(len(df), float(default))
-
-
-def _resolve_stack(name: str, star_dir: Path, datadir: Path | None) -> Path | None:
-    """A particle's 2-D stack: absolute, under ``datadir`` (as written, then by file name), else relative to the
-    RELION project folder (the STAR's folder or one of its parents) or the working directory."""
-    p = Path(name)
-    candidates = [p] if p.is_absolute() else []
-    if datadir is not None:
-        candidates += [datadir / p, datadir / p.name]
-    for c in candidates:
-        if c.is_file():
-            return c.resolve()
-    return None if p.is_absolute() else find_relative(name, star_dir)
 
 
 def _euler(df: pd.DataFrame, prefix: str, path: Path) -> np.ndarray:
@@ -252,7 +240,7 @@ def _image_rows(df, names, tomo, path: Path, ddir, tomograms_blocks, tomograms_s
             )
         frames = np.flatnonzero(visible)
         name = str(df["rlnImageName"].iloc[p]).rpartition("@")[2]
-        found = _resolve_stack(name, path.parent, ddir)
+        found = resolve_stack(name, path.parent, ddir)
         if found is None:
             raise InputError(f"{where}: image stack {name} not found (looked next to {path} and its parents); "
                              "pass datadir")  # fmt: skip
@@ -313,7 +301,7 @@ def read_stack_set(
     tomo = df["rlnTomoName"].astype(str).to_numpy()
     names = _particle_names(df, tomo, path)
     ddir = Path(datadir).absolute() if datadir is not None else None
-    first_stack = _resolve_stack(str(df["rlnImageName"].iloc[0]).rpartition("@")[2], path.parent, ddir) if n else None
+    first_stack = resolve_stack(str(df["rlnImageName"].iloc[0]).rpartition("@")[2], path.parent, ddir) if n else None
     px = _pixel_size(df, pixel_size, path, first_stack)
     geo = _particle_geometry(df, glob, tomo, px, path)
     voltage = _per_particle(df, glob, tomo, "rlnVoltage", None, path)

@@ -6,7 +6,6 @@ rows, the same tilt image listed twice).
 from __future__ import annotations
 
 import dataclasses
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -113,10 +112,10 @@ def select_particles(
     rows = np.sort(np.concatenate(old_rows))
     new_row = np.full(series.n_images, -1, dtype=np.int64)
     new_row[rows] = np.arange(len(rows))
-    changes: dict = {"image_indices": [new_row[r] for r in old_rows], "_stacks": OrderedDict()}
+    changes: dict = {"image_indices": [new_row[r] for r in old_rows]}
     for f in dataclasses.fields(series):
         v = getattr(series, f.name)
-        if f.name in ("image_indices", "_stacks") or v is None:
+        if f.name == "image_indices" or v is None:
             continue
         if f.name in _PER_PARTICLE:
             changes[f.name] = [v[p] for p in chosen] if isinstance(v, list) else np.asarray(v)[chosen]
