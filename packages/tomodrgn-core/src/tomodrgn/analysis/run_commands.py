@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from tomodrgn.reconstruct.reference_check import Reference
 
 
-def load_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu", flip_hand: bool = False):
+def load_vae_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu", flip_hand: bool = False):
     """(TrainedModel, z (n, zdim) of that epoch, epoch) of a VAE run; z from ``z.{epoch}.npy`` (latest if None);
     ``flip_hand``: the model decodes mirrored volumes (:class:`~tomodrgn.training.evaluate.TrainedModel`)."""
     from tomodrgn.training.evaluate import load_model
@@ -59,7 +59,7 @@ def analyze_volumes_run(
     from tomodrgn.io.mrc import read_mrc
     from tomodrgn.training.run_particles import training_particles
 
-    model, z, epoch = load_run(run_dir, epoch, device, flip_hand)
+    model, z, epoch = load_vae_run(run_dir, epoch, device, flip_hand)
     m = mask
     if mask is not None and str(mask) != "auto":
         m, _ = read_mrc(mask)
@@ -88,7 +88,7 @@ def pc_traversal_for_run(
 ) -> dict[int, Traversal]:
     """Volumes along latent PCs of a run (``<out>/pcN/vol_NNN.mrc``, ``z_values.txt``, ``path.png``);
     ``flip_hand``: mirrored volumes."""
-    model, z, epoch = load_run(run_dir, epoch, device, flip_hand)
+    model, z, epoch = load_vae_run(run_dir, epoch, device, flip_hand)
     out = _out(Path(run_dir), outdir, "pc_traversal", epoch, overwrite)
     return pc_traversal_run(
         model.decode, z, out, model.pixel_size, pcs, n_points, lo_percentile, hi_percentile, progress
@@ -108,7 +108,7 @@ def graph_traversal_for_run(
 ) -> Traversal:
     """Volumes along the k-NN-graph shortest path in z through particles ``anchors`` (0-based, STAR order);
     ``flip_hand``: mirrored volumes."""
-    model, z, epoch = load_run(run_dir, epoch, device, flip_hand)
+    model, z, epoch = load_vae_run(run_dir, epoch, device, flip_hand)
     out = _out(Path(run_dir), outdir, "graph_traversal", epoch, overwrite)
     return graph_traversal_run(model.decode, z, anchors, out, model.pixel_size, k, progress)
 
@@ -194,7 +194,7 @@ def subtomo2chimerax(
     model = z = None
     tomograms_star = None
     if run_dir is not None:
-        model, z, epoch = load_run(run_dir, epoch, device)
+        model, z, epoch = load_vae_run(run_dir, epoch, device)
     if star is not None:
         series = read_particles(star, tomograms_star=tomograms_star)
     elif model is not None:
