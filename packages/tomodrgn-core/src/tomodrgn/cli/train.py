@@ -32,7 +32,8 @@ TRAIN_HELP = {
     "device": "auto, cpu or cuda[:i]",
     "checkpoint_every": "write a checkpoint every N epochs",
     "dose_filter": "multiply decoded slices by the exposure filter exp(-N/2Ne)",
-    "amp": "mixed precision on GPU",
+    "amp": "mixed precision: bf16 autocast of the networks on CUDA and on CPUs with native bf16 (loss, reductions and"
+    " optimiser state fp32); elsewhere fp32, with a warning",
     "preload": "load all images into RAM (default: memory-mapped, read lazily)",
     "invert": "invert image contrast",
     "first": "train on the first N particles only (STAR particle order; the first N of --ind when given)",

@@ -18,6 +18,7 @@ from tomodrgn.physics.lattice import Lattice
 from tomodrgn.physics.pose import center_hartley_images
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.loss import gather_image_pixels, loss_terms, render_pixels
+from tomodrgn.training.precision import amp_enabled
 
 
 def particle_noise(seed: int, epoch: int, index: np.ndarray, zdim: int) -> torch.Tensor:
@@ -109,13 +110,15 @@ def batch_forward(
     b = batch["images"].shape[0]
     with record_function("tomodrgn.lattice_mask"):
         ml, point_particle = batch_lattice(lattice, batch, decoder_fm, backend)
-    use_amp = config.amp and batch["images"].device.type == "cuda"
+    use_amp = amp_enabled(config.amp, batch["images"].device)
     enc_in = None
     if config.latent_dim:
         with record_function("tomodrgn.encoder_input"):
             enc_in = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"], batch["shift"])
     with torch.autocast(device_type=batch["images"].device.type, dtype=torch.bfloat16, enabled=use_amp):
         h_pos, h_neg, mu, logvar = model(enc_in, ml.coords, ml.features, point_particle, eps, batch["rotation"])
+    if use_amp and mu is not None:  # the KL term (and the latents kept) in fp32
+        mu, logvar = mu.float(), logvar.float()
     with record_function("tomodrgn.render_loss"):
         (pred_pos, pred_neg), (img_pos, img_neg) = rendered_and_observed(h_pos, h_neg, lattice, ml, batch, config)
         terms = loss_terms(pred_pos, pred_neg, img_pos, img_neg, ml.weight, mu, logvar, b)

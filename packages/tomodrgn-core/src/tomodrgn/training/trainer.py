@@ -38,6 +38,7 @@ from tomodrgn.training.distributed import DistContext, all_gather_objects, all_r
 from tomodrgn.training.events import EpochEvent, StepEvent
 from tomodrgn.training.guard import TrainingDiverged, all_finite, divergence_message, prepare_outdir, remove_created
 from tomodrgn.training.loss import beta_at, combine, default_beta
+from tomodrgn.training.precision import warn_if_fp32
 from tomodrgn.training.run_folder import RunFolder
 from tomodrgn.training.setup import build_model, dataset_metadata, make_dataset, set_decoder_envelope
 from tomodrgn.training.step import batch_forward, encode_particles, particle_noise
@@ -108,6 +109,7 @@ class Trainer:
         np.random.seed(config.seed % 2**32)
         random.seed(config.seed)
         self.device = ctx.device
+        warn_if_fp32(config.amp, self.device)
         self._set_up_data(star_or_series, saved)
         self._set_up_model(saved)
         if config.batch_size % ctx.world_size:
