@@ -72,3 +72,11 @@ def bench(session: nox.Session) -> None:
     """Training throughput (particles/s), peak memory, points per particle → bench_output/bench.json."""
     _install(session, "triton", plugin=False)
     session.run("python", "benchmarks/bench_train.py", "--out", "bench_output/bench.json", *session.posargs)
+
+
+@nox.session
+def bench_gpu(session: nox.Session) -> None:
+    """GPU benchmark: Triton kernels vs torch on the device, D = 64 / 128 training with and without --amp (and 2
+    processes with 2 GPUs) → bench_output/bench_gpu.json; stops at once with one line where no GPU is present."""
+    _install(session, "triton", plugin=False)
+    session.run("python", "benchmarks/bench_gpu.py", *session.posargs)

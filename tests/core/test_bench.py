@@ -3,7 +3,7 @@ speed is measured by `nox -s bench`, not asserted in tests)."""
 
 import json
 
-from _bench_module import load_bench
+from _bench_module import BENCHMARKS, load_bench
 
 
 def test_bench_writes_throughput_memory_points_and_profile(tmp_path):
@@ -21,3 +21,31 @@ def test_bench_writes_throughput_memory_points_and_profile(tmp_path):
     stages = run["profile"]["stages_ms_per_step"]
     assert {"decoder", "backward", "lattice_mask", "encoder"} <= set(stages)
     assert stages["decoder"] >= stages["featurize"] > 0  # inclusive ranges: featurisation is inside the decoder
+
+
+def test_bench_gpu_stops_at_once_without_a_gpu():
+    """``nox -s bench_gpu`` on a machine without a GPU: one line saying so, exit 2, within seconds."""
+    import subprocess
+    import sys
+    import time
+
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, str(BENCHMARKS / "bench_gpu.py")], capture_output=True, text=True)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "no GPU present" in res.stderr
+    assert time.perf_counter() - t0 < 60
+
+
+def test_bench_gpu_runs_end_to_end_at_toy_size_on_cpu(tmp_path):
+    """The benchmark's code path (kernel check, training runs, JSON) at toy size with --allow-cpu."""
+    bench = load_bench("bench_gpu")
+    out = tmp_path / "gpu.json"
+    args = ["--workdir", str(tmp_path), "--out", str(out), "--sizes", "16", "--steps", "4", "--batch-size", "2",
+            "--warmup", "1", "--n-tilts", "5", "--allow-cpu"]  # fmt: skip
+    assert bench.main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["paper_table1_min_per_1000"] == {"64": 0.22, "128": 0.43}
+    assert [k["D"] for k in result["kernels"]] == [16, 64] and all(k["kept"] > 0 for k in result["kernels"])
+    runs = result["training"]
+    assert [(r["D"], r["amp"]) for r in runs] == [(16, False), (16, True)]
+    assert all(r["steps"] == 4 and r["particles_per_s"] > 0 and r["min_per_1000_particles_per_epoch"] > 0 for r in runs)
