@@ -21,3 +21,14 @@ def run_cli(capsys, *argv) -> subprocess.CompletedProcess:
         code, tb = 1, traceback.format_exc()
     out = capsys.readouterr()
     return subprocess.CompletedProcess(["tomodrgn", *argv], code, out.out, out.err + tb)
+
+
+def assert_user_error(res: subprocess.CompletedProcess, *culprits: str) -> str:
+    """Exit 2, a single stderr line 'tomodrgn CMD: error: …' naming every culprit, no traceback; returns the line."""
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert len(lines) == 1 and " error: " in lines[0], res.stderr
+    for c in culprits:
+        assert c in lines[0], (c, lines[0])
+    return lines[0]

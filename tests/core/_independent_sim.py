@@ -101,24 +101,7 @@ def make_dataset(
             origin = rng.uniform(-max_shift_px, max_shift_px, size=2)  # (x, y) px
             dose = (i + 1) * dose_per_tilt
             img = blob_projection(centres, sigma, amp, a, box)
-            ctf = (
-                torch_ctf.calculate_ctf_2d(
-                    defocus=defocus / 1e4,
-                    astigmatism=astig / 2 / 1e4,
-                    astigmatism_angle=angle,
-                    voltage=300.0,
-                    spherical_aberration=2.7,
-                    amplitude_contrast=0.07,
-                    phase_shift=90.0,
-                    pixel_size=pixel_size,
-                    image_shape=(box, box),
-                    rfft=False,
-                    fftshift=False,
-                )
-                .squeeze()
-                .double()
-                .numpy()
-            )
+            ctf = _ctf(defocus, box, pixel_size, astig / 2, angle, phase_shift=90.0)
             f = np.fft.fft2(img) * ctf * exposure_filter(dose, box, pixel_size)
             f = ndimage.fourier_shift(f, shift=(-origin[1], -origin[0]))  # (y, x): centre at −origin
             img = np.fft.ifft2(f).real
@@ -169,16 +152,19 @@ def specimen_rotation(xtilt: float, ytilt: float, zrot: float) -> np.ndarray:
     return r[2] @ r[1] @ r[0]
 
 
-def _ctf(defocus_a: float, box: int, pixel_size: float) -> np.ndarray:
+def _ctf(
+    defocus_a: float, box: int, pixel_size: float, astigmatism_a: float = 0.0, angle: float = 0.0, phase_shift=0.0
+) -> np.ndarray:
+    """teamtomo's torch-ctf CTF (box, box), unshifted, 300 kV, Cs 2.7 mm, w 0.07; defocus and astigmatism in Å."""
     return (
         torch_ctf.calculate_ctf_2d(
             defocus=defocus_a / 1e4,
-            astigmatism=0.0,
-            astigmatism_angle=0.0,
+            astigmatism=astigmatism_a / 1e4,
+            astigmatism_angle=angle,
             voltage=300.0,
             spherical_aberration=2.7,
             amplitude_contrast=0.07,
-            phase_shift=0.0,
+            phase_shift=phase_shift,
             pixel_size=pixel_size,
             image_shape=(box, box),
             rfft=False,

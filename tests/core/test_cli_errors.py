@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _cli_inprocess import run_cli
+from _cli_inprocess import assert_user_error, run_cli
 
 from tomodrgn.io.star import find_particle_block, read_star, write_star
 from tomodrgn.simulate import simulate_dataset
@@ -35,17 +35,6 @@ def cli(*argv, preexec_fn=None) -> subprocess.CompletedProcess:
         env=ENV,
         preexec_fn=preexec_fn,
     )
-
-
-def assert_user_error(res: subprocess.CompletedProcess, *culprits: str) -> str:
-    """Exit 2, a single stderr line 'tomodrgn CMD: error: …' naming every culprit, no traceback."""
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2, res.stderr
-    assert "Traceback" not in res.stderr
-    assert len(lines) == 1 and " error: " in lines[0], res.stderr
-    for c in culprits:
-        assert c in lines[0], (c, lines[0])
-    return lines[0]
 
 
 @pytest.fixture

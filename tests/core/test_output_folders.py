@@ -6,23 +6,13 @@ culprit, no traceback."""
 
 import numpy as np
 import pytest
-from _cli_inprocess import run_cli
+from _cli_inprocess import assert_user_error, run_cli
 
 from tomodrgn.io.particles import read_particles
 from tomodrgn.simulate import simulate_dataset
 
 TINY = ["--batch-size", "4", "--n-tilts", "5", "--dec-arch", "16x2", "--enc-arch-a", "16x1", "--zdim", "2"]
 TINY += ["--device", "cpu", "--epochs", "2"]
-
-
-def assert_user_error(res, *culprits: str) -> str:
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2, res.stderr
-    assert "Traceback" not in res.stderr
-    assert len(lines) == 1 and " error: " in lines[0], res.stderr
-    for c in culprits:
-        assert c in lines[0], (c, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import warnings
 import mrcfile
 import numpy as np
 import pytest
-from _cli_inprocess import run_cli
+from _cli_inprocess import assert_user_error, run_cli
 
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.index_lists import read_index_list, read_labels, read_values
@@ -37,16 +37,6 @@ def sim(tmp_path_factory):
 @pytest.fixture
 def cli_in(capsys):
     return lambda *argv: run_cli(capsys, *argv)
-
-
-def one_error_line(res, *culprits: str) -> str:
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2, res.stderr
-    assert "Traceback" not in res.stderr
-    assert len(lines) == 1 and " error: " in lines[0], res.stderr
-    for c in culprits:
-        assert c in lines[0], (c, lines[0])
-    return lines[0]
 
 
 # --- index lists and labels -----------------------------------------------------------------------------------
@@ -124,7 +114,7 @@ def test_filter_star_indices_pkl_keeps_exactly_those_particles(sim, tmp_path, cl
     labels = np.arange(full.n_particles) % 3
     _pickle(tmp_path / "labels.pkl", labels)
     res = cli_in("filter_star", sim.star_path, "-o", tmp_path / "l.star", "--labels", tmp_path / "labels.pkl")
-    one_error_line(res, "--keep")
+    assert_user_error(res, "--keep")
     res = cli_in(
         "filter_star", sim.star_path, "-o", tmp_path / "l.star", "--labels", tmp_path / "labels.pkl", "--keep", "2"
     )
@@ -135,11 +125,13 @@ def test_filter_star_indices_pkl_keeps_exactly_those_particles(sim, tmp_path, cl
 
 def test_filter_star_wrong_index_file_is_one_line(sim, tmp_path, cli_in):
     _pickle(tmp_path / "ind.pkl", {"not": "indices"})
-    one_error_line(cli_in("filter_star", sim.star_path, "-o", tmp_path / "x.star", "--indices", tmp_path / "ind.pkl"))
+    assert_user_error(
+        cli_in("filter_star", sim.star_path, "-o", tmp_path / "x.star", "--indices", tmp_path / "ind.pkl")
+    )
     res = cli_in("filter_star", sim.star_path, "-o", tmp_path / "x.star", "--indices", tmp_path / "ind.pkl")
     assert "ind.pkl" in res.stderr
     _pickle(tmp_path / "far.pkl", np.array([0, 99]))
-    one_error_line(
+    assert_user_error(
         cli_in("filter_star", sim.star_path, "-o", tmp_path / "x.star", "--indices", tmp_path / "far.pkl"), "99"
     )
     assert not (tmp_path / "x.star").exists()
@@ -220,7 +212,7 @@ def run(sim, tmp_path_factory):
 def test_embed_other_box_is_one_line(sim, run, tmp_path, cli_in):
     other = simulate_dataset(tmp_path / "big", n_particles=4, box_size=20, n_tilts=5, seed=4)
     res = cli_in("eval_images", run, other.star_path, "-o", tmp_path / "z.npy")
-    one_error_line(res, "box 20", "16")
+    assert_user_error(res, "box 20", "16")
 
 
 def _api_errors():
@@ -264,7 +256,7 @@ def test_api_user_errors_are_input_errors_with_one_line(case):
 )
 def test_bad_architecture_is_one_line(sim, tmp_path, cli_in, argv, culprit):
     res = cli_in("train_vae", sim.star_path, "-o", tmp_path / "r", "--epochs", "1", "--device", "cpu", *argv)
-    one_error_line(res, culprit)
+    assert_user_error(res, culprit)
     assert not (tmp_path / "r" / "weights.1.pt").exists()
 
 
@@ -274,12 +266,12 @@ def test_cc_of_maps_of_different_shape_is_one_line(tmp_path, cli_in):
     write_mrc(tmp_path / "a.mrc", np.zeros((8, 8, 8), np.float32), 1.0)
     write_mrc(tmp_path / "b.mrc", np.zeros((10, 10, 10), np.float32), 1.0)
     res = cli_in("fsc", tmp_path / "a.mrc", tmp_path / "b.mrc")
-    one_error_line(res, "(8, 8, 8)", "(10, 10, 10)")
+    assert_user_error(res, "(8, 8, 8)", "(10, 10, 10)")
 
 
 def test_pc_that_does_not_exist_is_one_line(run, tmp_path, cli_in):
     res = cli_in("pc_traversal", run, "--pc", "7", "-o", tmp_path / "t")
-    one_error_line(res, "PC7")
+    assert_user_error(res, "PC7")
 
 
 def test_first_and_ind_follow_one_rule_everywhere(tmp_path):
