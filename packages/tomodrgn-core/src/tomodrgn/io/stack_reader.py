@@ -62,9 +62,12 @@ class StackReader:
         (len(rows), box, box); NaN/inf pixels raise InputError with ``describe(row)`` naming the particle."""
         rows = np.asarray(rows, dtype=np.int64)
         out = np.empty((len(rows), box, box), dtype=np.float32)
+        opened: dict[str, np.ndarray] = {}  # one look (stat) per stack per call, not per image
         for k, row in enumerate(rows):
             path = stack_path[row]
-            stack = self.stack(path)
+            stack = opened.get(path)
+            if stack is None:
+                stack = opened[path] = self.stack(path)
             index = int(stack_index[row])
             out[k] = stack[index]
             release_pages(stack, index)

@@ -129,8 +129,9 @@ def simulate_dataset(
     ).resolved()  # fmt: skip
     truth = draw_truth(spec)
     prepare_output_dir(outdir, overwrite, what="output folder")  # a non-empty folder needs overwrite
-    volume_paths = write_reference_volumes(spec, truth, outdir)
-    images = render_stacks(spec, truth, outdir, progress)
+    ref_vols = reference_volumes(spec, truth)
+    volume_paths = write_reference_volumes(spec, ref_vols, outdir)
+    images = render_stacks(spec, truth, ref_vols, outdir, progress)
     return write_metadata(spec, truth, images, outdir, volume_paths)
 
 
@@ -143,29 +144,33 @@ class _Images:
     noise_std: float
 
 
-def write_reference_volumes(spec: SimulationSpec, truth: Truth, outdir: Path) -> list[Path]:
+def reference_volumes(spec: SimulationSpec, truth: Truth) -> np.ndarray:
+    """The ground-truth volumes (K, D, D, D), one per reference conformation of the preset."""
+    ref, d = truth.preset.reference, spec.box_size
+    return np.stack(
+        [
+            render_particle(truth.preset.phantom, d, ref.amplitudes[k], ref.offsets[k] * d)
+            for k in range(len(ref.labels))
+        ]
+    )
+
+
+def write_reference_volumes(spec: SimulationSpec, ref_vols: np.ndarray, outdir: Path) -> list[Path]:
     """``volumes/class_XX.mrc``: one ground-truth volume per reference conformation."""
     (outdir / "volumes").mkdir(parents=True, exist_ok=True)
-    ref, d = truth.preset.reference, spec.box_size
-    vols = [
-        render_particle(truth.preset.phantom, d, ref.amplitudes[k], ref.offsets[k] * d) for k in range(len(ref.labels))
-    ]
-    return [write_mrc(outdir / "volumes" / f"class_{k:02d}.mrc", v.astype(np.float32), spec.pixel_size)
-            for k, v in enumerate(vols)]  # fmt: skip
+    return [write_mrc(outdir / "volumes" / f"class_{k:02d}.mrc", v, spec.pixel_size)
+            for k, v in enumerate(ref_vols.astype(np.float32))]  # fmt: skip
 
 
-def _image_renderer(spec: SimulationSpec, truth: Truth) -> Callable[[np.ndarray, np.ndarray], torch.Tensor]:
-    """``images(particles, tilts)``: the noiseless images of (particle, tilt-scheme index) pairs."""
+def _image_renderer(
+    spec: SimulationSpec, truth: Truth, ref_vols: np.ndarray
+) -> Callable[[np.ndarray, np.ndarray], torch.Tensor]:
+    """``images(particles, tilts)``: the noiseless images of (particle, tilt-scheme index) pairs; discrete presets
+    are rendered from ``ref_vols``, continuous ones from the phantom's components."""
     d, apix, conf = spec.box_size, spec.pixel_size, truth.conf
-    ref = truth.preset.reference
     discrete = bool(np.all(conf.offsets == 0))
     if discrete:
-        vols = np.stack(
-            [
-                render_particle(truth.preset.phantom, d, ref.amplitudes[k], ref.offsets[k] * d)
-                for k in range(len(ref.labels))
-            ]
-        )
+        vols = ref_vols
     else:
         vols = np.stack([render(b, d) for b in truth.preset.phantom.components])
     spectra = volume_spectra(vols, spec.oversample)
@@ -204,11 +209,11 @@ def noise_level(spec: SimulationSpec, truth: Truth, images) -> float:
     return float(torch.cat(var0).mean() / spec.snr) ** 0.5
 
 
-def render_stacks(spec: SimulationSpec, truth: Truth, outdir: Path, progress=None) -> _Images:
+def render_stacks(spec: SimulationSpec, truth: Truth, ref_vols: np.ndarray, outdir: Path, progress=None) -> _Images:
     """``particles/<name>.mrcs``: each particle's kept tilts in acquisition order, with noise of variance σ₀²/cos θ,
     rendered and written _CHUNK particles at a time (memory bounded); ``progress(done, total)`` after each batch."""
     (outdir / "particles").mkdir(parents=True, exist_ok=True)
-    images = _image_renderer(spec, truth)
+    images = _image_renderer(spec, truth, ref_vols)
     noise_std = noise_level(spec, truth, images)
     gen = torch.Generator().manual_seed(truth.noise_seed)
     cos_t = np.cos(np.deg2rad(truth.angles))
