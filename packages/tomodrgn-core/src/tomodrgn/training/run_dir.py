@@ -18,11 +18,6 @@ from tomodrgn.io.output_dir import check_writable, folder_listing
 from tomodrgn.training.run_folder import RunFolder
 
 
-def run_files(outdir: str | Path) -> list[Path]:
-    """The entries of ``outdir`` that a training run writes (:data:`~tomodrgn.training.run_folder.RUN_FILE`)."""
-    return RunFolder(outdir).run_files()
-
-
 def check_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = False) -> None:
     """Refuse (:class:`InputError`) an output folder that cannot take this run, before anything is written.
 
@@ -56,7 +51,7 @@ def prepare_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = 
     check_run_dir(outdir, resume, overwrite)
     removed = []
     if overwrite:
-        for p in run_files(outdir):
+        for p in RunFolder(outdir).run_files():
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
             else:
