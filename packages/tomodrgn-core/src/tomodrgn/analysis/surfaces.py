@@ -39,10 +39,6 @@ class Mesh:
     def n_vertices(self) -> int:
         return int(len(self.vertices))
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.vertices.nbytes + self.faces.nbytes)
-
 
 @dataclass
 class ClusterSurface:
@@ -154,7 +150,7 @@ def populated_surfaces(
     for label in sorted(parts):
         items = parts[label]
         offsets = np.cumsum([0] + [len(v) for _, v, _ in items])
-        vertices = np.concatenate([v for _, v, _ in items]) if items else np.empty((0, 3), np.float32)
+        vertices = np.concatenate([v for _, v, _ in items])
         faces = np.concatenate([f + o for (_, _, f), o in zip(items, offsets[:-1])]).astype(np.int32)
         owner = np.repeat(np.arange(len(items), dtype=np.int32), np.diff(offsets))
         first = items[0][0]
