@@ -70,11 +70,21 @@ def field_path(field: Any, what: str) -> Path:
     return Path(text).expanduser()
 
 
-def run_in_thread(widget: Any, fn: Callable, *args: Any, done: Callable[[Any], None], what: str, **kwargs: Any):
+def run_in_thread(
+    widget: Any,
+    fn: Callable,
+    *args: Any,
+    done: Callable[[Any], None],
+    what: str,
+    progress: ProgressBar | None = None,
+    **kwargs: Any,
+):
     """Run ``fn(*args, **kwargs)`` in a thread worker; ``done(result)`` runs in the main thread. Returns the worker.
 
     While it runs: ``widget.busy`` (a :func:`busy_bar`) is shown and ``widget.status`` says ``what``; the ids of the
     threads the calls ran in are appended to ``widget.worker_threads`` (tests check the work ran off the main thread).
+    With ``progress`` (a determinate bar), ``fn`` is also given ``progress=callback(done, total)``, callable from the
+    worker: the bar is updated in the main thread (a queued Qt signal) and shown while the call runs.
     """
     from napari.qt.threading import create_worker
 
@@ -89,6 +99,8 @@ def run_in_thread(widget: Any, fn: Callable, *args: Any, done: Callable[[Any], N
         with warnings_to(lines.append):
             return fn(*args, **kwargs)
 
+    if progress is not None:
+        kwargs["progress"] = _progress_relay(widget, progress)
     worker = create_worker(call, _start_thread=False, _ignore_errors=True)  # errors → report_error
     widget.workers.append(worker)
     worker.returned.connect(done)
@@ -99,6 +111,26 @@ def run_in_thread(widget: Any, fn: Callable, *args: Any, done: Callable[[Any], N
     widget.status.value = what
     worker.start()
     return worker
+
+
+def _progress_relay(widget: Any, bar: ProgressBar) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback for a worker thread that moves ``bar`` in the main thread."""
+    from qtpy.QtCore import QObject, Signal
+
+    class Relay(QObject):
+        moved = Signal(int, int)
+
+    relay = Relay()  # created in the main thread: emits from the worker are queued to it
+    widget._progress_relays = [*getattr(widget, "_progress_relays", [])[-3:], relay]  # keep it alive
+
+    def move(done: int, total: int) -> None:
+        bar.max = max(int(total), 1)
+        bar.value = min(int(done), bar.max)
+
+    relay.moved.connect(move)
+    bar.value = 0
+    bar.visible = True
+    return lambda done, total: relay.moved.emit(int(done), int(total))
 
 
 def show_warnings(widget: Any, lines: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,18 @@ class LoadedRun:
 
     def volumes(self, particles: np.ndarray) -> list[np.ndarray]:
         return [self.volume(int(p)) for p in particles]
+
+    def iter_volumes(self, particles: np.ndarray) -> Iterator[np.ndarray]:
+        """Volumes of ``particles`` decoded one at a time (not cached: for streaming many; homogeneous: the one)."""
+        if self.z is None:
+            vol = self.volume(0)
+            for _ in particles:
+                yield vol
+            return
+        for p in particles:
+            with self._lock:
+                vol = self.model.decode(self.z[int(p) : int(p) + 1])[0]
+            yield vol
 
 
 def load_run(run_dir: str | Path, epoch: int | None = None, star: str | Path | None = None) -> LoadedRun:

@@ -4,8 +4,9 @@ Geometry comes from :func:`tomodrgn.api.particle_overlay` (positions in tomogram
 direction); the layers get the tomogram layer's scale so they line up with it. Cluster labels are the k-means labels
 of the run's z when a run folder is given, else ``_rlnClassNumber``, else none; *clusters shown* hides or shows
 clusters. Selecting one point decodes that particle's volume and shows it beside the particle (view moved there);
-*Place volumes* pastes every particle's volume into a tomogram-sized layer at its pose
-(:func:`tomodrgn.api.place_volumes`). Loading the run, decoding and placing run in thread workers.
+*Populate (3-D)* draws every shown particle's own volume as an iso-surface at its pose, one Surface layer per cluster
+in the cluster's colour (:func:`tomodrgn.api.populated_surfaces`: meshes, never a tomogram-sized array). Loading the
+run, decoding and meshing run in thread workers.
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, Select, SpinBox
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    Select,
+    SpinBox,
+)
 
 from napari_tomodrgn._async import compact, field_path, init_async, report_error, run_in_thread
 from napari_tomodrgn._reader import overlay_layers
@@ -25,7 +36,8 @@ if TYPE_CHECKING:
     import napari
 
 VOLUME_LAYER = "tomoDRGN particle volume"
-PLACED_LAYER = "tomoDRGN placed volumes"
+POPULATED_LAYER = "tomoDRGN populated"
+POPULATED = "tomodrgn_populated"  # metadata key of the populated-tomogram Surface layers
 
 
 def _labels_and_run(series: Any, run_dir: Path | None, k: int, run: LoadedRun | None):
@@ -58,7 +70,8 @@ class OverlayWidget(Container):
         self.show_btn = PushButton(text="Show particles")
         self.clusters = Select(label="clusters shown", choices=[], allow_multiple=True)
         self.clusters.native.setFixedHeight(90)
-        self.place_btn = PushButton(text="Place volumes")
+        self.populate_btn = PushButton(text="Populate (3-D)")
+        self.populate_progress = ProgressBar(label="populating", min=0, max=1, value=0, visible=False)
         self.status = Label(label="status", value="")
         self.extend(
             [
@@ -70,7 +83,8 @@ class OverlayWidget(Container):
                 self.k,
                 self.show_btn,
                 self.clusters,
-                self.place_btn,
+                self.populate_btn,
+                self.populate_progress,
                 self.busy,
                 self.status,
             ]
@@ -84,7 +98,7 @@ class OverlayWidget(Container):
         self._requested: int | None = None
         self.star.changed.connect(self._star_changed)
         self.show_btn.changed.connect(lambda: self.show_particles())
-        self.place_btn.changed.connect(lambda: self.place_volumes())
+        self.populate_btn.changed.connect(lambda: self.populate())
         self.clusters.changed.connect(lambda: self.show_clusters(self.clusters.value))
         self.viewer.layers.events.inserted.connect(lambda e: self.tomogram_layer.reset_choices())
         self.viewer.layers.events.removed.connect(lambda e: self.tomogram_layer.reset_choices())
@@ -209,27 +223,62 @@ class OverlayWidget(Container):
 
         return run_in_thread(self, run.volume, particle, done=done, what=f"decoding particle {particle} ({name})…")
 
-    def place_volumes(self):
-        """Paste each shown particle's decoded volume into a tomogram-sized layer at its pose (worker)."""
-        from tomodrgn.api import place_volumes
+    def populate(self):
+        """Each shown particle's own decoded volume as an iso-surface at its pose: one Surface layer per cluster
+        (worker; progress in the bar). The viewer goes to 3-D. Returns the worker, or None if there is nothing to do."""
+        from tomodrgn.api import populated_surfaces
 
         if self.overlay is None or self.run is None:
             report_error(self, "show particles with a run folder first")
             return None
         tomo_layer = self.viewer.layers[self.tomogram_layer.value]
-        ov, run, shape = self.overlay, self.run, tuple(tomo_layer.data.shape)
+        ov, run = self.overlay, self.run
+        keep = np.ones(len(ov.positions), bool) if self.points_layer is None else np.asarray(self.points_layer.shown)
+        if not keep.any():
+            report_error(self, "no particles shown: choose clusters first")
+            return None
+        idx = ov.particle_indices[keep]
+        labels = None if ov.labels is None else ov.labels[keep]
+        step = max(1, run.model.box_size // 32)  # marching-cubes step: ~32³ cells per particle, whatever the box
 
-        def work() -> np.ndarray:
-            vols = run.volumes(ov.particle_indices)
-            return place_volumes(vols, ov.positions, ov.rotations, shape, run.pixel_size, ov.pixel_size)
+        def work(progress):
+            return populated_surfaces(
+                run.iter_volumes(idx), ov.positions[keep], ov.rotations[keep], run.pixel_size, ov.pixel_size,
+                labels=labels, colors=ov.colors[keep], particle_indices=idx, step=step, progress=progress,
+            )  # fmt: skip
 
-        def done(placed: np.ndarray) -> None:
-            kw = {"scale": tuple(tomo_layer.scale), "translate": tuple(tomo_layer.translate)}
-            if PLACED_LAYER in self.viewer.layers:
-                self.viewer.layers[PLACED_LAYER].data = placed
-            else:
-                self.viewer.add_image(placed, name=PLACED_LAYER, colormap="magma", blending="additive",
-                                      metadata={"tomodrgn_decoded": True}, **kw)  # fmt: skip
-            self.status.value = f"placed {len(ov.particle_indices)} volumes"
+        def done(surfaces) -> None:
+            self.show_surfaces(surfaces, tomo_layer)
+            n_tri = sum(len(s.mesh.faces) for s in surfaces)
+            self.status.value = (
+                f"{len(idx)} particles as surfaces in {len(surfaces)} cluster layer(s), {n_tri} triangles"
+            )
 
-        return run_in_thread(self, work, done=done, what=f"placing {len(ov.particle_indices)} volumes…")
+        return run_in_thread(
+            self, work, done=done, what=f"decoding and meshing {len(idx)} particles…", progress=self.populate_progress
+        )
+
+    def show_surfaces(self, surfaces: list, tomo_layer: Any) -> list:
+        """Replace the populated-tomogram layers with one Surface layer per cluster (tomogram scale and translate)."""
+        for layer in [layer for layer in self.viewer.layers if layer.metadata.get(POPULATED)]:
+            self.viewer.layers.remove(layer)
+        kw = {"scale": tuple(tomo_layer.scale), "translate": tuple(tomo_layer.translate)}
+        layers = []
+        for surf in surfaces:
+            if not surf.mesh.n_vertices:
+                continue
+            name = f"{POPULATED_LAYER} · cluster {surf.label}" if surf.label is not None else POPULATED_LAYER
+            colors = np.broadcast_to(np.asarray(surf.color, np.float32), (surf.mesh.n_vertices, 4))
+            meta = {POPULATED: True, "cluster": surf.label, "particle_indices": surf.particle_indices}
+            layers.append(
+                self.viewer.add_surface(
+                    (surf.mesh.vertices, surf.mesh.faces),
+                    name=name,
+                    vertex_colors=np.ascontiguousarray(colors),
+                    shading="smooth",
+                    metadata=meta,
+                    **kw,
+                )  # fmt: skip
+            )
+        self.viewer.dims.ndisplay = 3
+        return layers
