@@ -1,4 +1,5 @@
-"""The plugin in 3-D (real napari viewer under Xvfb): the populated tomogram as Surface layers per cluster."""
+"""The plugin in 3-D (real napari viewer under Xvfb): decoded volumes as iso-surfaces with a live level, and the
+populated tomogram as Surface layers per cluster."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from conftest import tiny_config, write_mrc
 from scipy.spatial.transform import Rotation
 from test_surfaces import MARKERS, PS, phantom
 
+from napari_tomodrgn._widget_latent import PATH_LAYER, LatentWidget
+from napari_tomodrgn._widget_latent import VOLUME_LAYER as LATENT_VOLUME
 from napari_tomodrgn._widget_overlay import POPULATED, OverlayWidget
+from tomodrgn.analysis.latent import pc_traversal as latent_pc_traversal
 from tomodrgn.analysis.overlay import particle_overlay
 from tomodrgn.analysis.surfaces import populated_surfaces
 from tomodrgn.io.particles import read_particles
@@ -171,3 +175,60 @@ def test_populate_1000_particles_in_a_bin8_tomogram_within_memory(make_napari_vi
     assert grown < 300 * 2**20, grown / 2**20
     assert proc.memory_info().rss < 4 * 2**30
     assert viewer.dims.ndisplay == 3
+
+
+def _lit_pixels(viewer) -> int:
+    """Pixels of the rendered canvas brighter than the background."""
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    return int((shot[..., :3].max(-1) > 40).sum())
+
+
+def test_latent_volumes_are_iso_surfaces_with_a_live_level(make_napari_viewer, qtbot, trained_run):
+    from tomodrgn.api import DEFAULT_SIGMA, surface_threshold
+
+    viewer = make_napari_viewer(show=True)  # a shown window: its canvas renders for the screenshots
+    w = LatentWidget(viewer)
+    w.load(trained_run)
+    wait_idle(qtbot, w)
+    w.view.value = "surface (3-D)"
+    assert viewer.dims.ndisplay == 3
+    w.show_particle(3)
+    w.decode_path("PC1", 4)
+    wait_idle(qtbot, w)
+    vol, row = viewer.layers[LATENT_VOLUME], viewer.layers[PATH_LAYER]
+    for layer in (vol, row):
+        assert layer.rendering == "iso"
+    # default level: mean + 2σ of the decoded volume; for the path row, of its 4 volumes (not of the gaps)
+    assert w.iso_sigma.value == DEFAULT_SIGMA
+    assert vol.iso_threshold == pytest.approx(surface_threshold(w.run.volume(3), sigma=DEFAULT_SIGMA))
+    path_vols = w.run.decode(latent_pc_traversal(w.run.z, 1, 4)[0].astype(np.float32))
+    assert row.iso_threshold == pytest.approx(surface_threshold(path_vols, sigma=DEFAULT_SIGMA), rel=1e-4)
+    # the camera frames the last decoded volume (the path row)
+    np.testing.assert_allclose(viewer.camera.center, np.mean(row.extent.world, axis=0), atol=w.run.pixel_size)
+    # the slider changes every decoded layer's level live, and the rendered surface with it
+    viewer.layers.selection.active = vol
+    lit = {}
+    for k in (1.0, 4.0):
+        w.iso_sigma.value = k
+        assert vol.iso_threshold == pytest.approx(surface_threshold(w.run.volume(3), sigma=k))
+        assert row.iso_threshold == pytest.approx(surface_threshold(path_vols, sigma=k), rel=1e-4)
+        qtbot.wait(50)
+        lit[k] = _lit_pixels(viewer)
+    assert lit[1.0] > lit[4.0] > 0, lit
+    # a mass: the level enclosing it in each volume; moving the slider goes back to σ
+    w.mass.value = round(400 * w.run.pixel_size**3 * 1.23e-3)  # about 400 voxels of protein
+    n_vox = w.mass.value * 1e3 * 1.23 / w.run.pixel_size**3
+    level = surface_threshold(w.run.volume(3), w.run.pixel_size, mass_kda=w.mass.value)
+    assert vol.iso_threshold == pytest.approx(level)
+    assert abs(int((w.run.volume(3) > vol.iso_threshold).sum()) - n_vox) <= 2
+    w.iso_sigma.value = 3.0
+    assert w.mass.value == 0 and vol.iso_threshold == pytest.approx(surface_threshold(w.run.volume(3), sigma=3.0))
+    # a newly decoded volume takes the current level
+    w.show_particle(7)
+    wait_idle(qtbot, w)
+    assert vol.iso_threshold == pytest.approx(surface_threshold(w.run.volume(7), sigma=3.0))
+    # the toggle to a slice view, and back (also following napari's own 2-D/3-D button)
+    w.view.value = "slice (2-D)"
+    assert viewer.dims.ndisplay == 2
+    viewer.dims.ndisplay = 3
+    assert w.view.value == "surface (3-D)"

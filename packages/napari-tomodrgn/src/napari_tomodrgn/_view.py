@@ -4,6 +4,10 @@ World coordinates are Å (layers carry their voxel size as scale). A decoded vol
 ``metadata["tomodrgn_decoded"] = True`` (the overlay's tomogram list leaves such layers out), centred with
 :func:`tomodrgn.api.volume_translate` on a point chosen by the widget (beside the picked particle, or beside
 everything else in the scene); the view then moves to it: the z slider goes to its centre and the camera centres it.
+
+In 3-D a decoded volume is drawn as an iso-surface (napari ``iso`` rendering); in 2-D as a slice. Its level comes
+from the viewer's iso setting (:func:`set_iso`: mean + σ·std of the decoded volume, or the level enclosing a mass,
+with :func:`tomodrgn.api.surface_threshold`), applied to every decoded layer and kept when a layer is updated.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 import numpy as np
 
 DECODED = "tomodrgn_decoded"
+LEVEL_VOLUMES = "tomodrgn_level_volumes"  # metadata: the volume(s) a decoded layer's iso level is computed from
 AXIS_LABELS = ("z", "y", "x")
 
 
@@ -45,15 +50,20 @@ def show_volume(
     center: np.ndarray,
     metadata: dict | None = None,
     context: float = 3.0,
+    level_volumes: np.ndarray | None = None,
 ) -> Any:
     """Add or update Image layer ``name`` holding ``vol`` (voxel ``pixel_size`` Å) centred on ``center`` (Å, z y x)
-    and move the view to it (``context`` × its width in view: room for the particle beside it). Returns the layer."""
+    and move the view to it (``context`` × its width in view: room for the particle beside it). Returns the layer.
+
+    The layer renders as an iso-surface in 3-D at the viewer's iso setting, computed from ``level_volumes`` (default
+    ``vol``; a row of path volumes passes the volumes themselves, without the gaps between them).
+    """
     from tomodrgn.api import volume_translate
 
     scale = (float(pixel_size),) * 3
     translate = tuple(volume_translate(center, vol.shape, pixel_size))
     limits = (float(vol.min()), float(vol.max()) + 1e-12)
-    meta = {DECODED: True, **(metadata or {})}
+    meta = {DECODED: True, LEVEL_VOLUMES: vol if level_volumes is None else level_volumes, **(metadata or {})}
     if name in viewer.layers:
         layer = viewer.layers[name]
         layer.data, layer.scale, layer.translate = vol, scale, translate
@@ -63,9 +73,40 @@ def show_volume(
         layer = viewer.add_image(
             vol, name=name, scale=scale, translate=translate, colormap="magma", blending="additive",
             contrast_limits=limits, metadata=meta, units=("angstrom",) * 3, axis_labels=AXIS_LABELS,
+            rendering="iso",
         )  # fmt: skip
+    layer.iso_threshold = iso_level(layer, **iso_setting(viewer))
     focus(viewer, np.asarray(center, dtype=float), extent=float(max(vol.shape[-2:]) * pixel_size) * context)
     return layer
+
+
+def iso_setting(viewer: Any) -> dict:
+    """The viewer's iso setting for decoded volumes: ``{"sigma": k}`` (mean + k·std) or ``{"mass_kda": m}``."""
+    from tomodrgn.api import DEFAULT_SIGMA
+
+    return dict(getattr(viewer, "_tomodrgn_iso", {"sigma": DEFAULT_SIGMA}))
+
+
+def iso_level(layer: Any, sigma: float | None = None, mass_kda: float | None = None) -> float:
+    """Iso-surface level (data units) of decoded ``layer``: mean + ``sigma``·std of its volume(s), or, with
+    ``mass_kda``, the level enclosing that mass of protein in each volume."""
+    from tomodrgn.api import DEFAULT_SIGMA, surface_threshold
+
+    vols = np.asarray(layer.metadata.get(LEVEL_VOLUMES, layer.data))
+    n_volumes = vols.shape[0] if vols.ndim == 4 else 1
+    pixel_size = float(layer.scale[-1])
+    if mass_kda:
+        return surface_threshold(vols, pixel_size, mass_kda=mass_kda * n_volumes)
+    return surface_threshold(vols, sigma=DEFAULT_SIGMA if sigma is None else sigma)
+
+
+def set_iso(viewer: Any, sigma: float | None = None, mass_kda: float | None = None) -> None:
+    """Set the viewer's iso setting (σ above the mean, or a mass in kDa when ``mass_kda`` > 0) and apply it to every
+    decoded layer; layers decoded later use it too."""
+    viewer._tomodrgn_iso = {"mass_kda": float(mass_kda)} if mass_kda else {"sigma": float(sigma)}
+    for layer in viewer.layers:
+        if is_decoded(layer):
+            layer.iso_threshold = iso_level(layer, **viewer._tomodrgn_iso)
 
 
 def focus(viewer: Any, center: np.ndarray, extent: float) -> None:

@@ -6,6 +6,8 @@ and shows the volume decoded at its z (LRU cache) beside that particle in the to
 with the view moved to it. In *lasso* / *rectangle* mode a drag selects particles; they are also selected in every
 Points layer of the same STAR (and a selection there is highlighted in the scatter). *Save selection* writes the
 selection as a filtered STAR. *Decode path* decodes volumes along PC1/PC2 or between the last two clicked particles.
+Decoded volumes are iso-surfaces in 3-D (*view*: surface/slice); the *iso level* slider (σ above the volume's mean)
+or a *mass* (kDa) sets their level, live (:func:`napari_tomodrgn._view.set_iso`).
 Loading, embedding and decoding run in thread workers (:mod:`napari_tomodrgn._async`).
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSlider, FloatSpinBox, Label, PushButton, SpinBox
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
 from matplotlib.figure import Figure
 from matplotlib.path import Path as MplPath
@@ -24,7 +26,7 @@ from matplotlib.widgets import LassoSelector, RectangleSelector
 
 from napari_tomodrgn._async import compact, field_path, init_async, report_error, run_in_thread
 from napari_tomodrgn._run import LoadedRun, load_run
-from napari_tomodrgn._view import beside_scene, setup_viewer, show_volume
+from napari_tomodrgn._view import beside_scene, iso_setting, set_iso, setup_viewer, show_volume
 
 if TYPE_CHECKING:
     import napari
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 VOLUME_LAYER = "tomoDRGN particle volume"
 PATH_LAYER = "tomoDRGN latent path volumes"
 PATHS = ("PC1", "PC2", "between 2 picked")
+VIEWS = {"surface (3-D)": 3, "slice (2-D)": 2}
 
 
 def embed_latent(z: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
@@ -54,6 +57,10 @@ def _load_and_embed(run_dir: Path, epoch: int | None, method: str, k: int) -> tu
     return run, embed_latent(run.z, method), kmeans(run.z, min(k, len(run.z)))[0]
 
 
+def _view_name(ndisplay: int) -> str:
+    return next(name for name, nd in VIEWS.items() if nd == ndisplay)
+
+
 class LatentWidget(Container):
     """Dock widget: scatter of the latent space of a trained run, with click-to-decode and selections."""
 
@@ -62,7 +69,7 @@ class LatentWidget(Container):
         self.viewer = napari_viewer
         setup_viewer(napari_viewer)
         init_async(self)
-        from tomodrgn.api import COLOR_QUANTITIES
+        from tomodrgn.api import COLOR_QUANTITIES, DEFAULT_SIGMA
 
         self.run_dir = FileEdit(label="run folder", mode="d")
         self.epoch = SpinBox(label="epoch (-1: latest)", min=-1, max=100000, value=-1)
@@ -77,6 +84,10 @@ class LatentWidget(Container):
         self.out_star = FileEdit(label="selection STAR", mode="w", filter="*.star")
         self.save_btn = PushButton(text="Save selection")
         self.status = Label(label="status", value="load a run folder")
+        self.view = ComboBox(label="view", choices=list(VIEWS), value=_view_name(napari_viewer.dims.ndisplay))
+        sigma = iso_setting(napari_viewer).get("sigma", DEFAULT_SIGMA)
+        self.iso_sigma = FloatSlider(label="iso level (σ)", min=0.0, max=6.0, step=0.1, value=sigma)
+        self.mass = FloatSpinBox(label="mass (kDa, 0: use σ)", min=0.0, max=1e6, step=10.0, value=0.0)
         self.extend([self.run_dir, self.epoch, self.method, self.k, self.load_btn, self.busy, self.status])
         self.extend([self.color_by, self.tool])
         self.figure = Figure(figsize=(4, 3.2), tight_layout=True)
@@ -86,7 +97,8 @@ class LatentWidget(Container):
         self.ax = self.figure.add_subplot(111)
         self.native.layout().addWidget(self.toolbar)
         self.native.layout().addWidget(self.canvas)
-        self.extend([self.path, self.n_path, self.path_btn, self.out_star, self.save_btn])
+        self.extend([self.path, self.n_path, self.path_btn, self.view, self.iso_sigma, self.mass])
+        self.extend([self.out_star, self.save_btn])
         compact(self)
         self.run: LoadedRun | None = None
         self.coords: np.ndarray | None = None
@@ -107,6 +119,10 @@ class LatentWidget(Container):
         self.path_btn.changed.connect(lambda: self.decode_path())
         self.save_btn.changed.connect(lambda: self.save_selection())
         self.viewer.layers.events.inserted.connect(lambda e: self._link_layers())
+        self.view.changed.connect(lambda v: setattr(self.viewer.dims, "ndisplay", VIEWS[v]))
+        self.viewer.dims.events.ndisplay.connect(lambda e: setattr(self.view, "value", _view_name(e.value)))
+        self.iso_sigma.changed.connect(self._on_sigma)
+        self.mass.changed.connect(lambda v: self.set_iso_level(mass_kda=v))
 
     # ------------------------------------------------------------------------------------------------ loading
     def load(self, run_dir: str | Path | None = None, epoch: int | None = None, method: str | None = None,
@@ -320,6 +336,26 @@ class LatentWidget(Container):
         finally:
             self._linking = False
 
+    # ------------------------------------------------------------------------------------------------ 3-D view
+    def set_iso_level(self, sigma: float | None = None, mass_kda: float | None = None) -> None:
+        """Iso level of every decoded volume: ``mass_kda`` > 0 encloses that mass, else mean + ``sigma``·std."""
+        from tomodrgn.api import InputError
+
+        mass_kda = float(self.mass.value if mass_kda is None else mass_kda)
+        sigma = float(self.iso_sigma.value if sigma is None else sigma)
+        try:
+            set_iso(self.viewer, sigma=sigma, mass_kda=mass_kda)
+        except InputError as e:
+            report_error(self, e, "iso level")
+            return
+        self.status.value = f"iso level: {mass_kda:g} kDa enclosed" if mass_kda else f"iso level: mean + {sigma:g} σ"
+
+    def _on_sigma(self, sigma: float) -> None:
+        if self.mass.value:  # moving the σ slider leaves mass mode (its change applies the σ level)
+            self.mass.value = 0.0
+        else:
+            self.set_iso_level(sigma=sigma)
+
     # ------------------------------------------------------------------------------------------------ paths
     def decode_path(self, path: str | None = None, n: int | None = None):
         """Decode ``n`` volumes along PC1/PC2 or between the last two clicked particles; shown as a row."""
@@ -346,7 +382,8 @@ class LatentWidget(Container):
                 row[:, :, k * (d + gap) : k * (d + gap) + d] = v
             extent = row.shape[-1] * run.pixel_size
             center = beside_scene(self.viewer, extent, exclude=PATH_LAYER)
-            show_volume(self.viewer, PATH_LAYER, row, run.pixel_size, center, {"path": path, "n": n}, context=1.2)
+            meta = {"path": path, "n": n}
+            show_volume(self.viewer, PATH_LAYER, row, run.pixel_size, center, meta, context=1.2, level_volumes=vols)
             self.status.value = f"{n} volumes along {path} (left to right)"
 
         return run_in_thread(self, run.decode, z.astype(np.float32), done=done, what=f"decoding {n} volumes…")

@@ -103,6 +103,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     "particles in tomograms": {
         "COLOR_QUANTITIES": ("tomodrgn.analysis.overlay", "COLOR_QUANTITIES"),
         "ClusterSurface": ("tomodrgn.analysis.surfaces", "ClusterSurface"),
+        "DEFAULT_SIGMA": ("tomodrgn.analysis.surfaces", "DEFAULT_SIGMA"),
         "Mesh": ("tomodrgn.analysis.surfaces", "Mesh"),
         "ParticleOverlay": ("tomodrgn.analysis.overlay", "ParticleOverlay"),
         "cluster_colors": ("tomodrgn.analysis.overlay", "cluster_colors"),
