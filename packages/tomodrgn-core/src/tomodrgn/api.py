@@ -12,7 +12,7 @@ Groups (``help(tomodrgn.api)`` lists them, :data:`GROUPS` holds them):
 - reconstruction and checks: back-projection, FSC / CC, the hand and contrast check against a reference;
 - training: the configuration, the run, its folder and events;
 - trained models: loading, decoding volumes, embedding particles;
-- analysis: the standard analysis, volume space, traversals, convergence, ChimeraX placement;
+- analysis: the standard analysis, volume space, traversals, convergence, ChimeraX placement, movies;
 - particles in tomograms: the overlay of poses on tomograms (used by the plugin);
 - front ends: error and warning reporting and output checks shared by the CLI and the plugin.
 """
@@ -85,6 +85,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     "analysis": {
         "AnalysisResult": ("tomodrgn.analysis.pipeline", "AnalysisResult"),
         "ConvergenceResult": ("tomodrgn.analysis.convergence", "ConvergenceResult"),
+        "Movie": ("tomodrgn.export.movie", "Movie"),
         "Traversal": ("tomodrgn.analysis.traversal", "Traversal"),
         "VolumeSpaceResult": ("tomodrgn.analysis.volume_space", "VolumeSpaceResult"),
         "analyze": ("tomodrgn.analysis.pipeline", "analyze_run"),
@@ -97,8 +98,12 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "path_between": ("tomodrgn.analysis.latent", "path_between"),
         "pc_traversal": ("tomodrgn.analysis.run_commands", "pc_traversal_for_run"),
         "pca": ("tomodrgn.analysis.latent", "pca"),
+        "render_surface": ("tomodrgn.export.render", "render_surface"),
         "subtomo2chimerax": ("tomodrgn.analysis.run_commands", "subtomo2chimerax"),
         "umap_embed": ("tomodrgn.analysis.latent", "umap_embed"),
+        "view_rotation": ("tomodrgn.export.render", "view_rotation"),
+        "volume_movie": ("tomodrgn.export.movie", "volume_movie"),
+        "write_movie": ("tomodrgn.export.movie", "write_movie"),
     },
     "particles in tomograms": {
         "COLOR_QUANTITIES": ("tomodrgn.analysis.overlay", "COLOR_QUANTITIES"),
