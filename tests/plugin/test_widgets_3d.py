@@ -15,6 +15,7 @@ from conftest import tiny_config, write_mrc
 from scipy.spatial.transform import Rotation
 from test_surfaces import MARKERS, PS, phantom
 
+from napari_tomodrgn._view import set_iso, show_volume
 from napari_tomodrgn._widget_latent import PATH_LAYER, LatentWidget
 from napari_tomodrgn._widget_latent import VOLUME_LAYER as LATENT_VOLUME
 from napari_tomodrgn._widget_overlay import POPULATED, OverlayWidget
@@ -232,3 +233,7 @@ def test_latent_volumes_are_iso_surfaces_with_a_live_level(make_napari_viewer, q
     assert viewer.dims.ndisplay == 2
     viewer.dims.ndisplay = 3
     assert w.view.value == "surface (3-D)"
+    # a constant volume (an untrained decoder's) has no surface: shown without error, the others still follow
+    show_volume(viewer, "flat", np.zeros((8, 8, 8), np.float32), 2.0, np.zeros(3))
+    set_iso(viewer, sigma=2.0)
+    assert vol.iso_threshold == pytest.approx(surface_threshold(w.run.volume(7), sigma=2.0))
