@@ -75,12 +75,7 @@ def show_volume(
             contrast_limits=limits, metadata=meta, units=("angstrom",) * 3, axis_labels=AXIS_LABELS,
             rendering="iso",
         )  # fmt: skip
-    from tomodrgn.api import InputError
-
-    try:
-        layer.iso_threshold = iso_level(layer, **iso_setting(viewer))
-    except InputError:  # a constant volume (e.g. an untrained decoder) has no surface: keep the level
-        pass
+    _apply_iso(layer, iso_setting(viewer))
     focus(viewer, np.asarray(center, dtype=float), extent=float(max(vol.shape[-2:]) * pixel_size) * context)
     return layer
 
@@ -110,8 +105,17 @@ def set_iso(viewer: Any, sigma: float | None = None, mass_kda: float | None = No
     decoded layer; layers decoded later use it too."""
     viewer._tomodrgn_iso = {"mass_kda": float(mass_kda)} if mass_kda else {"sigma": float(sigma)}
     for layer in viewer.layers:
-        if is_decoded(layer) and float(np.ptp(layer.data)) > 0:  # a constant volume has no surface
-            layer.iso_threshold = iso_level(layer, **viewer._tomodrgn_iso)
+        if is_decoded(layer):
+            _apply_iso(layer, viewer._tomodrgn_iso)
+
+
+def _apply_iso(layer: Any, setting: dict) -> None:
+    from tomodrgn.api import InputError
+
+    try:
+        layer.iso_threshold = iso_level(layer, **setting)
+    except InputError:  # a constant volume (e.g. an untrained decoder) has no surface: keep the level
+        pass
 
 
 def focus(viewer: Any, center: np.ndarray, extent: float) -> None:

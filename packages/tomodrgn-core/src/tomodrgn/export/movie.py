@@ -151,9 +151,9 @@ def volume_movie(
             raise InputError(f"{p}: shape {vol.shape}; the movie's volumes must be 3-D and alike ({paths[0]})")
         vols.append(vol)
         pixel_size = pixel_size or ps
-    stack = np.stack(vols)
+    vols = np.stack(vols)  # one copy of the volumes: the level is computed over all of them
     n_vol = len(vols)
-    level = surface_threshold(stack, pixel_size or None, mass_kda * n_vol if mass_kda else None, sigma)
+    level = surface_threshold(vols, pixel_size or None, mass_kda * n_vol if mass_kda else None, sigma)
     radius = max(surface_radius(v, level) for v in vols)
     if n_vol == 1:
         order = [0] * n_frames
