@@ -1,9 +1,13 @@
 """Where decoded volumes appear in the viewer, and the viewer's units (Å scale bar, z/y/x axes).
 
-World coordinates are Å (layers carry their voxel size as scale). A decoded volume is an Image layer marked
-``metadata["tomodrgn_decoded"] = True`` (the overlay's tomogram list leaves such layers out), centred with
-:func:`tomodrgn.api.volume_translate` on a point chosen by the widget (beside the picked particle, or beside
-everything else in the scene); the view then moves to it: the z slider goes to its centre and the camera centres it.
+World coordinates are Å (layers carry their voxel size as scale). The camera shows x right, y up and z towards the
+viewer (:data:`CAMERA_ORIENTATION`), as ChimeraX and IMOD do: napari's own default (y down, z towards the viewer) is
+a mirror image of a map stored as [z, y, x], so a chiral map would look like its enantiomer.
+
+A decoded volume is an Image layer marked ``metadata["tomodrgn_decoded"] = True`` (the overlay's tomogram list
+leaves such layers out), centred with :func:`tomodrgn.api.volume_translate` on a point chosen by the widget (beside
+the picked particle, or beside everything else in the scene); the view then moves to it: the z slider goes to its
+centre and the camera centres it.
 
 In 3-D a decoded volume is drawn as an iso-surface (napari ``iso`` rendering); in 2-D as a slice. Its level comes
 from the viewer's iso setting (:func:`set_iso`: mean + σ·std of the decoded volume, or the level enclosing a mass,
@@ -19,13 +23,18 @@ import numpy as np
 DECODED = "tomodrgn_decoded"
 LEVEL_VOLUMES = "tomodrgn_level_volumes"  # metadata: the volume(s) a decoded layer's iso level is computed from
 AXIS_LABELS = ("z", "y", "x")
+# napari camera orientation (depth, vertical, horizontal axis = z, y, x): a right-handed view of [z, y, x] arrays
+CAMERA_ORIENTATION = ("towards", "up", "right")
 
 
 def setup_viewer(viewer: Any) -> None:
-    """Scale bar in Å, visible; axes named z, y, x (re-applied when layers change the number of dimensions)."""
+    """Scale bar in Å, visible; axes named z, y, x (re-applied when layers change the number of dimensions); the
+    camera in :data:`CAMERA_ORIENTATION` (x right, y up, z towards the viewer: maps in their own hand, not mirrored),
+    set once per viewer (a user's later change is kept)."""
     viewer.scale_bar.visible = True
     if not getattr(viewer, "_tomodrgn_units", False):
         viewer._tomodrgn_units = True  # connect once per viewer
+        viewer.camera.orientation = CAMERA_ORIENTATION
         viewer.layers.events.inserted.connect(lambda e: _label_axes(viewer))
     _label_axes(viewer)
 
