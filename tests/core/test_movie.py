@@ -6,8 +6,9 @@ import pytest
 from _cli_inprocess import assert_user_error, run_cli
 from PIL import Image
 
-from tomodrgn.export.movie import volume_movie
+from tomodrgn.export.movie import render_movie, volume_movie, write_movie
 from tomodrgn.export.render import render_surface, view_rotation
+from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
 
 D = 32
@@ -104,6 +105,29 @@ def test_mp4_frame_count(traversal, tmp_path):
     movie = volume_movie([traversal], tmp_path / "pc1.mp4", size=50, fps=5)
     n, secs = imageio_ffmpeg.count_frames_and_secs(str(movie.path))
     assert movie.n_frames == n == 5 and secs == pytest.approx(1.0, abs=0.05)
+
+
+def test_mp4_pads_odd_frame_sizes_without_resampling(tmp_path):
+    """Screenshots of any canvas size become MP4 frames padded at the right and bottom to multiples of 16."""
+    imageio = pytest.importorskip("imageio.v2")
+    pytest.importorskip("imageio_ffmpeg")
+    frames = np.zeros((3, 37, 50, 3), np.uint8)
+    frames[:, 10:20, 5:15] = 255  # a white square, at the same pixels after padding
+    assert write_movie(frames, tmp_path / "odd.mp4", fps=5) == 3
+    back = np.stack(list(imageio.get_reader(tmp_path / "odd.mp4", format="FFMPEG").iter_data()))
+    assert back.shape == (3, 48, 64, 3)
+    assert back[:, 12:18, 7:13].min() > 200 and back[:, 25:37, 20:50].max() < 40
+
+
+def test_render_movie_of_arrays(traversal, tmp_path):
+    """The array API (the plugin's path movies): one frame per volume, the level over all of them."""
+    from tomodrgn.io.mrc import read_mrc
+
+    vols = np.stack([read_mrc(p)[0] for p in sorted(traversal.glob("vol_*.mrc"))])
+    movie = render_movie(vols, tmp_path / "path.gif", pixel_size=4.0, size=48, bounce=True)
+    assert movie.n_frames == len(gif_frames(movie.path)) == 2 * len(vols) - 2 and movie.volumes == []
+    with pytest.raises(InputError, match="3-D volumes"):
+        render_movie(vols[0, 0], tmp_path / "flat.gif")
 
 
 def test_interrupted_movie_leaves_no_file(traversal, tmp_path):

@@ -7,7 +7,8 @@ with the view moved to it. In *lasso* / *rectangle* mode a drag selects particle
 Points layer of the same STAR (and a selection there is highlighted in the scatter). *Save selection* writes the
 selection as a filtered STAR. *Decode path* decodes volumes along PC1/PC2 or between the last two clicked particles.
 Decoded volumes are iso-surfaces in 3-D (*view*: surface/slice); the *iso level* slider (σ above the volume's mean)
-or a *mass* (kDa) sets their level, live (:func:`napari_tomodrgn._view.set_iso`).
+or a *mass* (kDa) sets their level, live (:func:`napari_tomodrgn._view.set_iso`). *Save path movie* writes the last
+decoded path as a GIF/MP4 (:func:`tomodrgn.api.render_movie`, at the current iso setting, played forth and back).
 Loading, embedding and decoding run in thread workers (:mod:`napari_tomodrgn._async`).
 """
 
@@ -81,6 +82,8 @@ class LatentWidget(Container):
         self.path = ComboBox(label="volumes along", choices=list(PATHS), value="PC1")
         self.n_path = SpinBox(label="path volumes", min=2, max=20, value=5)
         self.path_btn = PushButton(text="Decode path")
+        self.movie_file = FileEdit(label="path movie (.gif/.mp4)", mode="w", filter="*.gif *.mp4")
+        self.movie_btn = PushButton(text="Save path movie")
         self.out_star = FileEdit(label="selection STAR", mode="w", filter="*.star")
         self.save_btn = PushButton(text="Save selection")
         self.status = Label(label="status", value="load a run folder")
@@ -98,6 +101,7 @@ class LatentWidget(Container):
         self.native.layout().addWidget(self.toolbar)
         self.native.layout().addWidget(self.canvas)
         self.extend([self.path, self.n_path, self.path_btn, self.view, self.iso_sigma, self.mass])
+        self.extend([self.movie_file, self.movie_btn])
         self.extend([self.out_star, self.save_btn])
         compact(self)
         self.run: LoadedRun | None = None
@@ -106,6 +110,7 @@ class LatentWidget(Container):
         self.selected: np.ndarray = np.empty(0, dtype=np.int64)
         self.current: int | None = None
         self.picked: list[int] = []
+        self.path_volumes: np.ndarray | None = None  # the last decoded path (n, D, D, D), for its movie
         self.embedding = "pca"
         self._selector: Any = None
         self._scatter = self._highlight = self._marker = self._cbar = None
@@ -118,6 +123,7 @@ class LatentWidget(Container):
         self.tool.changed.connect(self._set_tool)
         self.path_btn.changed.connect(lambda: self.decode_path())
         self.save_btn.changed.connect(lambda: self.save_selection())
+        self.movie_btn.changed.connect(lambda: self.save_path_movie())
         self.viewer.layers.events.inserted.connect(lambda e: self._link_layers())
         self.view.changed.connect(lambda v: setattr(self.viewer.dims, "ndisplay", VIEWS[v]))
         self.viewer.dims.events.ndisplay.connect(lambda e: setattr(self.view, "value", _view_name(e.value)))
@@ -168,7 +174,7 @@ class LatentWidget(Container):
         """Forget the loaded run and empty the scatter (a failed load must not leave the previous run's plot)."""
         self.run = self.coords = self.cluster_labels = None
         self.selected = np.empty(0, dtype=np.int64)
-        self.current, self.picked = None, []
+        self.current, self.picked, self.path_volumes = None, [], None
         self._remove_colorbar()
         self.ax.clear()
         self.ax.set_title("no run loaded", fontsize=9)
@@ -384,9 +390,32 @@ class LatentWidget(Container):
             center = beside_scene(self.viewer, extent, exclude=PATH_LAYER)
             meta = {"path": path, "n": n}
             show_volume(self.viewer, PATH_LAYER, row, run.pixel_size, center, meta, context=1.2, level_volumes=vols)
+            self.path_volumes = vols
             self.status.value = f"{n} volumes along {path} (left to right)"
 
         return run_in_thread(self, run.decode, z.astype(np.float32), done=done, what=f"decoding {n} volumes…")
+
+    def save_path_movie(self, out: str | Path | None = None):
+        """Write the last decoded path as a GIF/MP4 (core renderer, in a worker: one frame per volume, forth and back,
+        at the current iso setting); returns the worker, or None (the reason in the status line)."""
+        from tomodrgn.api import DEFAULT_SIGMA, InputError, render_movie
+
+        try:
+            if self.path_volumes is None:
+                raise InputError("decode a path first (Decode path)")
+            out = Path(out) if out is not None else field_path(self.movie_file, "a movie file (.gif or .mp4)")
+        except Exception as e:  # noqa: BLE001 - every failure becomes a message
+            report_error(self, e, "path movie")
+            return None
+        vols, pixel_size, iso = self.path_volumes, self.run.pixel_size, iso_setting(self.viewer)
+
+        def done(movie) -> None:
+            self.status.value = f"wrote {movie.path} ({movie.n_frames} frames)"
+
+        return run_in_thread(
+            self, render_movie, vols, out, pixel_size, sigma=iso.get("sigma", DEFAULT_SIGMA),
+            mass_kda=iso.get("mass_kda"), bounce=True, overwrite=True, done=done, what=f"rendering {out.name}…",
+        )  # fmt: skip
 
     def save_selection(self, out_star: str | Path | None = None) -> Path | None:
         """Write the selected particles as a filtered STAR (same flavour, every column kept)."""

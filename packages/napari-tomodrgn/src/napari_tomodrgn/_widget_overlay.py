@@ -5,8 +5,9 @@ direction); the layers get the tomogram layer's scale so they line up with it. C
 of the run's z when a run folder is given, else ``_rlnClassNumber``, else none; *clusters shown* hides or shows
 clusters. Selecting one point decodes that particle's volume and shows it beside the particle (view moved there);
 *Populate (3-D)* draws every shown particle's own volume as an iso-surface at its pose, one Surface layer per cluster
-in the cluster's colour (:func:`tomodrgn.api.populated_surfaces`: meshes, never a tomogram-sized array). Loading the
-run, decoding and meshing run in thread workers.
+in the cluster's colour (:func:`tomodrgn.api.populated_surfaces`: meshes, never a tomogram-sized array). *Record
+turn* writes a GIF/MP4 of a turn around the scene in 3-D (:func:`napari_tomodrgn._movie.record_turn`). Loading the
+run, decoding, meshing and writing movies run in thread workers.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from magicgui.widgets import (
 )
 
 from napari_tomodrgn._async import compact, field_path, init_async, report_error, run_in_thread
+from napari_tomodrgn._movie import TURN_FRAMES
+from napari_tomodrgn._movie import record_turn as _record_turn
 from napari_tomodrgn._reader import overlay_layers
 from napari_tomodrgn._run import LoadedRun, load_run
 from napari_tomodrgn._view import is_decoded, setup_viewer, show_volume
@@ -72,7 +75,12 @@ class OverlayWidget(Container):
         self.clusters.native.setFixedHeight(90)
         self.populate_btn = PushButton(text="Populate (3-D)")
         self.populate_progress = ProgressBar(label="populating", min=0, max=1, value=0, visible=False)
+        self.movie_file = FileEdit(label="movie (.gif/.mp4)", mode="w", filter="*.gif *.mp4")
+        self.movie_frames = SpinBox(label="turn frames", min=2, max=720, value=TURN_FRAMES)
+        self.movie_btn = PushButton(text="Record turn")
+        self.movie_progress = ProgressBar(label="recording", min=0, max=1, value=0, visible=False)
         self.status = Label(label="status", value="")
+        self.recording = False
         self.extend(
             [
                 self.tomogram_layer,
@@ -85,6 +93,10 @@ class OverlayWidget(Container):
                 self.clusters,
                 self.populate_btn,
                 self.populate_progress,
+                self.movie_file,
+                self.movie_frames,
+                self.movie_btn,
+                self.movie_progress,
                 self.busy,
                 self.status,
             ]
@@ -99,6 +111,7 @@ class OverlayWidget(Container):
         self.star.changed.connect(self._star_changed)
         self.show_btn.changed.connect(lambda: self.show_particles())
         self.populate_btn.changed.connect(lambda: self.populate())
+        self.movie_btn.changed.connect(lambda: self.record_turn())
         self.clusters.changed.connect(lambda: self.show_clusters(self.clusters.value))
         self.viewer.layers.events.inserted.connect(lambda e: self.tomogram_layer.reset_choices())
         self.viewer.layers.events.removed.connect(lambda e: self.tomogram_layer.reset_choices())
@@ -282,3 +295,17 @@ class OverlayWidget(Container):
             )
         self.viewer.dims.ndisplay = 3
         return layers
+
+    def record_turn(self, out: str | Path | None = None, n_frames: int | None = None):
+        """Write a turn around the scene in 3-D (the populated tomogram, the particles) to a GIF/MP4; returns the
+        frame timer, or None (the reason in the status line)."""
+        if self.recording:
+            report_error(self, "a movie is being recorded: wait for it to finish")
+            return None
+        try:
+            out = Path(out) if out is not None else field_path(self.movie_file, "a movie file (.gif or .mp4)")
+            n = int(n_frames or self.movie_frames.value)
+            return _record_turn(self, out, n, progress=self.movie_progress)
+        except Exception as e:  # noqa: BLE001 - every failure becomes a message
+            report_error(self, e, "record turn")
+            return None

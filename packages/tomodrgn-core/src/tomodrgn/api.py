@@ -98,6 +98,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "path_between": ("tomodrgn.analysis.latent", "path_between"),
         "pc_traversal": ("tomodrgn.analysis.run_commands", "pc_traversal_for_run"),
         "pca": ("tomodrgn.analysis.latent", "pca"),
+        "render_movie": ("tomodrgn.export.movie", "render_movie"),
         "render_surface": ("tomodrgn.export.render", "render_surface"),
         "subtomo2chimerax": ("tomodrgn.analysis.run_commands", "subtomo2chimerax"),
         "umap_embed": ("tomodrgn.analysis.latent", "umap_embed"),

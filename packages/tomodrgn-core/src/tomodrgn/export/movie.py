@@ -29,7 +29,7 @@ BAR_ROWS = 3  # height (pixels) of the position bar along the bottom edge
 @dataclass
 class Movie:
     """A written movie: ``path``, ``n_frames``, ``fps``, the iso ``level`` used (volume units) and the
-    ``volumes`` it shows (paths, in frame order before any bounce)."""
+    ``volumes`` it shows (paths, in frame order before any bounce; empty for a movie of arrays)."""
 
     path: Path
     n_frames: int
@@ -61,7 +61,8 @@ def movie_volumes(inputs: Sequence[str | Path]) -> list[Path]:
 def write_movie(frames: Iterable[np.ndarray], path: str | Path, fps: float = 10.0) -> int:
     """Write RGB frames (each (H, W, 3) uint8, all the same size) as ``path`` (.gif or .mp4); returns the frame count.
 
-    MP4 (H.264, yuv420p) needs frame sides divisible by 16 and the ``imageio-ffmpeg`` package.
+    MP4 (H.264, yuv420p) needs the ``imageio-ffmpeg`` package; its frames are padded (edge pixels repeated, at the
+    right and bottom) to sides divisible by 16, which the encoder needs.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -99,13 +100,18 @@ def _write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float) -> int:
     writer = imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=16)
     try:
         for frame in frames:
-            writer.append_data(np.asarray(frame, dtype=np.uint8))
+            writer.append_data(_pad_to_16(np.asarray(frame, dtype=np.uint8)))
             n += 1
     finally:
         writer.close()
     if n == 0:
         raise InputError(f"{path}: no frames to write")
     return n
+
+
+def _pad_to_16(frame: np.ndarray) -> np.ndarray:
+    pad = [(0, -n % 16) for n in frame.shape[:2]] + [(0, 0)] * (frame.ndim - 2)
+    return np.pad(frame, pad, mode="edge") if any(p[1] for p in pad) else frame
 
 
 def _with_bar(image: np.ndarray, k: int, n: int) -> np.ndarray:
@@ -130,19 +136,10 @@ def volume_movie(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Movie:
-    """Render and write a movie of the volumes in ``inputs`` (see :func:`movie_volumes`) to ``out`` (.gif / .mp4).
-
-    One volume: a turn of ``turn`` degrees (default 360) in ``n_frames`` frames. Several (a traversal): one frame
-    each, in order (``bounce``: then back again), the view turning by ``turn`` degrees over the series (default 0).
-    The iso level is mean + ``sigma``·std over all the volumes, or the level enclosing ``mass_kda`` of protein per
-    volume; ``elevation`` (degrees) tilts the view so the top is seen. ``size`` (pixels, square) is rounded up to a
-    multiple of 16. ``progress(done, total)`` is called after each frame.
-    """
+    """Render and write a movie of the volume files in ``inputs`` (see :func:`movie_volumes`) to ``out``
+    (.gif / .mp4): :func:`render_movie` of the volumes read, at the pixel size of their headers."""
     out = check_output_file(out, overwrite)
-    if out.suffix.lower() not in MOVIE_SUFFIXES:
-        raise InputError(f"-o {out}: a movie is written as .gif or .mp4")
-    if size < 16 or n_frames < 1 or fps <= 0:
-        raise InputError(f"movie size {size} px (>= 16), frames {n_frames} (>= 1) and fps {fps:g} (> 0) out of range")
+    _check_movie_args(out, size, n_frames, fps)
     paths = movie_volumes(inputs)
     vols, pixel_size = [], 0.0
     for p in paths:
@@ -151,9 +148,54 @@ def volume_movie(
             raise InputError(f"{p}: shape {vol.shape}; the movie's volumes must be 3-D and alike ({paths[0]})")
         vols.append(vol)
         pixel_size = pixel_size or ps
-    vols = np.stack(vols)  # one copy of the volumes: the level is computed over all of them
+    movie = render_movie(
+        np.stack(vols), out, pixel_size or None, n_frames=n_frames, turn=turn, elevation=elevation, fps=fps,
+        size=size, sigma=sigma, mass_kda=mass_kda, bounce=bounce, color=color, overwrite=True, progress=progress,
+    )  # fmt: skip
+    movie.volumes = paths
+    return movie
+
+
+def _check_movie_args(out: Path, size: int, n_frames: int, fps: float) -> None:
+    if out.suffix.lower() not in MOVIE_SUFFIXES:
+        raise InputError(f"-o {out}: a movie is written as .gif or .mp4")
+    if size < 16 or n_frames < 1 or fps <= 0:
+        raise InputError(f"movie size {size} px (>= 16), frames {n_frames} (>= 1) and fps {fps:g} (> 0) out of range")
+
+
+def render_movie(
+    volumes: np.ndarray,
+    out: str | Path,
+    pixel_size: float | None = None,
+    n_frames: int = TURN_FRAMES,
+    turn: float | None = None,
+    elevation: float = 20.0,
+    fps: float = 10.0,
+    size: int = 384,
+    sigma: float = DEFAULT_SIGMA,
+    mass_kda: float | None = None,
+    bounce: bool = False,
+    color: tuple[float, float, float] = DEFAULT_COLOR,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Movie:
+    """Render and write a movie of ``volumes`` ((D, D, D) or (n, D, D, D) [z, y, x], voxel ``pixel_size`` Å) to
+    ``out`` (.gif / .mp4), without a display.
+
+    One volume: a turn of ``turn`` degrees (default 360) in ``n_frames`` frames. Several (a traversal): one frame
+    each, in order (``bounce``: then back again), the view turning by ``turn`` degrees over the series (default 0).
+    The iso level is mean + ``sigma``·std over all the volumes, or the level enclosing ``mass_kda`` of protein per
+    volume (needs ``pixel_size``); ``elevation`` (degrees) tilts the view so the top is seen. ``size`` (pixels,
+    square) is rounded up to a multiple of 16. ``progress(done, total)`` is called after each frame.
+    """
+    out = check_output_file(out, overwrite)
+    _check_movie_args(out, size, n_frames, fps)
+    vols = np.asarray(volumes, dtype=np.float32)
+    vols = vols[None] if vols.ndim == 3 else vols
+    if vols.ndim != 4 or len(vols) == 0:
+        raise InputError(f"{out}: a movie needs 3-D volumes, got an array of shape {np.shape(volumes)}")
     n_vol = len(vols)
-    level = surface_threshold(vols, pixel_size or None, mass_kda * n_vol if mass_kda else None, sigma)
+    level = surface_threshold(vols, pixel_size, mass_kda * n_vol if mass_kda else None, sigma)
     radius = max(surface_radius(v, level) for v in vols)
     if n_vol == 1:
         order = [0] * n_frames
@@ -175,4 +217,4 @@ def volume_movie(
                 progress(k + 1, total)
 
     n = write_movie(frames(), out, fps)
-    return Movie(out, n, fps, level, paths)
+    return Movie(out, n, fps, level, [])
