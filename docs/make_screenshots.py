@@ -5,7 +5,9 @@ Run under a virtual X server from the repository root::
     QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1280x1024x24" python docs/make_screenshots.py [outdir]
 
 It opens the sample data (simulated tomogram + particles), trains a tiny VAE with the Train tab, browses its latent
-space, overlays the clusters on the tomogram and shows an input error; one PNG per state in ``docs/images/``.
+space (in 2-D, then its volumes as iso-surfaces in 3-D), overlays the clusters on the tomogram, populates it in 3-D
+with each particle's own volume, records movies and shows an input error; one PNG per state in ``docs/images/``
+(names with ``3d`` for the 3-D views) and the path movie as ``latent_path_3d.gif``.
 """
 
 from __future__ import annotations
@@ -95,13 +97,42 @@ def main() -> None:
     mid = (lo + hi) / 2
     latent.select_in_polygon([lo - 1, [mid[0], lo[1] - 1], [mid[0], hi[1] + 1], [lo[0] - 1, hi[1] + 1]])
     viewer.layers.selection.active = latent._linked_points()[0]
-    viewer.camera.center = (viewer.dims.point[0], *np.mean(np.asarray(tomo.extent.world)[:, 1:], axis=0))
-    viewer.camera.zoom = 0.8 * min(viewer.window._qt_viewer.canvas.size) / float(np.ptp(tomo.extent.world[:, 2]))
+    viewer.scene.camera.center = (viewer.dims.point[0], *np.mean(np.asarray(tomo.extent.world)[:, 1:], axis=0))
+    viewer.scene.camera.zoom = 0.8 * min(viewer.window._qt_viewer.canvas.size) / float(np.ptp(tomo.extent.world[:, 2]))
     shot(viewer, "latent_selection")
     latent.color_by.value = "PC1"
     latent.decode_path("PC1", 5)
     wait(lambda: not latent.workers)
     shot(viewer, "latent_pc_path")
+
+    # 3b. the same in 3-D: decoded volumes as iso-surfaces (view toggle, σ slider), the camera on them
+    latent.view.value = "surface (3-D)"
+    layer_docks(viewer, False)  # a wider canvas for the 3-D views
+    camera = viewer.scene.camera
+    tomo.visible = False  # in 3-D the tomogram is a projection over the view: the surfaces alone
+    viewer.layers["tomoDRGN latent path volumes"].visible = False
+    camera.set_view_direction((-0.8, 0.45, -0.4), (0.6, 0.8, 0.0))
+    latent.show_particle(i)
+    wait(lambda: not latent.workers)
+    vol = viewer.layers["tomoDRGN particle volume"]
+    camera.center = tuple(np.mean(np.asarray(vol.extent.world), axis=0))
+    camera.zoom = 0.6 * min(viewer.window._qt_viewer.canvas.size) / float(np.ptp(vol.extent.world[:, 2]))
+    shot(viewer, "latent_click_3d")
+    vol.visible = False
+    latent.decode_path("PC1", 5)
+    wait(lambda: not latent.workers)
+    row = viewer.layers["tomoDRGN latent path volumes"]
+    row.visible = True
+    camera.set_view_direction((-0.85, 0.5, -0.15), (0.5, 0.85, 0.0))
+    camera.center = tuple(np.mean(np.asarray(row.extent.world), axis=0))
+    camera.zoom = 0.95 * min(viewer.window._qt_viewer.canvas.size) / float(np.ptp(row.extent.world[:, 2]))
+    shot(viewer, "latent_pc_path_3d")
+    latent.save_path_movie(OUT / "latent_path_3d.gif")
+    wait(lambda: not latent.workers)
+    print(f"{OUT / 'latent_path_3d.gif'}: {(OUT / 'latent_path_3d.gif').stat().st_size // 1024} KB")
+    latent.view.value = "slice (2-D)"
+    layer_docks(viewer, True)
+    tomo.visible = vol.visible = True
 
     # 4. Overlay tab: the particles coloured by k-means cluster of the run, one cluster hidden
     dock.setCurrentIndex(2)
@@ -117,8 +148,27 @@ def main() -> None:
     for name in (*hide, *(layer.name for layer in layers if type(layer).__name__ != "Image")):
         if name in viewer.layers:
             viewer.layers[name].visible = False
-    viewer.camera.center = (viewer.dims.point[0], *np.mean(np.asarray(tomo.extent.world)[:, 1:], axis=0))
+    viewer.scene.camera.center = (viewer.dims.point[0], *np.mean(np.asarray(tomo.extent.world)[:, 1:], axis=0))
     shot(viewer, "overlay_clusters")
+
+    # 4b. Populate (3-D): every shown particle's own volume at its pose, one Surface layer per cluster; a turn movie
+    overlay.populate()
+    wait(lambda: not overlay.workers)
+    tomo.visible = False
+    layer_docks(viewer, False)
+    for layer in viewer.layers:  # the surfaces alone
+        layer.visible = bool(layer.metadata.get("tomodrgn_populated"))
+    camera.set_view_direction((-0.6, 0.75, 0.28), (0.8, 0.6, 0.0))
+    camera.center = tuple(np.mean(np.asarray(tomo.extent.world), axis=0))
+    camera.zoom = 1.1 * min(viewer.window._qt_viewer.canvas.size) / float(np.ptp(tomo.extent.world[:, 2]))
+    shot(viewer, "overlay_populated_3d")
+    overlay.movie_frames.value = 24
+    overlay.record_turn(work / "turn.gif")
+    wait(lambda: not overlay.recording)
+    shot(viewer, "overlay_turn_3d")
+    tomo.visible = True
+    viewer.dims.ndisplay = 2
+    layer_docks(viewer, True)
 
     # 5. An input error: the message is in the status line and a notification
     notification_manager.records.clear()
@@ -127,6 +177,14 @@ def main() -> None:
     latent.save_selection()
     shot(viewer, "error_message", keep_toasts=True)
     viewer.close()
+
+
+def layer_docks(viewer, visible: bool) -> None:
+    """Show or hide napari's layer list and layer controls (hidden: the canvas gets their width)."""
+    qt_viewer = viewer.window._qt_viewer
+    for dock in (qt_viewer.dockLayerList, qt_viewer.dockLayerControls):
+        dock.setVisible(visible)
+    wait(lambda: True)
 
 
 def close_toasts() -> None:

@@ -66,7 +66,7 @@ def populated(make_napari_viewer, tiny_star):
 
 def test_record_turn_around_the_populated_tomogram(populated, qtbot, tmp_path):
     viewer, w = populated
-    camera = (viewer.camera.angles, viewer.camera.center, viewer.camera.zoom)
+    camera = (viewer.scene.camera.angles, viewer.scene.camera.center, viewer.scene.camera.zoom)
     first_view = viewer.screenshot(canvas_only=True, flash=False)
     timer = w.record_turn(tmp_path / "turn.gif", n_frames=6)
     assert timer is not None and w.recording
@@ -82,7 +82,11 @@ def test_record_turn_around_the_populated_tomogram(populated, qtbot, tmp_path):
     # the view turns: between neighbouring frames most of the particles' pixels change
     changed = [int((np.abs(a.astype(int) - b).max(-1) > 30).sum()) for a, b in zip(frames, frames[1:])]
     assert min(changed) > 0.5 * min(lit), (changed, lit)
-    assert (viewer.camera.angles, viewer.camera.center, viewer.camera.zoom) == camera  # the camera is put back
+    assert (
+        viewer.scene.camera.angles,
+        viewer.scene.camera.center,
+        viewer.scene.camera.zoom,
+    ) == camera  # the camera is put back
     assert sorted(p.name for p in tmp_path.glob("*turn*")) == ["turn.gif"]  # no partial file left
     # MP4 (any canvas size: padded to multiples of 16), counted by the encoder's own reader
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")

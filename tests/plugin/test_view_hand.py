@@ -57,8 +57,8 @@ def test_3d_view_shows_maps_in_their_own_hand(make_napari_viewer):
         vol = _ball((C + z, C + y, C + x))
         viewer.add_image(vol, name=colour, colormap=colour, blending="additive", rendering="mip")
     viewer.dims.ndisplay = 3
-    viewer.camera.center = (C, C, C)
-    viewer.camera.zoom = 6.0
+    viewer.scene.camera.center = (C, C, C)
+    viewer.scene.camera.zoom = 6.0
     views = [  # (view direction, up direction), world (z, y, x)
         ((-1, 0, 0), (0, 1, 0)),  # the default: down the z axis, y up
         ((-1, -1, -1), (0, 1, 0)),
@@ -69,7 +69,7 @@ def test_3d_view_shows_maps_in_their_own_hand(make_napari_viewer):
     checked = 0
     for k, (view, up) in enumerate(views):
         if k:
-            viewer.camera.set_view_direction(view, up)
+            viewer.scene.camera.set_view_direction(view, up)
         shot = viewer.screenshot(canvas_only=True, flash=False)
         measured = _measured_screen(shot)
         for colour, marker in MARKERS_XYZ.items():

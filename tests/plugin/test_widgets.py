@@ -180,7 +180,7 @@ def test_latent_click_decodes_volume_in_view(make_napari_viewer, qtbot, trained_
     wait_idle(qtbot, w)
     assert w.worker_threads and MAIN not in w.worker_threads  # loading, embedding and decoding ran off the main thread
     layer = viewer.layers[LATENT_VOLUME]
-    assert visible_in_view(viewer, layer), (viewer.dims.point, viewer.camera.center, layer.extent.world)
+    assert visible_in_view(viewer, layer), (viewer.dims.point, viewer.scene.camera.center, layer.extent.world)
     # beside the particle (its STAR position, Å), in the particle's z slice
     pos = run.series.position[w.current][::-1]
     centre = np.mean(layer.extent.world, axis=0)

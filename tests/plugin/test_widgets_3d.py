@@ -205,7 +205,7 @@ def test_latent_volumes_are_iso_surfaces_with_a_live_level(make_napari_viewer, q
     path_vols = w.run.decode(latent_pc_traversal(w.run.z, 1, 4)[0].astype(np.float32))
     assert row.iso_threshold == pytest.approx(surface_threshold(path_vols, sigma=DEFAULT_SIGMA), rel=1e-4)
     # the camera frames the last decoded volume (the path row)
-    np.testing.assert_allclose(viewer.camera.center, np.mean(row.extent.world, axis=0), atol=w.run.pixel_size)
+    np.testing.assert_allclose(viewer.scene.camera.center, np.mean(row.extent.world, axis=0), atol=w.run.pixel_size)
     # the slider changes every decoded layer's level live, and the rendered surface with it
     viewer.layers.selection.active = vol
     lit = {}

@@ -70,6 +70,7 @@ def record_turn(
     from qtpy.QtCore import QTimer
 
     from napari_tomodrgn._async import report_error, run_in_thread
+    from napari_tomodrgn._view import camera_of
     from tomodrgn.api import InputError, check_output_file, write_movie
 
     out = check_output_file(out, overwrite=True)
@@ -77,7 +78,7 @@ def record_turn(
         raise InputError(f"{out}: a movie is written as .gif or .mp4")
     viewer = widget.viewer
     viewer.dims.ndisplay = 3
-    camera = viewer.camera
+    camera = camera_of(viewer)
     saved = (camera.angles, camera.center, camera.zoom)
     directions = turntable_directions(n_frames, elevation)
     frames: list[np.ndarray] = []

@@ -27,6 +27,12 @@ AXIS_LABELS = ("z", "y", "x")
 CAMERA_ORIENTATION = ("towards", "up", "right")
 
 
+def camera_of(viewer: Any) -> Any:
+    """The viewer's camera: ``viewer.scene.camera`` (napari >= 0.9; ``viewer.camera`` is deprecated there)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
 def setup_viewer(viewer: Any) -> None:
     """Scale bar in Å, visible; axes named z, y, x (re-applied when layers change the number of dimensions); the
     camera in :data:`CAMERA_ORIENTATION` (x right, y up, z towards the viewer: maps in their own hand, not mirrored),
@@ -34,7 +40,7 @@ def setup_viewer(viewer: Any) -> None:
     viewer.scale_bar.visible = True
     if not getattr(viewer, "_tomodrgn_units", False):
         viewer._tomodrgn_units = True  # connect once per viewer
-        viewer.camera.orientation = CAMERA_ORIENTATION
+        camera_of(viewer).orientation = CAMERA_ORIENTATION
         viewer.layers.events.inserted.connect(lambda e: _label_axes(viewer))
     _label_axes(viewer)
 
@@ -133,12 +139,13 @@ def focus(viewer: Any, center: np.ndarray, extent: float) -> None:
     nd = viewer.dims.ndim
     if nd >= 3:
         viewer.dims.set_point(nd - 3, float(center[-3]))
-    viewer.camera.center = tuple(float(c) for c in center[-3:])
+    camera = camera_of(viewer)
+    camera.center = tuple(float(c) for c in center[-3:])
     canvas = getattr(getattr(viewer.window, "_qt_viewer", None), "canvas", None)
     size = min(canvas.size) if canvas is not None else 600
     target = 0.8 * size / max(extent, 1e-6)
-    if size > 0 and not target / 4 <= viewer.camera.zoom <= target:
-        viewer.camera.zoom = target
+    if size > 0 and not target / 4 <= camera.zoom <= target:
+        camera.zoom = target
 
 
 def beside_scene(viewer: Any, extent: float, exclude: str | None = None) -> np.ndarray:
@@ -159,5 +166,5 @@ def visible_in_view(viewer: Any, layer: Any) -> bool:
     """True when the current z slice cuts ``layer`` and the camera centre (y, x) lies inside it (2-D view)."""
     lo, hi = (np.asarray(e)[-3:] for e in layer.extent.world)
     z = float(viewer.dims.point[-3])
-    cy, cx = viewer.camera.center[-2:]
+    cy, cx = camera_of(viewer).center[-2:]
     return bool(lo[0] <= z <= hi[0] and lo[1] <= cy <= hi[1] and lo[2] <= cx <= hi[2])

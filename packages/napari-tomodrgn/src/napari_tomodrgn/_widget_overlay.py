@@ -290,6 +290,7 @@ class OverlayWidget(Container):
                     vertex_colors=np.ascontiguousarray(colors),
                     shading="smooth",
                     metadata=meta,
+                    units=tuple(tomo_layer.units),
                     **kw,
                 )  # fmt: skip
             )
