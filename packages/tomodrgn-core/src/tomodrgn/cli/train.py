@@ -23,7 +23,10 @@ TRAIN_HELP = {
     "enc_mask": "radius (px) of the encoder's input pixels (default D/2; reference-frame: min(D/4, 12))",
     "n_tilts": "tilts sampled per particle (default: the minimum tilt count)",
     "sequential_tilts": "use the first n tilts in file order instead of a random subset each time",
-    "batch_size": "particles per (global) batch",
+    "batch_size": "particles per (global) batch, or auto: the largest batch whose trial step fits --memory-limit"
+    " (logged in train.log, saved in config.json as the number chosen)",
+    "memory_limit": "GiB this process may use, for --batch-size auto (default: the GPU's free memory on CUDA, the"
+    " available RAM on CPU)",
     "beta": "KL weight (default 1/(zdim + n_tilts·D²))",
     "box_size": "Fourier-crop images to this box size (pixels) on the fly",
     "pixel_size": "pixel size of the stacks in Å; overrides both the STAR's and the MRC headers' values (default:"
@@ -51,6 +54,16 @@ TRAIN_HELP = {
 LATENT_ONLY = ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "pooling")
 
 
+def _batch_size(text: str) -> int | str:
+    """``--batch-size``: a number of particles or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of particles or auto, not {text!r}") from None
+
+
 def _add_train_options(p: argparse.ArgumentParser, mode: str) -> None:
     TrainConfig = api.TrainConfig
     hints = typing.get_type_hints(TrainConfig)
@@ -59,7 +72,9 @@ def _add_train_options(p: argparse.ArgumentParser, mode: str) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
-        if isinstance(kind, types.UnionType):  # "int | None" → int
+        if f.name == "batch_size":
+            kind = _batch_size
+        elif isinstance(kind, types.UnionType):  # "int | None" → int
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
         help_ = TRAIN_HELP.get(f.name, "") + f" (default: {f.default})"
         if kind is bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 from pathlib import Path
 
@@ -95,3 +96,19 @@ def find_checkpoint(run_dir: str | Path, epoch: int | None = None) -> Path:
     if not found:
         raise FileNotFoundError(f"no weights.*.pt checkpoint in {run_dir}")
     return found[-1][1]
+
+
+def rng_state() -> dict:
+    """The torch / numpy / Python (and CUDA) random states, saved in every checkpoint for an exact resume."""
+    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(st["numpy"])
+    random.setstate(st["python"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])

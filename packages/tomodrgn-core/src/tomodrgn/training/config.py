@@ -74,6 +74,9 @@ class TrainConfig:
     ``weight_average_steps``: the saved model for evaluation is an exponential moving average of the weights over
     about this many optimiser steps, in runs of at least ten times as many steps (:mod:`tomodrgn.training.averaging`);
     0: off (runs saved before the option).
+    ``batch_size`` ``"auto"``: the largest batch whose trial step fits ``memory_limit`` GiB (None: the device's free
+    memory on CUDA, the available RAM on CPU), chosen at set-up and saved as a number
+    (:mod:`tomodrgn.training.batch_size`).
     """
 
     mode: str = "vae"
@@ -89,7 +92,7 @@ class TrainConfig:
     n_tilts: int | None = None
     sequential_tilts: bool = False
     epochs: int = 20
-    batch_size: int = 8
+    batch_size: int | str = 8
     lr: float = 1e-3
     weight_decay: float = 0.0
     beta: float | None = None
@@ -115,6 +118,7 @@ class TrainConfig:
     val_tilts: int = 0
     decoder_envelope: str = "measured"
     weight_average_steps: int = 200
+    memory_limit: float | None = None
 
     def __post_init__(self) -> None:
         choices = {"mode": ("vae", "homogeneous"), "encoder": ENCODERS, "pooling": POOLING_MODES}
@@ -132,8 +136,14 @@ class TrainConfig:
                 parse_arch(getattr(self, name))
             except (ValueError, TypeError) as e:
                 raise InputError(f"{option_name(name)}: {e}") from None
-        for name in ("epochs", "batch_size", "checkpoint_every", "embed_dim"):
+        if self.batch_size != "auto":
+            if isinstance(self.batch_size, str) and not self.batch_size.isdigit():
+                raise InputError(f"--batch-size must be a number of particles or auto, got {self.batch_size!r}")
+            self.batch_size = int(self.batch_size) if isinstance(self.batch_size, str) else self.batch_size
+            _number(self, "batch_size", int, 1)
+        for name in ("epochs", "checkpoint_every", "embed_dim"):
             _number(self, name, int, 1)
+        _number(self, "memory_limit", float, 0.0, strict=True, optional=True)
         _number(self, "zdim", int, 1 if self.mode == "vae" else 0)
         _number(self, "num_workers", int, 0)
         _number(self, "seed", int, 0)

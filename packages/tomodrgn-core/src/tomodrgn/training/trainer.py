@@ -11,6 +11,7 @@ Rank 0 writes the run folder's files (:mod:`tomodrgn.training.run_folder`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import threading
@@ -33,6 +34,13 @@ from tomodrgn.io.selection import read_particles_checked, select_particles
 from tomodrgn.kernels import half_lattice
 from tomodrgn.training import checkpoint as ck
 from tomodrgn.training.averaging import averaging_horizon, weight_average
+from tomodrgn.training.batch_size import (
+    BatchChoice,
+    choose_batch_size,
+    is_out_of_memory,
+    out_of_memory_message,
+    training_trial,
+)
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum
 from tomodrgn.training.events import EpochEvent, StepEvent
@@ -46,22 +54,6 @@ from tomodrgn.training.validation import evaluate_heldout, heldout_set, write_he
 
 #: the options a resumed run may change; every other one comes from its checkpoint
 RESUMABLE_OPTIONS = ("epochs", "num_workers", "device", "checkpoint_every", "amp")
-
-
-def rng_state() -> dict:
-    """The torch / numpy / Python (and CUDA) random states, saved in every checkpoint for an exact resume."""
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def set_rng_state(st: dict) -> None:
-    torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
-    random.setstate(st["python"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
 
 
 @dataclass
@@ -112,6 +104,10 @@ class Trainer:
         warn_if_fp32(config.amp, self.device)
         self._set_up_data(star_or_series, saved)
         self._set_up_model(saved)
+        self.batch_choice = None
+        if config.batch_size == "auto":
+            self.batch_choice = self._auto_batch_size()
+            self.config = config = dataclasses.replace(config, batch_size=self.batch_choice.local * ctx.world_size)
         if config.batch_size % ctx.world_size:
             raise InputError(f"--batch-size {config.batch_size} is not divisible by the {ctx.world_size} processes")
         self.local_bs = config.batch_size // ctx.world_size
@@ -181,11 +177,24 @@ class Trainer:
         if saved is not None:
             model.load_state_dict(saved["model"])
             self.optim.load_state_dict(saved["optimizer"])
-            set_rng_state(saved["rng"])  # where the saving run stood: the same batches and noise from here on
+            ck.set_rng_state(saved["rng"])  # where the saving run stood: the same batches and noise from here on
         self.ddp = model
         if self.ctx.distributed:
             self.ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         self.fm = model.decoder.feature_matrix
+
+    def _auto_batch_size(self) -> BatchChoice:
+        """``--batch-size auto`` from trial steps on this process's first particles; every process takes the
+        smallest choice."""
+        ctx, ds = self.ctx, self.ds
+        trial = training_trial(self.model, self.fm, self.lattice, ds, self.config, self.device)
+        state_bytes = 3 * sum(p.numel() * p.element_size() for p in self.model.parameters())  # Adam moments + average
+        choice = choose_batch_size(
+            trial, self.device, max(1, len(ds) // ctx.world_size), state_bytes, self.config.memory_limit,
+            what=f" at box {ds.box_size} with {ds.n_tilts} tilts",
+        )  # fmt: skip
+        choice.local = min(all_gather_objects(choice.local, ctx))
+        return choice
 
     # --- the run folder --------------------------------------------------------------------------------------
     def start(self, resume: bool, overwrite: bool) -> None:
@@ -201,6 +210,8 @@ class Trainer:
         )
         if self.envelope_note is not None:
             self._log(f"# {self.envelope_note}")
+        if self.batch_choice is not None:
+            self._log(f"# {self.batch_choice.line(ctx.world_size)}")
 
     def _log(self, line: str) -> None:
         if self.log is not None:
@@ -233,7 +244,7 @@ class Trainer:
             "epoch": epoch + 1 if step_in_epoch == 0 else epoch,
             "step_in_epoch": step_in_epoch,
             "global_step": s.global_step,
-            "rng": rng_state(),
+            "rng": ck.rng_state(),
             "config": self.config.to_dict(),
             "dataset": self.meta,
             "feature_matrix": self.fm.detach().cpu(),
@@ -334,7 +345,16 @@ class Trainer:
             if batch is None:
                 break
             index = batch["index"].numpy()
-            tot, mse, kl, n_glob, mu, logvar = self.step(batch, epoch)
+            try:
+                tot, mse, kl, n_glob, mu, logvar = self.step(batch, epoch)
+            except (RuntimeError, MemoryError) as e:
+                if not is_out_of_memory(e):
+                    raise
+                msg = out_of_memory_message(
+                    self.device, config.batch_size, self.ctx.world_size, self.ds.box_size, self.ds.n_tilts
+                )
+                self._log(msg)
+                raise InputError(msg) from None
             if mu is not None:
                 seen.add(index, mu, logvar)
             now = time.perf_counter()
