@@ -75,6 +75,15 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def bench_scale(session: nox.Session) -> None:
+    """Every user stage at 2,000 / 5,000 / 20,000 particles (D = 64, 41 tilts): wall time, peak RSS, disk →
+    bench_output/scale.json and a Markdown table (docs/benchmarks.md). Hours on 2 cores at 20,000; pass
+    ``-- --particles 2000`` for a shorter run."""
+    _install(session, plugin=False)
+    session.run("python", "benchmarks/bench_scale.py", "--out", "bench_output/scale.json", *session.posargs)
+
+
+@nox.session
 def bench_gpu(session: nox.Session) -> None:
     """GPU benchmark: Triton kernels vs torch on the device, D = 64 / 128 training with and without --amp (and 2
     processes with 2 GPUs) → bench_output/bench_gpu.json; stops at once with one line where no GPU is present."""

@@ -1,0 +1,139 @@
+"""Paper-scale benchmark: every stage a user runs, at several particle counts, with wall time, peak memory and disk.
+
+For each particle count it simulates the 4-class problem (D = 64, 41 tilts by default; float32 stacks), then runs,
+each as its own ``tomodrgn`` process so that its peak resident set is its own (``os.wait4``):
+``simulate``, ``backproject``, ``train_vae`` (one epoch over all particles at ``--n-tilts 11``, batch 32: a fixed
+number of steps per particle), ``eval_images`` (latents of all particles from all tilts), ``analyze`` with k = 20
+and with k = 100 (UMAP included), ``analyze_volumes`` with a volume for every particle (streamed) and
+``filter_star`` (a cluster to a STAR). It writes the rows as JSON and a Markdown table (for ``docs/benchmarks.md``)
+and prints the growth from the smallest to the largest count (time and memory per stage).
+
+    python benchmarks/bench_scale.py --particles 2000 5000 20000 --out bench_output/scale.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def run_stage(name: str, args: list[str], log: Path) -> dict:
+    """Run ``tomodrgn ARGS`` as a child process; its wall time (s) and peak resident set (MiB)."""
+    cmd = [sys.executable, "-m", "tomodrgn.cli", *args]
+    t0 = time.perf_counter()
+    with log.open("a") as out:
+        out.write(f"$ tomodrgn {' '.join(args)}\n")
+        out.flush()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"stage {name} failed (exit {proc.returncode}); see {log}")
+    return {"stage": name, "wall_s": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+
+
+def disk_mib(path: Path) -> float:
+    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
+
+
+def epoch_seconds(run: Path) -> float | None:
+    """The training pass's own time of the epoch (train.log's 'time Xs'), without set-up and latents."""
+    for line in (run / "train.log").read_text().splitlines():
+        if line.startswith("epoch ") and " time " in line:
+            return float(line.split(" time ")[1].split("s")[0])
+    return None
+
+
+def bench_count(n: int, work: Path, args) -> list[dict]:
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "stages.log"
+    sim, run = work / "sim", work / "run"
+    star = sim / "particles.star"
+    rows = [run_stage("simulate", ["simulate", str(sim), "--preset", "4-class", "--n-particles", str(n), "-D",
+                                   str(args.box), "--n-tilts", str(args.tilts), "--seed", "0"], log)]  # fmt: skip
+    rows[-1]["disk_mib"] = disk_mib(sim)
+    rows.append(run_stage("backproject", ["backproject", str(star), "-o", str(work / "bp")], log))
+    train = ["train_vae", str(star), "-o", str(run), "--zdim", "8", "--epochs", "1", "--n-tilts", str(args.train_tilts),
+             "--batch-size", str(args.batch), "--device", "cpu"]  # fmt: skip
+    rows.append(run_stage("train_vae (1 epoch)", train, log))
+    rows[-1]["epoch_s"] = epoch_seconds(run)
+    rows.append(run_stage("eval_images", ["eval_images", str(run), str(star), "-o", str(work / "z_all.npy")], log))
+    for k in (20, 100):
+        rows.append(run_stage(f"analyze k={k}", ["analyze", str(run), "--ksample", str(k), "-o", str(work / f"an{k}")],
+                              log))  # fmt: skip
+    rows.append(run_stage("analyze_volumes (every particle)", ["analyze_volumes", str(run), "--n-volumes", str(n),
+                                                               "-o", str(work / "vols")], log))  # fmt: skip
+    labels = next((work / "an20").rglob("labels.*"), None)
+    if labels is not None:
+        rows.append(run_stage("filter_star", ["filter_star", str(star), "-o", str(work / "cluster0.star"), "--labels",
+                                              str(labels), "--keep", "0"], log))  # fmt: skip
+    for r in rows:
+        r["particles"] = n
+    rows.append({"stage": "total disk", "particles": n, "disk_mib": disk_mib(work)})
+    return rows
+
+
+def markdown(rows: list[dict], counts: list[int]) -> str:
+    stages = [r["stage"] for r in rows if r["particles"] == counts[0] and "wall_s" in r]
+    head = "| stage | " + " | ".join(f"{n:,} particles: s, peak MiB" for n in counts) + " |"
+    lines = [head, "|---" * (len(counts) + 1) + "|"]
+    by = {(r["stage"], r["particles"]): r for r in rows}
+    for s in stages:
+        cells = []
+        for n in counts:
+            r = by.get((s, n))
+            cells.append("—" if r is None else f"{r['wall_s']:.0f} s, {r['peak_rss_mib']:.0f}")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    disk = [by.get(("total disk", n), {}).get("disk_mib") for n in counts]
+    lines.append("| disk used | " + " | ".join("—" if d is None else f"{d:,.0f} MiB" for d in disk) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--particles", type=int, nargs="+", default=[2000, 5000, 20000])
+    p.add_argument("-D", "--box", type=int, default=64)
+    p.add_argument("--tilts", type=int, default=41)
+    p.add_argument("--train-tilts", type=int, default=11)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--workdir", type=Path, default=Path("bench_output/scale"))
+    p.add_argument("--keep", action="store_true", help="keep each count's files (default: removed after it)")
+    p.add_argument("--out", type=Path, default=Path("bench_output/scale.json"))
+    args = p.parse_args()
+    rows: list[dict] = []
+    for n in args.particles:
+        work = args.workdir / f"n{n}"
+        if work.exists():
+            shutil.rmtree(work)
+        rows += bench_count(n, work, args)
+        for r in rows[-10:]:
+            if r["particles"] == n:
+                print(json.dumps(r), flush=True)
+        if not args.keep:
+            shutil.rmtree(work)
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # written after every count: nothing lost on a stop
+        meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "box": args.box,
+                "tilts": args.tilts, "train_tilts": args.train_tilts, "batch": args.batch}  # fmt: skip
+        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    done = [n for n in args.particles if any(r["particles"] == n for r in rows)]
+    print(markdown(rows, done))
+    if len(done) > 1:
+        lo, hi = done[0], done[-1]
+        by = {(r["stage"], r["particles"]): r for r in rows if "wall_s" in r}
+        for (s, n), r in by.items():
+            if n == lo and (s, hi) in by:
+                t = by[(s, hi)]["wall_s"] / max(r["wall_s"], 0.1)
+                m = by[(s, hi)]["peak_rss_mib"] / max(r["peak_rss_mib"], 1)
+                print(f"{s}: ×{hi / lo:.1f} particles → time ×{t:.2f}, peak memory ×{m:.2f}")
+
+
+if __name__ == "__main__":
+    main()
