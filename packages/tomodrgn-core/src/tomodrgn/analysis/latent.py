@@ -87,9 +87,14 @@ def nearest_to_centres(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Index of the particle whose z is nearest (Euclidean) to each centre: (k,) int64 (on-data centres)."""
     z = _as_z(z)
     centres = np.atleast_2d(np.asarray(centres, dtype=np.float64))
-    # |c|² − 2 c·z + |z|², (k, n): no (k, n, zdim) temporary for large datasets
-    d2 = (centres**2).sum(1)[:, None] - 2.0 * centres @ z.T + (z**2).sum(1)[None, :]
-    return np.argmin(d2, axis=1).astype(np.int64)
+    # |c|² − 2 c·z + |z|² for a block of centres at a time: memory ~ 2²² distances, not k × n (k = n: every particle)
+    z2 = (z**2).sum(1)[None, :]
+    step = max(1, (1 << 22) // max(len(z), 1))
+    out = np.empty(len(centres), dtype=np.int64)
+    for i in range(0, len(centres), step):
+        c = centres[i : i + step]
+        out[i : i + step] = np.argmin((c**2).sum(1)[:, None] - 2.0 * c @ z.T + z2, axis=1)
+    return out
 
 
 def pc_traversal(

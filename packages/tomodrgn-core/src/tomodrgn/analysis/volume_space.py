@@ -20,7 +20,7 @@ Outputs under ``outdir`` (default ``<run>/analyze_volumes.<epoch>/``)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,8 @@ from tomodrgn.analysis.latent import _as_z, kmeans, nearest_to_centres
 from tomodrgn.analysis.metrics import soft_mask
 from tomodrgn.analysis.volumes import Decoder, VolumePCA, volume_pca
 from tomodrgn.io.errors import InputError
+
+PCA_BATCH = 64  # volumes per IncrementalPCA batch: memory ~ this many volumes (float64), whatever their number
 
 
 @dataclass
@@ -59,12 +61,25 @@ def sample_latent(z: np.ndarray, n: int, method: str = "kmeans", seed: int = 0) 
 
 
 def volume_clusters(
-    vols: np.ndarray, n_components: int = 3, k: int = 5, mask: np.ndarray | None = None, seed: int = 0
+    vols: np.ndarray | Callable[[], Iterable[np.ndarray]],
+    n_components: int = 3,
+    k: int = 5,
+    mask: np.ndarray | None = None,
+    seed: int = 0,
+    n_volumes: int | None = None,
+    batch_size: int = PCA_BATCH,
 ) -> tuple[VolumePCA, np.ndarray, np.ndarray]:
-    """PCA of volumes (m, D, D, D) and k-means on their PC coordinates: (pca, labels (m,), centre volume index (k,))."""
-    m = len(vols)
+    """PCA of volumes and k-means on their PC coordinates: (pca, labels (m,), centre volume index (k,)).
+
+    ``vols``: an array (m, D, D, D), or a factory of a fresh iterable of volumes (D, D, D) with ``n_volumes`` = m
+    (read from disk: never all in memory). The PCA is streamed in batches of ``batch_size`` volumes."""
+    if callable(vols):
+        chunks, m = vols, int(n_volumes)
+    else:
+        m = len(vols)
+        chunks = lambda: (vols[i : i + batch_size] for i in range(0, m, batch_size))  # noqa: E731
     n_components = max(1, min(n_components, m - 1 if m > 1 else 1))
-    res = volume_pca(lambda: [vols], n_components=n_components, batch_size=m, mask=mask)
+    res = volume_pca(chunks, n_components=n_components, batch_size=min(batch_size, m), mask=mask)
     k = max(1, min(k, m))
     labels, centres = kmeans(res.coords, k, seed)
     return res, labels, nearest_to_centres(res.coords, centres)
@@ -98,31 +113,35 @@ def analyze_volumes(
     from tomodrgn.analysis import plots
     from tomodrgn.analysis.report import image, link, table, write_report
     from tomodrgn.export.selections import filter_star, write_index_list
-    from tomodrgn.io.mrc import write_mrc
+    from tomodrgn.io.mrc import read_mrc, write_mrc
 
     z = _as_z(z)
     out = Path(outdir)
     (out / "volumes").mkdir(parents=True, exist_ok=True)
     picks = sample_latent(z, n_volumes, sampling, seed)
-    vols = []
+    paths, total = [], None  # volumes go to disk one by one; the PCA reads them back in batches
     for i, p in enumerate(picks):
-        v = np.asarray(decode(z[p][None]))
-        vols.append(v.reshape(v.shape[-3:]))
-        write_mrc(out / "volumes" / f"vol_{i:03d}.mrc", vols[-1], pixel_size)
+        v = np.asarray(decode(z[p][None]), dtype=np.float32)
+        v = v.reshape(v.shape[-3:])
+        paths.append(write_mrc(out / "volumes" / f"vol_{i:03d}.mrc", v, pixel_size))
+        total = v.astype(np.float64) if total is None else total + v
         if progress is not None:
             progress(i + 1, len(picks))
-    vols = np.stack(vols)
+
+    def volumes():
+        return (read_mrc(path)[0] for path in paths)
+
     files: dict = {"volumes": write_index_list(out / "volumes" / "particles.txt", picks, "particle of each vol_NNN")}
     if isinstance(mask, str):
         if mask != "auto":
             raise InputError(f"mask must be an array, 'auto' or None, got {mask!r}")
-        mask = soft_mask(vols.mean(0))
+        mask = soft_mask((total / len(paths)).astype(np.float32))
     if mask is not None:
         mask = np.asarray(mask, dtype=np.float32)
-        if mask.shape != vols.shape[1:]:
-            raise InputError(f"mask has shape {mask.shape}, the volumes {vols.shape[1:]}")
+        if mask.shape != total.shape:
+            raise InputError(f"mask has shape {mask.shape}, the volumes {total.shape}")
         files["mask"] = write_mrc(out / "mask.mrc", mask, pixel_size)
-    res, vlabels, centre_vols = volume_clusters(vols, n_components, k, mask, seed)
+    res, vlabels, centre_vols = volume_clusters(volumes, n_components, k, mask, seed, n_volumes=len(paths))
     k = int(vlabels.max()) + 1
     np.save(out / "vol_pca_coords.npy", res.coords)
     np.save(out / "labels_volumes.npy", vlabels)
@@ -142,7 +161,10 @@ def analyze_volumes(
         write_index_list(kdir / f"cluster_{c:03d}.txt", np.flatnonzero(plabels == c), f"volume cluster {c} of {k}")
         for c in range(k)
     ]
-    centre_paths = [write_mrc(kdir / f"centre_vol_{c:03d}.mrc", vols[i], pixel_size) for c, i in enumerate(centre_vols)]
+    centre_paths = [
+        write_mrc(kdir / f"centre_vol_{c:03d}.mrc", read_mrc(paths[i])[0], pixel_size)
+        for c, i in enumerate(centre_vols)
+    ]
     stars = []
     if star is not None:
         stars = [filter_star(star, kdir / f"cluster_{c:03d}.star", labels=plabels, keep=[c]) for c in range(k)]
