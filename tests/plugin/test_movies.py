@@ -6,15 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from test_surfaces import PS, phantom
-from test_widgets_3d import wait_idle
+from test_widgets_3d import populate_with_phantoms, wait_idle
 
 from napari_tomodrgn._movie import turntable_directions
 from napari_tomodrgn._widget_latent import LatentWidget
-from napari_tomodrgn._widget_overlay import OverlayWidget
-from tomodrgn.analysis.overlay import particle_overlay
-from tomodrgn.analysis.surfaces import populated_surfaces
-from tomodrgn.io.particles import read_particles
 
 pytestmark = pytest.mark.gui
 
@@ -50,16 +45,7 @@ def test_turntable_directions_circle_the_z_axis_at_the_elevation():
 def populated(make_napari_viewer, tiny_star):
     """A shown viewer with a tomogram, its particles' surfaces (a chiral phantom at each STAR pose) and the widget."""
     viewer = make_napari_viewer(show=True)  # a shown window: its canvas renders for the screenshots
-    tps = tiny_star.tomogram_pixel_size
-    tomo = viewer.add_image(np.zeros((16, 48, 40), np.float32), name="tomoA", scale=(tps,) * 3)
-    w = OverlayWidget(viewer)
-    series = read_particles(tiny_star.star, tomogram_pixel_size=tps)
-    ov = particle_overlay(series, labels=np.array([0, 1, 0, 1, 2]), tomogram_pixel_size=tps)
-    surfaces = populated_surfaces(
-        (phantom() for _ in ov.particle_indices), ov.positions, ov.rotations, PS, ov.pixel_size,
-        labels=ov.labels, colors=ov.colors, particle_indices=ov.particle_indices, threshold=0.5,
-    )  # fmt: skip
-    w.show_surfaces(surfaces, tomo)
+    _, w, _, _ = populate_with_phantoms(viewer, tiny_star)
     viewer.reset_view()
     return viewer, w
 

@@ -90,12 +90,11 @@ def test_populate_draws_each_shown_cluster_as_a_surface_layer(make_napari_viewer
     assert len(populated_layers(viewer)) == len(shown)
 
 
-def test_populated_layers_put_markers_where_the_star_pose_says(make_napari_viewer, tiny_star):
-    """World coordinates of the Surface layers (what the user sees, in Å): each marker of a chiral phantom lies where
-    the STAR's Euler angles put it (scipy, not our pose code) relative to the particle's point."""
-    viewer = make_napari_viewer(ndisplay=3)
+def populate_with_phantoms(viewer, tiny_star, translate=(0.0, 0.0, 0.0)):
+    """A tomogram layer "tomoA" and the tiny STAR's particles drawn by the Overlay widget as surfaces of the chiral
+    phantom at their STAR poses (clusters 0, 1, 0, 1, 2); returns (tomogram layer, widget, surfaces, layers)."""
     tps = tiny_star.tomogram_pixel_size
-    tomo = viewer.add_image(np.zeros((16, 48, 40), np.float32), name="tomoA", scale=(tps,) * 3, translate=(7.0, 0, -4))
+    tomo = viewer.add_image(np.zeros((16, 48, 40), np.float32), name="tomoA", scale=(tps,) * 3, translate=translate)
     w = OverlayWidget(viewer)
     series = read_particles(tiny_star.star, tomogram_pixel_size=tps)
     ov = particle_overlay(series, labels=np.array([0, 1, 0, 1, 2]), tomogram_pixel_size=tps)
@@ -103,7 +102,14 @@ def test_populated_layers_put_markers_where_the_star_pose_says(make_napari_viewe
         (phantom() for _ in ov.particle_indices), ov.positions, ov.rotations, PS, ov.pixel_size,
         labels=ov.labels, colors=ov.colors, particle_indices=ov.particle_indices, threshold=0.5,
     )  # fmt: skip
-    layers = w.show_surfaces(surfaces, tomo)
+    return tomo, w, surfaces, w.show_surfaces(surfaces, tomo)
+
+
+def test_populated_layers_put_markers_where_the_star_pose_says(make_napari_viewer, tiny_star):
+    """World coordinates of the Surface layers (what the user sees, in Å): each marker of a chiral phantom lies where
+    the STAR's Euler angles put it (scipy, not our pose code) relative to the particle's point."""
+    viewer = make_napari_viewer(ndisplay=3)
+    tomo, _, surfaces, layers = populate_with_phantoms(viewer, tiny_star, translate=(7.0, 0, -4))
     assert len(layers) == 3 and viewer.dims.ndisplay == 3
     for layer, surf in zip(layers, surfaces):
         np.testing.assert_allclose(layer.affine.affine_matrix, np.eye(4))  # world = data · scale + translate
