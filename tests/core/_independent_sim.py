@@ -146,6 +146,9 @@ def make_dataset(
     return star, vol, truth
 
 
+MIRROR = np.diag([1.0, 1.0, -1.0])  # z → −z
+
+
 def specimen_rotation(xtilt: float, ytilt: float, zrot: float) -> np.ndarray:
     """RELION 5's projection rotation Rz(zrot)·Ry(ytilt)·Rx(xtilt) (active, right-handed; degrees) from scipy."""
     r = [Rotation.from_rotvec(np.deg2rad(a) * np.eye(3)[i]).as_matrix() for i, a in enumerate((xtilt, ytilt, zrot))]
@@ -185,6 +188,7 @@ def make_stack_set(
     tilts=(0.0, 8.0, -8.0, 16.0, -16.0, 24.0, -24.0, 32.0, -32.0, 40.0, -40.0, 48.0, -48.0),
     dose_per_tilt: float = 3.0,
     seed: int = 0,
+    inverted_at_import: bool = False,
 ) -> tuple[Path, np.ndarray]:
     """A WarpTools ``ts_export_particles --2d`` set (optimisation set, particles STAR with optics, tomograms STAR with
     ``_rlnTomoProjX/Y/Z/W`` rows and ``_rlnTomoHand`` = ``hand``, one full 2-D stack per particle with one frame not
@@ -197,6 +201,13 @@ def make_stack_set(
     and the projection is along the image z axis. The defocus of a particle is the tilt's _rlnDefocusU/V plus
     hand · (R_f·(position − tomogram centre))_z in Å (``Tomogram::getCtf``, defocus slope 1). Contrast as
     the map (light particles on a dark background), CTF from teamtomo's ``torch_ctf``.
+
+    ``inverted_at_import``: the same images, described as a pipeline describes them after importing the tilt series
+    with the opposite tilt-angle sign (WarpTools' ``ts_import`` with or without ``--dont_invert``, warpem/warp#74):
+    every tilt matrix and particle rotation conjugated by M = diag(1, 1, −1) (the tilt angles negated), particle z
+    mirrored about the tomogram centre and ``_rlnTomoHand`` = −``hand`` (its defocus check makes the depth term
+    right). Projections along z cannot tell the two descriptions apart, so every tool reconstructs such a set as the
+    mirror image of the specimen.
     """
     rng = np.random.default_rng(seed)
     outdir = Path(outdir)
@@ -219,7 +230,7 @@ def make_stack_set(
                     "rlnTomoSizeX": tomo_size[0],
                     "rlnTomoSizeY": tomo_size[1],
                     "rlnTomoSizeZ": tomo_size[2],
-                    "rlnTomoHand": hand,
+                    "rlnTomoHand": -hand if inverted_at_import else hand,
                     "rlnOpticsGroupName": f"opticsGroup{i + 1}",
                     "rlnTomoTiltSeriesPixelSize": ts_px,
                     "rlnVoltage": 300.0,
@@ -237,7 +248,7 @@ def make_stack_set(
         for f in order:
             r = specimen_rotation(xtilt, tilts[f], zrot)
             p = np.eye(4)
-            p[:3, :3] = r
+            p[:3, :3] = MIRROR @ r @ MIRROR if inverted_at_import else r
             df = 15000.0 + rng.uniform(-500, 500)
             rows.append(
                 {
@@ -279,6 +290,9 @@ def make_stack_set(
             m.set_data(stack)
             m.set_image_stack()
             m.voxel_size = pixel_size
+        if inverted_at_import:  # the description in the mirrored frame: same images, conjugated geometry
+            a_part = MIRROR @ a_part @ MIRROR
+            coord = coord * np.array([1, 1, -1]) + np.array([0, 0, 2 * centre_px[2]])
         rot, tilt, psi = Rotation.from_matrix(a_part.T).as_euler("ZYZ", degrees=True)
         rows.append(
             {
