@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import resource
 import shutil
@@ -23,6 +24,7 @@ from tomodrgn import api
 from tomodrgn.kernels import half_lattice
 from tomodrgn.models import HartleyDecoder, parse_arch
 from tomodrgn.physics.dose import dose_per_tilt
+from tomodrgn.training.huge_pages import huge_pages_on
 
 
 def points_per_particle(series: api.ParticleSeries) -> tuple[float, float]:
@@ -135,9 +137,14 @@ def bench_device(star: Path, outdir: Path, device: str, args) -> dict:
     )
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    epochs = []
+    epochs, faults = [], []  # faults: (epoch, minor page faults of the step)
     t0 = time.perf_counter()
+    last = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for ev in api.iter_train(star, outdir, config):
+        if isinstance(ev, api.StepEvent):
+            now = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            faults.append((ev.epoch, now - last))
+            last = now
         if isinstance(ev, api.EpochEvent):
             epochs.append(ev)
             print(
@@ -155,11 +162,15 @@ def bench_device(star: Path, outdir: Path, device: str, args) -> dict:
         "wall_seconds": wall,
         "final_loss": epochs[-1].loss,
         "peak_rss_mb": peak_rss_mb(),
+        # allocation churn: page faults of a step of the last epoch (median), with or without huge pages
+        "minor_faults_per_step": float(np.median([f for e, f in faults if e == faults[-1][0]])),
+        "huge_pages": huge_pages_on(os.environ),
     }
     if device.startswith("cuda"):
         out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     out["decoder_macs_per_point"] = decoder_macs_per_point(config, args.D)
     out["matmul_peak_gflops"] = matmul_peak_gflops(device)
+    print(f"  [{device}] {out['minor_faults_per_step']:.0f} minor page faults per step", flush=True)
     if args.profile:
         prof_dir = outdir.with_name(outdir.name + "_profile")
         out["profile"] = profile_steps(star, prof_dir, config)
@@ -183,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda where present")
     p.add_argument("--no-profile", dest="profile", action="store_false", help="skip the per-stage time breakdown")
     args = p.parse_args(argv)
+    if argv is None:
+        api.restart_with_huge_pages(sys.argv)  # as the tomodrgn command runs: large buffers on huge pages
 
     star = args.workdir / "data" / "particles.star"
     if not star.exists():

@@ -1,5 +1,5 @@
 """``python -m tomodrgn.cli`` (what ``torchrun -m tomodrgn.cli`` runs)."""
 
-from tomodrgn.cli import main
+from tomodrgn.cli import entry
 
-main()
+entry()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import threading
 import time
@@ -45,6 +46,7 @@ from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum
 from tomodrgn.training.events import EpochEvent, StepEvent
 from tomodrgn.training.guard import TrainingDiverged, all_finite, divergence_message, prepare_outdir, remove_created
+from tomodrgn.training.huge_pages import allocator_note
 from tomodrgn.training.loss import beta_at, combine, default_beta
 from tomodrgn.training.precision import warn_if_fp32
 from tomodrgn.training.run_folder import RunFolder
@@ -208,6 +210,7 @@ class Trainer:
             f"# start epoch {s.epoch} step {s.step}: {len(self.ds)} particles, D={self.ds.box_size}, "
             f"{ctx.world_size} process(es), device {self.device}, beta {self.beta:.3g}"
         )
+        self._log(f"# {allocator_note(os.environ)}")
         if self.envelope_note is not None:
             self._log(f"# {self.envelope_note}")
         if self.batch_choice is not None:
