@@ -25,6 +25,7 @@ def test_environment_adds_the_tunable_once_and_respects_the_user():
     assert huge_page_environment({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=2"}) is None  # the user's own choice
     assert huge_page_environment({"TOMODRGN_HUGE_PAGES": "0"}) is None  # switched off
     assert not huge_pages_on({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})
+    assert huge_pages_on({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=2"})
     assert "huge pages" in allocator_note(env) and "4 KiB" in allocator_note({})
 
 
@@ -32,7 +33,10 @@ def test_environment_adds_the_tunable_once_and_respects_the_user():
 def test_the_command_trains_with_huge_pages_unless_switched_off(tmp_path):
     sim = simulate_dataset(tmp_path / "sim", "homogeneous", n_particles=4, box_size=16, n_tilts=5, snr=None, seed=0)
     base = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "TOMODRGN_HUGE_PAGES")}
-    for name, extra, expect in (("on", {}, "transparent huge pages"), ("off", {"TOMODRGN_HUGE_PAGES": "0"}, "4 KiB")):
+    for name, extra, expect in (
+        ("on", {}, f"huge pages for large buffers ({TUNABLE})"),
+        ("off", {"TOMODRGN_HUGE_PAGES": "0"}, "4 KiB"),
+    ):
         run = tmp_path / name
         argv = [
             "train_nn",

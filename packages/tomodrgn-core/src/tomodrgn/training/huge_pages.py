@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Mapping
 
@@ -25,9 +26,16 @@ TUNABLE = "glibc.malloc.hugetlb=1"
 SWITCH = "TOMODRGN_HUGE_PAGES"
 
 
+def _hugetlb(environ: Mapping[str, str]) -> str | None:
+    """The ``glibc.malloc.hugetlb=…`` entry of ``GLIBC_TUNABLES`` in ``environ``, or None."""
+    found = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t.startswith("glibc.malloc.hugetlb=")]
+    return found[-1] if found else None
+
+
 def huge_pages_on(environ: Mapping[str, str]) -> bool:
-    """True when ``environ`` (the process's environment at start) asks glibc for huge pages on large buffers."""
-    return TUNABLE in environ.get("GLIBC_TUNABLES", "").split(":")
+    """True when ``environ`` (the process's environment at start) asks glibc for huge pages on large buffers (the
+    tunable at 1, transparent huge pages, or 2, HugeTLB pages)."""
+    return _hugetlb(environ) not in (None, "glibc.malloc.hugetlb=0")
 
 
 def huge_page_environment(environ: Mapping[str, str]) -> dict[str, str] | None:
@@ -35,19 +43,20 @@ def huge_page_environment(environ: Mapping[str, str]) -> dict[str, str] | None:
     do: not Linux with glibc, a ``glibc.malloc.hugetlb`` value already chosen, or ``TOMODRGN_HUGE_PAGES=0``."""
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return None
-    tunables = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t]
-    if environ.get(SWITCH, "1") == "0" or any(t.startswith("glibc.malloc.hugetlb=") for t in tunables):
+    if environ.get(SWITCH, "1") == "0" or _hugetlb(environ) is not None:
         return None
+    tunables = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t]
     return {**environ, "GLIBC_TUNABLES": ":".join([*tunables, TUNABLE])}
 
 
 def restart_with_huge_pages(argv: list[str]) -> None:
-    """Replace this process by ``python ARGV`` (same interpreter, same PID) with huge pages on, where
-    :func:`huge_page_environment` says that is needed; otherwise, or if the restart fails, return and run as is."""
+    """Replace this process by ``python ARGV`` (same interpreter, its -W / -X options, same PID) with huge pages on,
+    where :func:`huge_page_environment` says that is needed; otherwise, or if the restart fails, run on as is."""
     env = huge_page_environment(os.environ)
     if env is not None and sys.executable:
+        flags = subprocess._args_from_interpreter_flags()  # what multiprocessing passes on to its children
         try:
-            os.execve(sys.executable, [sys.executable, *argv], env)
+            os.execve(sys.executable, [sys.executable, *flags, *argv], env)
         except OSError:
             pass  # only the page faults differ
 
@@ -55,5 +64,5 @@ def restart_with_huge_pages(argv: list[str]) -> None:
 def allocator_note(environ: Mapping[str, str]) -> str:
     """One line for the training log: whether this process was started with huge pages for large buffers."""
     if huge_pages_on(environ):
-        return f"allocator: transparent huge pages for large buffers ({TUNABLE})"
+        return f"allocator: huge pages for large buffers ({_hugetlb(environ)})"
     return f"allocator: 4 KiB pages (start through the tomodrgn command, or set GLIBC_TUNABLES={TUNABLE})"
