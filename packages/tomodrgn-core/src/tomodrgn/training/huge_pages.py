@@ -24,6 +24,8 @@ from collections.abc import Mapping
 
 TUNABLE = "glibc.malloc.hugetlb=1"
 SWITCH = "TOMODRGN_HUGE_PAGES"
+RESTARTED = "TOMODRGN_HUGE_PAGES_RESTARTED"  # set in the restarted process: never restart twice (a secure-exec
+# process, for one, has GLIBC_TUNABLES removed by the loader)
 
 
 def _hugetlb(environ: Mapping[str, str]) -> str | None:
@@ -40,13 +42,14 @@ def huge_pages_on(environ: Mapping[str, str]) -> bool:
 
 def huge_page_environment(environ: Mapping[str, str]) -> dict[str, str] | None:
     """The environment to restart the command with so that glibc uses huge pages, or None where there is nothing to
-    do: not Linux with glibc, a ``glibc.malloc.hugetlb`` value already chosen, or ``TOMODRGN_HUGE_PAGES=0``."""
+    do: not Linux with glibc, a ``glibc.malloc.hugetlb`` value already chosen, ``TOMODRGN_HUGE_PAGES=0``, or this
+    process is itself the restart."""
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return None
-    if environ.get(SWITCH, "1") == "0" or _hugetlb(environ) is not None:
+    if environ.get(SWITCH, "1") == "0" or RESTARTED in environ or _hugetlb(environ) is not None:
         return None
     tunables = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t]
-    return {**environ, "GLIBC_TUNABLES": ":".join([*tunables, TUNABLE])}
+    return {**environ, "GLIBC_TUNABLES": ":".join([*tunables, TUNABLE]), RESTARTED: "1"}
 
 
 def restart_with_huge_pages(argv: list[str]) -> None:
