@@ -292,7 +292,7 @@ def make_stack_set(
             m.voxel_size = pixel_size
         if inverted_at_import:  # the description in the mirrored frame: same images, conjugated geometry
             a_part = MIRROR @ a_part @ MIRROR
-            coord = coord * np.array([1, 1, -1]) + np.array([0, 0, 2 * centre_px[2]])
+            coord = MIRROR @ (coord - centre_px) + centre_px  # z mirrored about the tomogram centre
         rot, tilt, psi = Rotation.from_matrix(a_part.T).as_euler("ZYZ", degrees=True)
         rows.append(
             {

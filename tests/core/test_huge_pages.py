@@ -40,18 +40,8 @@ def test_the_command_trains_with_huge_pages_unless_switched_off(tmp_path):
         ("off", {"TOMODRGN_HUGE_PAGES": "0"}, "4 KiB"),
     ):
         run = tmp_path / name
-        argv = [
-            "train_nn",
-            str(sim.star_path),
-            "-o",
-            str(run),
-            "--epochs",
-            "1",
-            "--dec-arch",
-            "16x2",
-            "--device",
-            "cpu",
-        ]
+        argv = ["train_nn", str(sim.star_path), "-o", str(run), "--epochs", "1", "--dec-arch", "16x2",
+                "--device", "cpu"]  # fmt: skip
         out = subprocess.run(
             [sys.executable, "-m", "tomodrgn.cli", *argv], env={**base, **extra}, capture_output=True, text=True
         )

@@ -24,8 +24,8 @@ from collections.abc import Mapping
 
 TUNABLE = "glibc.malloc.hugetlb=1"
 SWITCH = "TOMODRGN_HUGE_PAGES"
-RESTARTED = "TOMODRGN_HUGE_PAGES_RESTARTED"  # set in the restarted process: never restart twice (a secure-exec
-# process, for one, has GLIBC_TUNABLES removed by the loader)
+# set in the restarted process so that it never restarts again (the loader drops GLIBC_TUNABLES in secure-exec mode)
+RESTARTED = "TOMODRGN_HUGE_PAGES_RESTARTED"
 
 
 def _hugetlb(environ: Mapping[str, str]) -> str | None:
