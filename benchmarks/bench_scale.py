@@ -9,6 +9,9 @@ and with k = 100 (UMAP included), ``analyze_volumes`` with a volume for every pa
 and prints the growth from the smallest to the largest count (time and memory per stage).
 
     python benchmarks/bench_scale.py --particles 2000 5000 20000 --out bench_output/scale.json
+
+A count can be run in parts: ``--resume`` keeps its folder and skips the stages already measured, ``--stages``
+names the ones to run now (e.g. ``--particles 20000 --resume --stages analyze_volumes``).
 """
 
 from __future__ import annotations
@@ -52,33 +55,58 @@ def epoch_seconds(run: Path) -> float | None:
     return None
 
 
+STAGES = ("simulate", "backproject", "train_vae", "eval_images", "analyze", "analyze_volumes", "filter_star")
+
+
 def bench_count(n: int, work: Path, args) -> list[dict]:
+    """Every stage in ``args.stages`` for ``n`` particles in ``work``. Each stage's row is saved to
+    ``work/rows.json`` as soon as it ends; with ``--resume`` a stage whose row is there is not run again (a count that
+    takes longer than one sitting runs in several, its rows each measured whole)."""
     work.mkdir(parents=True, exist_ok=True)
-    log = work / "stages.log"
+    log, saved = work / "stages.log", work / "rows.json"
+    rows: list[dict] = json.loads(saved.read_text()) if saved.exists() else []
+    done = {r["stage"] for r in rows}
     sim, run = work / "sim", work / "run"
     star = sim / "particles.star"
-    rows = [run_stage("simulate", ["simulate", str(sim), "--preset", "4-class", "--n-particles", str(n), "-D",
-                                   str(args.box), "--n-tilts", str(args.tilts), "--seed", "0"], log)]  # fmt: skip
-    rows[-1]["disk_mib"] = disk_mib(sim)
-    rows.append(run_stage("backproject", ["backproject", str(star), "-o", str(work / "bp")], log))
+
+    def stage(name: str, key: str, argv: list[str], output: Path, after=None) -> None:
+        if key not in args.stages or name in done:
+            return
+        if output.is_dir():  # what an interrupted sitting left: the stage runs again whole
+            shutil.rmtree(output)
+        output.unlink(missing_ok=True)
+        row = run_stage(name, argv, log)
+        if after is not None:
+            after(row)
+        row["particles"] = n
+        rows.append(row)
+        saved.write_text(json.dumps(rows, indent=1) + "\n")
+        print(json.dumps(row), flush=True)
+
+    stage("simulate", "simulate", ["simulate", str(sim), "--preset", "4-class", "--n-particles", str(n), "-D",
+                                   str(args.box), "--n-tilts", str(args.tilts), "--seed", "0"], sim,
+          lambda r: r.update(disk_mib=disk_mib(sim)))  # fmt: skip
+    stage("backproject", "backproject", ["backproject", str(star), "-o", str(work / "bp")], work / "bp")
     train = ["train_vae", str(star), "-o", str(run), "--zdim", "8", "--epochs", "1", "--n-tilts", str(args.train_tilts),
              "--batch-size", str(args.batch), "--device", "cpu"]  # fmt: skip
-    rows.append(run_stage("train_vae (1 epoch)", train, log))
-    rows[-1]["epoch_s"] = epoch_seconds(run)
-    rows.append(run_stage("eval_images", ["eval_images", str(run), str(star), "-o", str(work / "z_all.npy")], log))
+    stage("train_vae (1 epoch)", "train_vae", train, run, lambda r: r.update(epoch_s=epoch_seconds(run)))
+    stage(
+        "eval_images",
+        "eval_images",
+        ["eval_images", str(run), str(star), "-o", str(work / "z_all.npy")],
+        work / "z_all.npy",
+    )
     for k in (20, 100):
-        rows.append(run_stage(f"analyze k={k}", ["analyze", str(run), "--ksample", str(k), "-o", str(work / f"an{k}")],
-                              log))  # fmt: skip
-    rows.append(run_stage("analyze_volumes (every particle)", ["analyze_volumes", str(run), "--n-volumes", str(n),
-                                                               "-o", str(work / "vols")], log))  # fmt: skip
+        stage(f"analyze k={k}", "analyze", ["analyze", str(run), "--ksample", str(k), "-o", str(work / f"an{k}")],
+              work / f"an{k}")  # fmt: skip
+    stage("analyze_volumes (every particle)", "analyze_volumes",
+          ["analyze_volumes", str(run), "--n-volumes", str(n), "-o", str(work / "vols")], work / "vols")  # fmt: skip
     labels = next((work / "an20").rglob("labels.*"), None)
     if labels is not None:
-        rows.append(run_stage("filter_star", ["filter_star", str(star), "-o", str(work / "cluster0.star"), "--labels",
-                                              str(labels), "--keep", "0"], log))  # fmt: skip
-    for r in rows:
-        r["particles"] = n
-    rows.append({"stage": "total disk", "particles": n, "disk_mib": disk_mib(work)})
-    return rows
+        stage("filter_star", "filter_star", ["filter_star", str(star), "-o", str(work / "cluster0.star"), "--labels",
+                                              str(labels), "--keep", "0"], work / "cluster0.star")  # fmt: skip
+    disk = {"stage": "total disk", "particles": n, "disk_mib": disk_mib(work)}
+    return [r for r in rows if r["stage"] != "total disk"] + [disk]
 
 
 def markdown(rows: list[dict], counts: list[int]) -> str:
@@ -106,23 +134,26 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--workdir", type=Path, default=Path("bench_output/scale"))
     p.add_argument("--keep", action="store_true", help="keep each count's files (default: removed after it)")
+    p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to run (default: all)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep each count's folder and skip the stages it has rows for (implies --keep); rows of "
+                        "other counts already in --out are kept")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("bench_output/scale.json"))
     args = p.parse_args()
-    rows: list[dict] = []
+    prior = json.loads(args.out.read_text())["rows"] if args.resume and args.out.exists() else []
+    rows: list[dict] = [r for r in prior if r["particles"] not in args.particles]  # other counts' rows kept
     for n in args.particles:
         work = args.workdir / f"n{n}"
-        if work.exists():
+        if work.exists() and not args.resume:
             shutil.rmtree(work)
         rows += bench_count(n, work, args)
-        for r in rows[-10:]:
-            if r["particles"] == n:
-                print(json.dumps(r), flush=True)
-        if not args.keep:
+        if not (args.keep or args.resume):
             shutil.rmtree(work)
         args.out.parent.mkdir(parents=True, exist_ok=True)  # written after every count: nothing lost on a stop
         meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "box": args.box,
                 "tilts": args.tilts, "train_tilts": args.train_tilts, "batch": args.batch}  # fmt: skip
         args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    args.particles = sorted({r["particles"] for r in rows})
     done = [n for n in args.particles if any(r["particles"] == n for r in rows)]
     print(markdown(rows, done))
     if len(done) > 1:

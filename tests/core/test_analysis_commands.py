@@ -116,6 +116,63 @@ def test_analyze_volumes(run, tmp_path, capsys):
     assert "k-means in volume space" in (out / "report.md").read_text()
 
 
+def test_analyze_volumes_of_every_particle_resumes_after_an_interruption(run, tmp_path, capsys, monkeypatch):
+    """A volume for every particle (no k-means over as many centres as points: each particle is its own volume);
+    a call stopped part-way is continued with --resume, decoding only the volumes that are missing, and gives the
+    same volumes and clusters as a call never stopped."""
+    from tomodrgn.analysis import volume_space
+    from tomodrgn.analysis.volume_space import analyze_volumes, sample_latent
+    from tomodrgn.io.errors import InputError
+
+    monkeypatch.setattr(volume_space, "DECODE_BATCH", 5)  # 24 particles: the stop comes after 5 of them
+    sim, rd = run
+    model = load_model(rd)
+    z = np.load(rd / "z.npy")
+    assert sample_latent(z, len(z)).tolist() == list(range(len(z)))
+    assert sample_latent(z, 10 * len(z), "random").tolist() == list(range(len(z)))
+    whole = tmp_path / "whole"
+    main(["analyze_volumes", str(rd), "-o", str(whole), "--n-volumes", str(len(z)), "--ksample", "3"])
+    capsys.readouterr()
+    decoded = []
+
+    def stopped_after_one_batch(zz):
+        if decoded:
+            raise KeyboardInterrupt
+        decoded.append(len(zz))
+        return model.decode(zz)
+
+    part = tmp_path / "part"
+    source = {"run": str(rd.absolute()), "epoch": 3, "flip_hand": False}  # as analyze_volumes_run records it
+    with pytest.raises(KeyboardInterrupt):
+        analyze_volumes(stopped_after_one_batch, z, part, _pixel(rd), n_volumes=len(z), k=3, source=source)
+    written = sorted((part / "volumes").glob("vol_*.mrc"))
+    assert len(written) == decoded[0] == 5
+    assert not list((part / "volumes").glob("*.tmp"))
+    with pytest.raises(SystemExit) as e:  # a non-empty folder without --resume: one line, exit 2
+        main(["analyze_volumes", str(rd), "-o", str(part), "--n-volumes", str(len(z)), "--ksample", "3"])
+    assert e.value.code == 2 and "not empty" in capsys.readouterr().err
+    with pytest.raises(InputError, match="other particles"):
+        analyze_volumes(model.decode, z, part, _pixel(rd), n_volumes=5, sampling="random", k=3, resume=True,
+                        source=source)  # fmt: skip
+    with pytest.raises(InputError, match="decoded from"):
+        analyze_volumes(model.decode, z, part, _pixel(rd), n_volumes=len(z), k=3, resume=True,
+                        source={**source, "flip_hand": True})  # fmt: skip
+    rows = []
+
+    def counted(zz):
+        rows.append(len(zz))
+        return model.decode(zz)
+
+    res = analyze_volumes(counted, z, part, _pixel(rd), n_volumes=len(z), k=3, resume=True, source=source)
+    assert sum(rows) == len(z) - len(written)  # only the missing volumes were decoded
+    for name in [f"vol_{i:03d}.mrc" for i in range(len(z))]:
+        np.testing.assert_array_equal(read_mrc(part / "volumes" / name)[0], read_mrc(whole / "volumes" / name)[0])
+    np.testing.assert_array_equal(res.particle_labels, np.load(whole / "kmeans3" / "labels.npy"))
+    np.testing.assert_array_equal(res.particle_labels, res.volume_labels)  # each particle's own volume
+    main(["analyze_volumes", str(rd), "-o", str(part), "--n-volumes", str(len(z)), "--ksample", "3", "--resume"])
+    assert f"{len(z)} volumes" in capsys.readouterr().out
+
+
 def _projections(paths):
     vols = np.stack([read_mrc(p)[0] for p in paths]).astype(np.float64)
     axis = (vols[-1] - vols[0]).ravel()
@@ -260,9 +317,9 @@ def test_analyze_volumes_streams_its_volumes(tmp_path):
     d = 16
     grid = np.stack(np.mgrid[:d, :d, :d], -1).astype(np.float32) - d / 2
 
-    def decode(zz):  # a blob moving with z
-        c = np.array([zz[0, 0], zz[0, 1], 0.0], np.float32) * 2
-        return np.exp(-((grid - c) ** 2).sum(-1) / 8)[None]
+    def decode(zz):  # a blob moving with z, one volume per row
+        c = np.pad(np.asarray(zz, np.float32)[:, :2], ((0, 0), (0, 1))) * 2
+        return np.exp(-((grid[None] - c[:, None, None, None]) ** 2).sum(-1) / 8)
 
     peaks = {}
     for n in (300, 1200):

@@ -126,6 +126,24 @@ def test_hartley_volume_matches_decoder_at_grid_points():
     assert (ht.reshape(-1)[outside] == 0).all()
 
 
+@pytest.mark.parametrize("cache_bytes", [1 << 30, 0])
+def test_hartley_volumes_equal_one_call_per_latent(cache_bytes):
+    """Decoding many latents in one call (the z-free features and first layer kept, or recomputed when they do not fit
+    the cache) gives, bit for bit, the volumes of one :meth:`hartley_volume` call each."""
+    dec = _decoder(zdim=2)
+    z = torch.randn(3, 2)
+    many = list(dec.hartley_volumes(z, chunk=500, cache_bytes=cache_bytes))
+    assert len(many) == 3
+    for row, vol in zip(z, many):
+        torch.testing.assert_close(vol, dec.hartley_volume(row, chunk=500), rtol=0, atol=0)
+    assert not torch.equal(many[0], many[1])
+    homogeneous = _decoder(zdim=0)
+    (only,) = homogeneous.hartley_volumes(None)
+    torch.testing.assert_close(only, homogeneous.hartley_volume(None), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="pass z"):
+        next(dec.hartley_volumes(None))
+
+
 @pytest.mark.parametrize("perm", [[0, 1, 2], [2, 0, 1], [1, 2, 0]])
 def test_volume_slice_equals_decoded_image_slice(perm):
     """Central slice of the generated volume at coords @ R equals the decoder's predictions for that image."""

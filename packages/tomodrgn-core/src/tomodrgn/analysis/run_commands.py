@@ -51,11 +51,13 @@ def analyze_volumes_run(
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
     flip_hand: bool = False,
+    resume: bool = False,
     **kwargs,
 ) -> VolumeSpaceResult:
     """:func:`~tomodrgn.analysis.volume_space.analyze_volumes` of a run; ``mask`` an MRC path, ``"auto"`` or None;
     the per-cluster STAR subsets are written when the run's training STAR is readable. ``flip_hand``: mirrored
-    volumes (a ``mask`` file must then be in the mirrored hand too)."""
+    volumes (a ``mask`` file must then be in the mirrored hand too). ``resume``: continue an interrupted call in the
+    same folder, keeping the volumes it decoded from the same run, epoch and hand."""
     from tomodrgn.io.mrc import read_mrc
     from tomodrgn.training.run_particles import training_particles
 
@@ -69,8 +71,12 @@ def analyze_volumes_run(
         series = training_particles(model)  # restricted to the run's --first / --ind particles
         if series.n_particles != len(z):
             series = None
-    out = _out(Path(run_dir), outdir, "analyze_volumes", epoch, overwrite)
-    return analyze_volumes(model.decode, z, out, model.pixel_size, mask=m, star=series, progress=progress, **kwargs)
+    out = _out(Path(run_dir), outdir, "analyze_volumes", epoch, overwrite or resume)
+    source = {"run": str(Path(run_dir).absolute()), "epoch": epoch, "flip_hand": flip_hand}
+    return analyze_volumes(
+        model.decode, z, out, model.pixel_size, mask=m, star=series, progress=progress, resume=resume, source=source,
+        **kwargs,
+    )  # fmt: skip
 
 
 def pc_traversal_for_run(

@@ -1,13 +1,14 @@
 """``analyze_volumes``: heterogeneity analysed in volume space rather than latent space (as tomoDRGN's command).
 
 Volumes are decoded at ``n_volumes`` latent positions — the particles nearest the k-means centres of z (on-data,
-default) or a random subset of particles — optionally masked (a given mask, or :func:`soft_mask` of their mean),
-then PCA (:func:`tomodrgn.analysis.volumes.volume_pca`) and k-means on the volume PC coordinates. Every particle
-takes the volume cluster of its nearest sampled latent position.
+default) or a random subset of particles; every particle when ``n_volumes`` ≥ their number — optionally masked (a
+given mask, or :func:`soft_mask` of their mean), then PCA (:func:`tomodrgn.analysis.volumes.volume_pca`) and k-means
+on the volume PC coordinates. Every particle takes the volume cluster of its nearest sampled latent position.
 
 Outputs under ``outdir`` (default ``<run>/analyze_volumes.<epoch>/``)::
 
     volumes/vol_NNN.mrc, volumes/particles.txt   sampled volumes and the particle each was decoded from
+    volumes/source.json                          what decoded them (``source``), checked by ``resume``
     mask.mrc                                     the mask used (if any)
     vol_pca.png, vol_pca_variance.png            volume PC1/PC2 scatter coloured by cluster; explained variance
     vol_pca_coords.npy, labels_volumes.npy       PC coordinates and cluster of each sampled volume
@@ -32,6 +33,7 @@ from tomodrgn.analysis.volumes import Decoder, VolumePCA, volume_pca
 from tomodrgn.io.errors import InputError
 
 PCA_BATCH = 64  # volumes per IncrementalPCA batch: memory ~ this many volumes (float64), whatever their number
+DECODE_BATCH = 32  # volumes per decoder call: the z-free part of the decoder is computed once per call
 
 
 @dataclass
@@ -50,9 +52,12 @@ class VolumeSpaceResult:
 
 
 def sample_latent(z: np.ndarray, n: int, method: str = "kmeans", seed: int = 0) -> np.ndarray:
-    """Indices (≤ n,) of particles whose z are decoded: nearest the k-means centres (``kmeans``) or random."""
+    """Indices (≤ n,) of particles whose z are decoded: nearest the k-means centres (``kmeans``) or random; every
+    particle when n ≥ their number (k-means with a centre per particle would cost O(n²) for the same answer)."""
     z = _as_z(z)
-    n = max(1, min(n, len(z)))
+    if n >= len(z):
+        return np.arange(len(z), dtype=np.int64)
+    n = max(1, n)
     if method == "kmeans":
         return np.unique(nearest_to_centres(z, kmeans(z, n, seed)[1]))
     if method == "random":
@@ -106,10 +111,14 @@ def analyze_volumes(
     star=None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    resume: bool = False,
+    source: dict | None = None,
 ) -> VolumeSpaceResult:
     """Volume-space PCA and clustering (module docstring). ``mask``: an array (D, D, D), ``"auto"`` (soft mask of the
     mean sampled volume) or None; ``star``: training STAR path or ``ParticleSeries`` for the per-cluster STAR
-    subsets (skipped when None)."""
+    subsets (skipped when None). ``source``: what decodes (e.g. run, epoch, hand), recorded beside the volumes;
+    ``resume``: keep the volumes an interrupted call with the same particles and ``source`` wrote in ``outdir``
+    (each file is complete or absent: :func:`~tomodrgn.io.mrc.write_mrc`) and decode only the others."""
     from tomodrgn.analysis import plots
     from tomodrgn.analysis.report import image, link, table, write_report
     from tomodrgn.export.selections import filter_star, write_index_list
@@ -117,21 +126,13 @@ def analyze_volumes(
 
     z = _as_z(z)
     out = Path(outdir)
-    (out / "volumes").mkdir(parents=True, exist_ok=True)
     picks = sample_latent(z, n_volumes, sampling, seed)
-    paths, total = [], None  # volumes go to disk one by one; the PCA reads them back in batches
-    for i, p in enumerate(picks):
-        v = np.asarray(decode(z[p][None]), dtype=np.float32)
-        v = v.reshape(v.shape[-3:])
-        paths.append(write_mrc(out / "volumes" / f"vol_{i:03d}.mrc", v, pixel_size))
-        total = v.astype(np.float64) if total is None else total + v
-        if progress is not None:
-            progress(i + 1, len(picks))
+    paths, total = _decode_volumes(decode, z, picks, out / "volumes", pixel_size, resume, source or {}, progress)
 
     def volumes():
         return (read_mrc(path)[0] for path in paths)
 
-    files: dict = {"volumes": write_index_list(out / "volumes" / "particles.txt", picks, "particle of each vol_NNN")}
+    files: dict = {"volumes": out / "volumes" / "particles.txt"}
     if isinstance(mask, str):
         if mask != "auto":
             raise InputError(f"mask must be an array, 'auto' or None, got {mask!r}")
@@ -152,8 +153,8 @@ def analyze_volumes(
     files["variance_plot"] = plots.plot_explained_variance(
         res.explained_variance_ratio, out / "vol_pca_variance.png", "PCA of volumes"
     )
-    # each particle → its nearest sampled latent position → that volume's cluster
-    plabels = vlabels[nearest_to_centres(z[picks], z)]
+    # each particle → its nearest sampled latent position → that volume's cluster (its own, when all were decoded)
+    plabels = vlabels if len(picks) == len(z) else vlabels[nearest_to_centres(z[picks], z)]
     kdir = out / f"kmeans{k}"
     kdir.mkdir(exist_ok=True)
     np.save(kdir / "labels.npy", plabels)
@@ -198,3 +199,54 @@ def analyze_volumes(
     report = write_report(out / "report.md", "tomoDRGN volume-space analysis", sections)
     files.update(cluster_lists=lists, centre_volumes=centre_paths, cluster_stars=stars)
     return VolumeSpaceResult(out, picks, res, vlabels, plabels, pixel_size, files, report)
+
+
+def _decode_volumes(
+    decode: Decoder,
+    z: np.ndarray,
+    picks: np.ndarray,
+    folder: Path,
+    pixel_size: float,
+    resume: bool,
+    source: dict,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[Path], np.ndarray]:
+    """Decode the volume of each particle in ``picks`` to ``folder/vol_NNN.mrc`` (``DECODE_BATCH`` at a time, never
+    all in memory): (paths, sum of the volumes (D, D, D) float64). ``particles.txt`` and ``source.json`` are written
+    first; ``resume`` keeps the volumes already there when both match (:class:`InputError` naming the folder if not)."""
+    import json
+
+    from tomodrgn.export.selections import write_index_list
+    from tomodrgn.io.index_lists import read_index_list
+    from tomodrgn.io.mrc import read_mrc, write_mrc
+
+    listing, recorded = folder / "particles.txt", folder / "source.json"
+    source = json.loads(json.dumps(source, default=str))  # as it reads back
+    paths = [folder / f"vol_{i:03d}.mrc" for i in range(len(picks))]
+    done = np.zeros(len(picks), dtype=bool)
+    if resume and listing.exists():
+        before = read_index_list(listing)
+        if not np.array_equal(before, picks):
+            raise InputError(f"--resume: {listing} lists other particles than this call decodes; use a new -o folder")
+        was = json.loads(recorded.read_text()) if recorded.exists() else {}
+        if was != source:
+            raise InputError(f"--resume: the volumes in {folder} were decoded from {was}, not {source}")
+        done = np.array([p.exists() for p in paths], dtype=bool)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_index_list(listing, picks, "particle of each vol_NNN")
+    recorded.write_text(json.dumps(source) + "\n")
+    total = None
+    for i in np.flatnonzero(done):  # volumes of an interrupted call count towards the mean (the auto mask)
+        v = read_mrc(paths[i])[0].astype(np.float64)
+        total = v if total is None else total + v
+    todo = np.flatnonzero(~done)
+    for start in range(0, len(todo), DECODE_BATCH):
+        rows = todo[start : start + DECODE_BATCH]
+        vols = np.asarray(decode(z[picks[rows]]), dtype=np.float32)
+        vols = vols.reshape(len(rows), *vols.shape[-3:])
+        for i, v in zip(rows, vols):
+            write_mrc(paths[i], v, pixel_size)
+            total = v.astype(np.float64) if total is None else total + v
+        if progress is not None:
+            progress(int(done.sum()) + start + len(rows), len(picks))
+    return paths, total

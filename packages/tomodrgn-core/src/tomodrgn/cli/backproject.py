@@ -6,21 +6,13 @@ import argparse
 from pathlib import Path
 
 from tomodrgn.cli._options import add_hand_options, add_reference_options, add_tomograms_star
+from tomodrgn.cli._progress import progress_bar
 
 
 def cmd_backproject(args: argparse.Namespace) -> None:
-    from tqdm.auto import tqdm
-
     from tomodrgn import api
 
-    bars = []
-
-    def progress(done: int, total: int) -> None:  # the bar starts with the first batch (errors stay one line)
-        if not bars:
-            bars.append(tqdm(total=total, unit="img", desc="back-projecting"))
-        bars[0].update(done - bars[0].n)
-
-    try:
+    with progress_bar("back-projecting", "img") as progress:
         res = api.backproject(
             args.star,
             args.outdir,
@@ -45,9 +37,6 @@ def cmd_backproject(args: argparse.Namespace) -> None:
             reference=args.reference,
             reference_pixel_size=args.reference_pixel_size,
         )
-    finally:
-        for bar in bars:
-            bar.close()
     print(
         f"back-projected {res.n_images} images of {res.n_particles} particles (D={res.box_size}, "
         f"{res.pixel_size:.3f} Å/px)"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from tomodrgn.cli._progress import progress_bar
 
 
 def _color(text: str) -> tuple[float, float, float]:
@@ -23,26 +24,14 @@ def _color(text: str) -> tuple[float, float, float]:
 
 
 def cmd_movie(args: argparse.Namespace) -> None:
-    from tqdm.auto import tqdm
-
     from tomodrgn import api
 
-    bars = []  # made at the first frame, so that an input error is the only line on stderr
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, desc="rendering frames", unit="frame", leave=False, file=sys.stderr))
-        bars[0].update(done - bars[0].n)
-
-    try:
+    with progress_bar("rendering frames", "frame", leave=False) as progress:
         movie = api.volume_movie(
             args.volumes, args.output, n_frames=args.frames, turn=args.turn, elevation=args.elevation, fps=args.fps,
             size=args.size, sigma=args.sigma, mass_kda=args.mass, bounce=args.bounce, overwrite=args.overwrite,
             progress=progress, **({"color": args.color} if args.color else {}),
         )  # fmt: skip
-    finally:
-        for bar in bars:
-            bar.close()
     what = "a turn around 1 volume" if len(movie.volumes) == 1 else f"{len(movie.volumes)} volumes"
     print(f"{movie.path}: {movie.n_frames} frames at {movie.fps:g} fps ({what}, iso level {movie.level:.4g})")
 

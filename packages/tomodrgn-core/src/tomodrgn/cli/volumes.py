@@ -6,17 +6,19 @@ import argparse
 from pathlib import Path
 
 from tomodrgn.cli._options import add_hand_options
+from tomodrgn.cli._progress import progress_bar
 
 
 def cmd_analyze_volumes(args: argparse.Namespace) -> None:
     from tomodrgn import api
 
     mask = None if args.mask == "none" else args.mask
-    res = api.analyze_volumes(
-        args.run, epoch=args.epoch, outdir=args.outdir, mask=mask, device=args.device, n_volumes=args.n_volumes,
-        sampling=args.sampling, n_components=args.n_pcs, k=args.ksample, n_pc_points=args.n_pc_points, seed=args.seed,
-        overwrite=args.overwrite, flip_hand=args.flip_hand,
-    )  # fmt: skip
+    with progress_bar("decoding volumes", "vol") as progress:
+        res = api.analyze_volumes(
+            args.run, epoch=args.epoch, outdir=args.outdir, mask=mask, device=args.device, n_volumes=args.n_volumes,
+            sampling=args.sampling, n_components=args.n_pcs, k=args.ksample, n_pc_points=args.n_pc_points,
+            seed=args.seed, overwrite=args.overwrite, flip_hand=args.flip_hand, resume=args.resume, progress=progress,
+        )  # fmt: skip
     evr = ", ".join(f"{r:.1%}" for r in res.pca.explained_variance_ratio)
     print(f"{len(res.sample_particles)} volumes; explained variance per PC: {evr}; report: {res.report}")
 
@@ -30,7 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epoch", type=int, default=None, help="epoch (default: latest)")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze_volumes.E)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
-    p.add_argument("--n-volumes", type=int, default=50, help="latent positions decoded")
+    p.add_argument(
+        "--resume", action="store_true", help="continue an interrupted call in the same folder (its volumes are kept)"
+    )
+    p.add_argument("--n-volumes", type=int, default=50, help="latent positions decoded (all particles: their count)")
     p.add_argument("--sampling", choices=("kmeans", "random"), default="kmeans", help="how positions are chosen")
     p.add_argument("--mask", default="auto", help="mask .mrc, 'auto' (soft mask of the mean volume) or 'none'")
     p.add_argument("--n-pcs", type=int, default=3, help="volume principal components")

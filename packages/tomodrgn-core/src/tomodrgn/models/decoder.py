@@ -32,6 +32,7 @@ trained as): E = fixed gain × profile.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -158,6 +159,16 @@ class HartleyDecoder(nn.Module):
         Voxel (i, j, k) has coordinate ((k − D/2)/D, (j − D/2)/D, (i − D/2)/D), matching ``ht3_center`` of a
         volume whose central slices at ``coords @ R`` are the images. Only the canonical half is evaluated.
         """
+        return next(self.hartley_volumes(None if z is None else z.reshape(1, -1), chunk))
+
+    @torch.no_grad()
+    def hartley_volumes(
+        self, z: torch.Tensor | None = None, chunk: int = 65536, cache_bytes: int = 1 << 30
+    ) -> Iterator[torch.Tensor]:
+        """:meth:`hartley_volume` of each row of ``z`` (n, zdim) in turn (one volume when None), the work that does
+        not depend on z done once for all of them: the grid, the features and the first layer's feature part (kept
+        while it fits ``cache_bytes``; above that, as large boxes need, recomputed for each volume), the envelope.
+        The same values as one :meth:`hartley_volume` call per row."""
         D = self.D
         dev = self.feature_matrix.device
         ax = (torch.arange(D, device=dev, dtype=torch.float32) - D // 2) / D
@@ -169,16 +180,33 @@ class HartleyDecoder(nn.Module):
         mirror = (((D - iz) % D) * D * D + ((D - iy) % D) * D + (D - ix) % D).reshape(-1)
         inside = (coords * coords).sum(-1) <= 0.25
         todo = torch.nonzero(inside & (~canonical_flip(coords) | ~mirror_in_grid)).squeeze(1)
-        vol = torch.zeros(D * D * D, device=dev)
-        zb = None if z is None else z.reshape(1, -1).to(dev)
-        for start in range(0, todo.numel(), chunk):
-            sel = todo[start : start + chunk]
-            pp = torch.zeros(sel.numel(), dtype=torch.long, device=dev)
-            h_pos, h_neg = self(coords[sel], z=zb, point_particle=pp if zb is not None else None)
-            m = mirror_in_grid[sel]
-            vol[mirror[sel][m]] = h_neg[m]
-            vol[sel] = h_pos
         dc = (D // 2) * (D * D + D + 1)
-        h_pos, h_neg = self(coords[dc : dc + 1], z=zb, point_particle=torch.zeros(1, dtype=torch.long, device=dev))
-        vol[dc] = 0.5 * (h_pos[0] + h_neg[0])  # = a (b is odd): DC is never trained; the MLP's continuation
-        return vol.reshape(D, D, D)
+        blocks = [todo[s : s + chunk] for s in range(0, todo.numel(), chunk)] + [torch.tensor([dc], device=dev)]
+        keep = (todo.numel() + 1) * self.first.out_features * 4 <= cache_bytes
+        flip = [canonical_flip(coords[b]) for b in blocks]
+        feats = [self.first(self.featurize(coords[b] * (1.0 - 2.0 * f.float())[:, None])) if keep else None
+                 for b, f in zip(blocks, flip)]  # fmt: skip
+        env = [self.envelope(coords[b])[:, None] for b in blocks]
+        if z is None and self.first_z is not None:
+            raise ValueError("this decoder has zdim > 0: pass z (n, zdim)")
+        # one volume without z (the cached first-layer output is then used once: the body's first ReLU is in place)
+        rows = [None] if self.first_z is None else list(z.reshape(-1, self.zdim).to(dev))
+        for zrow in rows:
+            z_part = None if zrow is None else self.first_z(zrow.reshape(1, -1))
+            vol = torch.zeros(D * D * D, device=dev)
+            values = []
+            for b, f, x, e in zip(blocks, flip, feats, env):
+                if x is None:
+                    x = self.first(self.featurize(coords[b] * (1.0 - 2.0 * f.float())[:, None]))
+                x = x if z_part is None else x + z_part
+                ab = self.body(x).float() * e
+                sign = 1.0 - 2.0 * f.float()
+                a, bb = ab[:, 0], ab[:, 1] * sign
+                values.append((a - bb, a + bb))
+            for b, (h_pos, h_neg) in zip(blocks[:-1], values[:-1]):
+                m = mirror_in_grid[b]
+                vol[mirror[b][m]] = h_neg[m]
+                vol[b] = h_pos
+            h_pos, h_neg = values[-1]
+            vol[dc] = 0.5 * (h_pos[0] + h_neg[0])  # = a (b is odd): DC is never trained; the MLP's continuation
+            yield vol.reshape(D, D, D)

@@ -56,17 +56,15 @@ class TrainedModel:
         if self.zdim == 0:
             if z is not None and np.size(z) > 0:
                 raise InputError("this model is homogeneous (no latent space): call decode(None)")
-            rows: list = [None]
+            zt = None
         else:
             if z is None:
                 raise InputError(f"this model has a {self.zdim}-D latent space: pass z of shape (n, {self.zdim})")
             z = np.atleast_2d(np.asarray(z, dtype=np.float32))
             if z.shape[1] != self.zdim:
                 raise InputError(f"z has {z.shape[1]} dimensions, the model has {self.zdim}")
-            rows = list(z)
-        for row in rows:
-            zt = None if row is None else torch.as_tensor(row, device=self.device)
-            ht = self.model.decoder.hartley_volume(zt)
+            zt = torch.as_tensor(z, device=self.device)
+        for ht in self.model.decoder.hartley_volumes(zt):  # the grid and the first layer's z-free part once
             vol = iht3_center(ht.double()).float().cpu().numpy()
             yield mirror(vol) if self.flip_hand else vol
 
