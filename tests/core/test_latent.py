@@ -5,7 +5,14 @@ import pytest
 
 from tomodrgn.analysis.latent import kmeans, nearest_to_centres, path_between, pc_traversal, pca, umap_embed
 from tomodrgn.analysis.metrics import adjusted_rand_index
-from tomodrgn.analysis.volumes import convergence, iter_decoded, latent_convergence, list_epochs, volume_pca
+from tomodrgn.analysis.volumes import (
+    StreamedPCA,
+    convergence,
+    iter_decoded,
+    latent_convergence,
+    list_epochs,
+    volume_pca,
+)
 
 
 def _blobs(n_per=30, zdim=4, seed=0):
@@ -72,6 +79,27 @@ def _moving_blob(shift, d=12):
     x = np.linspace(-1, 1, d)
     zz, yy, xx = np.meshgrid(x, x, x, indexing="ij")
     return np.exp(-((xx - 0.15 * shift) ** 2 + yy**2 + zz**2) / 0.1)
+
+
+@pytest.mark.parametrize("batch", [7, 30])
+def test_streamed_pca_equals_sklearn_incremental_pca(batch):
+    """The Gram-matrix update gives sklearn IncrementalPCA's components (signs included), singular values, explained
+    variance, mean and projections, batch for batch, on rows much longer than a batch (as volumes are)."""
+    from sklearn.decomposition import IncrementalPCA
+
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(95, 3)) * [4.0, 2.0, 1.0]) @ rng.normal(size=(3, 2000)) + rng.normal(size=(95, 2000))
+    x += rng.normal(size=2000)  # an offset the mean must carry
+    ours, ref = StreamedPCA(3), IncrementalPCA(n_components=3)
+    for start in range(0, len(x), batch):
+        if len(x[start : start + batch]) >= 3:
+            ours.partial_fit(x[start : start + batch])
+            ref.partial_fit(x[start : start + batch])
+    np.testing.assert_allclose(ours.mean_, ref.mean_, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours.singular_values_, ref.singular_values_, rtol=1e-9)
+    np.testing.assert_allclose(ours.explained_variance_, ref.explained_variance_, rtol=1e-9)
+    np.testing.assert_allclose(ours.components_, ref.components_, atol=1e-8)
+    np.testing.assert_allclose(ours.transform(x), ref.transform(x), atol=1e-7)
 
 
 def test_streamed_volume_pca_recovers_1d_variation():

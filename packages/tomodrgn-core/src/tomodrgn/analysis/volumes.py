@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.decomposition import IncrementalPCA
 
 from tomodrgn.analysis.latent import kmeans, nearest_to_centres
 from tomodrgn.analysis.metrics import adjusted_rand_index, cc
@@ -68,13 +67,57 @@ def _rebatch(chunks: Iterable[np.ndarray], batch: int) -> Iterator[np.ndarray]:
         yield pending
 
 
+class StreamedPCA:
+    """Incremental PCA of rows arriving in batches: Ross et al. (2008), the algorithm of sklearn's
+    ``IncrementalPCA`` (same mean correction, same components, signs as its ``svd_flip``), with one change: the SVD
+    of the small stacked matrix M (m × p: the kept components, the centred batch, the mean correction) is taken
+    through its Gram matrix M·Mᵀ (m × m). For volumes p = D³ ≫ m, and LAPACK's SVD of M took 4–6 s a batch at
+    D = 64, m = 68 on one core (most of ``analyze_volumes`` after decoding); the Gram route takes ~0.1 s. Only the
+    top components are kept, whose eigenvalues are the largest, so squaring costs them no precision that matters."""
+
+    def __init__(self, n_components: int) -> None:
+        self.n_components = n_components
+        self.n_seen = 0
+        self.mean_: np.ndarray | None = None
+        self.components_: np.ndarray | None = None  # (k, p) unit rows
+        self.singular_values_: np.ndarray | None = None
+
+    def partial_fit(self, x: np.ndarray) -> StreamedPCA:
+        x = np.asarray(x, dtype=np.float64)
+        n_b = len(x)
+        batch_mean = x.mean(0)
+        m = x - batch_mean
+        if self.n_seen:
+            correction = np.sqrt(self.n_seen * n_b / (self.n_seen + n_b)) * (self.mean_ - batch_mean)
+            m = np.vstack([self.singular_values_[:, None] * self.components_, m, correction[None]])
+        w, u = np.linalg.eigh(m @ m.T)
+        top = np.argsort(w)[::-1][: self.n_components]
+        s = np.sqrt(np.clip(w[top], 0.0, None))
+        v = u[:, top].T @ m
+        v /= np.where(s > 0, s, 1.0)[:, None]
+        v *= np.sign(v[np.arange(len(v)), np.abs(v).argmax(1)])[:, None]  # largest |entry| of each row positive
+        self.mean_ = (
+            batch_mean if not self.n_seen else (self.n_seen * self.mean_ + n_b * batch_mean) / (self.n_seen + n_b)
+        )
+        self.n_seen += n_b
+        self.components_, self.singular_values_ = v, s
+        return self
+
+    @property
+    def explained_variance_(self) -> np.ndarray:
+        return self.singular_values_**2 / max(self.n_seen - 1, 1)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.mean_) @ self.components_.T
+
+
 def volume_pca(
     chunks: Callable[[], Iterable[np.ndarray]],
     n_components: int = 3,
     batch_size: int = 64,
     mask: np.ndarray | None = None,
 ) -> VolumePCA:
-    """Streamed PCA across volumes (sklearn ``IncrementalPCA``; memory ~ batch_size volumes).
+    """Streamed PCA across volumes (:class:`StreamedPCA`; memory ~ batch_size volumes).
 
     ``chunks`` is a factory returning a fresh iterable of volumes (D,D,D) or chunks (m,D,D,D); it is called twice
     (fit, then projection). ``mask`` (D,D,D) multiplies every volume first. Needs at least ``n_components``
@@ -82,7 +125,7 @@ def volume_pca(
     """
     batch = max(batch_size, n_components)
     flat_mask = None if mask is None else np.asarray(mask, dtype=np.float64).ravel()
-    model = IncrementalPCA(n_components=n_components)
+    model = StreamedPCA(n_components)
     shape: tuple[int, ...] | None = None
     total_var = 0.0
     n_seen = 0
