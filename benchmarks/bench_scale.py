@@ -2,11 +2,12 @@
 
 For each particle count it simulates the 4-class problem (D = 64, 41 tilts by default; float32 stacks), then runs,
 each as its own ``tomodrgn`` process so that its peak resident set is its own (``os.wait4``):
-``simulate``, ``backproject``, ``train_vae`` (one epoch over all particles at ``--n-tilts 11``, batch 32: a fixed
-number of steps per particle), ``eval_images`` (latents of all particles from all tilts), ``analyze`` with k = 20
-and with k = 100 (UMAP included), ``analyze_volumes`` with a volume for every particle (streamed) and
-``filter_star`` (a cluster to a STAR). It writes the rows as JSON and a Markdown table (for ``docs/benchmarks.md``)
-and prints the growth from the smallest to the largest count (time and memory per stage).
+``simulate``, ``backproject``, ``train_vae`` (``--max-steps 100`` at ``--n-tilts 11``, batch 32, with the epoch
+time those steps imply; the latents of every particle come from the all-tilt encoder pass at its end),
+``eval_images`` (latents of all particles from all tilts), ``analyze`` with k = 20 and with k = 100 (UMAP
+included), ``analyze_volumes`` with a volume for every particle (streamed) and ``filter_star`` (a cluster to a
+STAR). It writes the rows as JSON and a Markdown table (for ``docs/benchmarks.md``) and prints the growth from the
+smallest to the largest count (time and memory per stage).
 
     python benchmarks/bench_scale.py --particles 2000 5000 20000 --out bench_output/scale.json
 
@@ -47,12 +48,15 @@ def disk_mib(path: Path) -> float:
     return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
 
 
-def epoch_seconds(run: Path) -> float | None:
-    """The training pass's own time of the epoch (train.log's 'time Xs'), without set-up and latents."""
+def training_pass(run: Path, n: int) -> dict:
+    """From train.log's epoch line: the training steps' own time (without set-up and latents) and particles/s, and
+    the time of a whole epoch over ``n`` particles they imply."""
     for line in (run / "train.log").read_text().splitlines():
         if line.startswith("epoch ") and " time " in line:
-            return float(line.split(" time ")[1].split("s")[0])
-    return None
+            secs = float(line.split(" time ")[1].split("s")[0])
+            pps = float(line.split(" particles/s ")[1].split()[0])
+            return {"steps_s": secs, "particles_per_s": pps, "epoch_s": round(n / pps, 1)}
+    return {}
 
 
 STAGES = ("simulate", "backproject", "train_vae", "eval_images", "analyze", "analyze_volumes", "filter_star")
@@ -88,8 +92,8 @@ def bench_count(n: int, work: Path, args) -> list[dict]:
           lambda r: r.update(disk_mib=disk_mib(sim)))  # fmt: skip
     stage("backproject", "backproject", ["backproject", str(star), "-o", str(work / "bp")], work / "bp")
     train = ["train_vae", str(star), "-o", str(run), "--zdim", "8", "--epochs", "1", "--n-tilts", str(args.train_tilts),
-             "--batch-size", str(args.batch), "--device", "cpu"]  # fmt: skip
-    stage("train_vae (1 epoch)", "train_vae", train, run, lambda r: r.update(epoch_s=epoch_seconds(run)))
+             "--batch-size", str(args.batch), "--device", "cpu", "--max-steps", str(args.train_steps)]  # fmt: skip
+    stage(f"train_vae ({args.train_steps} steps)", "train_vae", train, run, lambda r: r.update(training_pass(run, n)))
     stage(
         "eval_images",
         "eval_images",
@@ -110,7 +114,7 @@ def bench_count(n: int, work: Path, args) -> list[dict]:
 
 
 def markdown(rows: list[dict], counts: list[int]) -> str:
-    stages = [r["stage"] for r in rows if r["particles"] == counts[0] and "wall_s" in r]
+    stages = list(dict.fromkeys(r["stage"] for r in rows if "wall_s" in r))
     head = "| stage | " + " | ".join(f"{n:,} particles: s, peak MiB" for n in counts) + " |"
     lines = [head, "|---" * (len(counts) + 1) + "|"]
     by = {(r["stage"], r["particles"]): r for r in rows}
@@ -132,6 +136,7 @@ def main() -> None:
     p.add_argument("--tilts", type=int, default=41)
     p.add_argument("--train-tilts", type=int, default=11)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--train-steps", type=int, default=100, help="training steps (the epoch time they imply is given)")
     p.add_argument("--workdir", type=Path, default=Path("bench_output/scale"))
     p.add_argument("--keep", action="store_true", help="keep each count's files (default: removed after it)")
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to run (default: all)")
@@ -151,7 +156,8 @@ def main() -> None:
             shutil.rmtree(work)
         args.out.parent.mkdir(parents=True, exist_ok=True)  # written after every count: nothing lost on a stop
         meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "box": args.box,
-                "tilts": args.tilts, "train_tilts": args.train_tilts, "batch": args.batch}  # fmt: skip
+                "tilts": args.tilts, "train_tilts": args.train_tilts, "batch": args.batch,
+                "train_steps": args.train_steps}  # fmt: skip
         args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     args.particles = sorted({r["particles"] for r in rows})
     done = [n for n in args.particles if any(r["particles"] == n for r in rows)]

@@ -144,6 +144,31 @@ def test_stop_and_resume_continue_exactly(sim4, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "a" / "z.1.npy"), np.load(tmp_path / "b" / "z.1.npy"))
 
 
+def test_max_steps_ends_the_run_with_every_particles_latents(sim4, tmp_path, capsys):
+    """--max-steps N: N optimiser steps in all, the epoch in progress written as the last (checkpoint, and latents
+    of every particle from the all-tilt encoder pass); a resume with a larger N continues from there."""
+    from tomodrgn.cli import main
+
+    cfg = TrainConfig(zdim=2, epochs=5, batch_size=4, max_steps=3, **TINY)  # 16 particles: 4 steps an epoch
+    events = list(iter_train(sim4.star_path, tmp_path / "run", cfg))
+    steps = [ev for ev in events if isinstance(ev, StepEvent)]
+    assert [ev.global_step for ev in steps] == [1, 2, 3] and steps[0].steps_per_epoch == 4
+    assert [ev.epoch for ev in events if isinstance(ev, EpochEvent)] == [0]
+    assert [p.name for _, p in list_checkpoints(tmp_path / "run")] == ["weights.0.pt"]
+    z = np.load(tmp_path / "run" / "z.0.npy")
+    assert z.shape == (16, 2) and np.all(np.abs(z).sum(1) > 0)  # every particle, not only the 12 seen
+    assert "--max-steps 3 reached at epoch 0 step 3/4" in (tmp_path / "run" / "train.log").read_text()
+    again = train(sim4.star_path, tmp_path / "run", resume=True, progress=False)
+    assert again.epochs_completed == 1 and not again.stopped and not again.history  # nothing left to do
+    main(["train_vae", str(sim4.star_path), "-o", str(tmp_path / "run"), "--resume", "--max-steps", "6"])
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "--max-steps 6 reached at epoch 1 step 3/4" in log  # epoch 0 ended at its step 3
+    assert [p.name for _, p in list_checkpoints(tmp_path / "run")][-1] == "weights.1.pt"
+    with pytest.raises(SystemExit) as e:
+        main(["train_vae", str(sim4.star_path), "-o", str(tmp_path / "other"), "--max-steps", "0"])
+    assert e.value.code == 2 and "--max-steps" in capsys.readouterr().err
+
+
 def test_resume_without_checkpoint_names_directory(tmp_path, sim4):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         list(iter_train(sim4.star_path, tmp_path, resume=True))

@@ -34,6 +34,8 @@ TRAIN_HELP = {
     "backend": "lattice-mask kernels: auto (Triton on CUDA), torch or triton",
     "device": "auto, cpu or cuda[:i]",
     "checkpoint_every": "write a checkpoint every N epochs",
+    "max_steps": "end the run after N optimiser steps in all: the epoch in progress is the last (its checkpoint and"
+    " latents written); e.g. to time a large set",
     "dose_filter": "multiply decoded slices by the exposure filter exp(-N/2Ne)",
     "amp": "mixed precision: bf16 autocast of the networks on CUDA and on CPUs with native bf16 (loss, reductions and"
     " optimiser state fp32); elsewhere fp32, with a warning",

@@ -48,6 +48,8 @@ class TrainConfig:
     ramps β linearly from 0. ``dose_filter`` multiplies decoded slices by the exposure filter exp(−N/2Ne).
     ``phase_flip``: the encoder sees images multiplied by sign(CTF).
     ``box_size`` Fourier-crops images on the fly (None: as on disk). ``device``: "auto" | "cpu" | "cuda[:i]".
+    ``max_steps``: end the run after this many optimiser steps in all (None: after ``epochs``); the epoch in progress
+    ends there and is written as the last, checkpoint and latents (all particles' with ``z_all_tilts``).
     ``encoder``: ``reference-frame`` (default: tilt pixels placed in the volume frame by their poses, one MLP
     ``enc_arch_a``; see :mod:`tomodrgn.models.encoder`) or ``per-tilt`` (the published tomoDRGN encoder: encoder A per
     tilt → pooling → encoder B).
@@ -92,6 +94,7 @@ class TrainConfig:
     n_tilts: int | None = None
     sequential_tilts: bool = False
     epochs: int = 20
+    max_steps: int | None = None
     batch_size: int | str = 8
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -147,7 +150,7 @@ class TrainConfig:
         _number(self, "zdim", int, 1 if self.mode == "vae" else 0)
         _number(self, "num_workers", int, 0)
         _number(self, "seed", int, 0)
-        for name in ("enc_mask", "n_tilts", "n_features", "first"):
+        for name in ("enc_mask", "n_tilts", "n_features", "first", "max_steps"):
             _number(self, name, int, 1, optional=True)
         _number(self, "lr", float, 0.0, strict=True)
         _number(self, "feat_sigma", float, 0.0, strict=True)

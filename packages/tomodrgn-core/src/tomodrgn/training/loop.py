@@ -95,7 +95,7 @@ def train(
     outdir = Path(outdir)
     history: list[EpochEvent] = []
     bar = None
-    last_loss = None
+    last_loss, last_step = None, 0
     show_bar = progress and sys.stderr.isatty()
     for ev in iter_train(star_or_series, outdir, config, stop_event, resume, overwrite):
         if isinstance(ev, StepEvent):
@@ -105,7 +105,7 @@ def train(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{ev.loss:.4f}", pps=f"{ev.particles_per_s:.0f}")
-            last_loss = ev.loss
+            last_loss, last_step = ev.loss, ev.global_step
         else:
             history.append(ev)
             if bar is not None:
@@ -121,7 +121,10 @@ def train(
     epochs_done = latest[0][0] if latest else 0
     saved = RunFolder(outdir).config
     final_cfg = config or (TrainConfig.load(saved) if saved.exists() else None)
-    stopped = final_cfg is not None and epochs_done < final_cfg.epochs
+    if final_cfg is not None and final_cfg.max_steps is not None and not last_step and latest:  # resumed: no step
+        last_step = int(ck.load_checkpoint(latest[1]).get("global_step", 0))
+    steps_done = final_cfg is not None and final_cfg.max_steps is not None and last_step >= final_cfg.max_steps
+    stopped = final_cfg is not None and epochs_done < final_cfg.epochs and not steps_done
     return RunResult(
         outdir=outdir,
         epochs_completed=epochs_done,

@@ -55,7 +55,7 @@ from tomodrgn.training.step import batch_forward, encode_particles, particle_noi
 from tomodrgn.training.validation import evaluate_heldout, heldout_set, write_heldout
 
 #: the options a resumed run may change; every other one comes from its checkpoint
-RESUMABLE_OPTIONS = ("epochs", "num_workers", "device", "checkpoint_every", "amp")
+RESUMABLE_OPTIONS = ("epochs", "max_steps", "num_workers", "device", "checkpoint_every", "amp")
 
 
 @dataclass
@@ -115,7 +115,10 @@ class Trainer:
         self.local_bs = config.batch_size // ctx.world_size
         self.sampler = DistributedSampler(self.ds, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
         self.steps_per_epoch = (len(self.sampler) + self.local_bs - 1) // self.local_bs
-        horizon = averaging_horizon(config.weight_average_steps, config.epochs * self.steps_per_epoch)
+        total_steps = config.epochs * self.steps_per_epoch
+        if config.max_steps is not None:
+            total_steps = min(total_steps, config.max_steps)
+        horizon = averaging_horizon(config.weight_average_steps, total_steps)
         self.averaged = weight_average(self.model, horizon)
         if self.averaged is not None and saved is not None and "model_ema" in saved:
             self.averaged.module.load_state_dict(saved["model_ema"])
@@ -270,6 +273,8 @@ class Trainer:
         is set. A failure before the first checkpoint removes what the run wrote."""
         try:
             for epoch in range(self.state.epoch, self.config.epochs):
+                if self._steps_done():
+                    return
                 self.state.epoch = epoch
                 stopped = yield from self.train_epoch(epoch, stop_event)
                 if stopped:
@@ -293,6 +298,10 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
+
+    def _steps_done(self) -> bool:
+        """The run has taken ``config.max_steps`` optimiser steps."""
+        return self.config.max_steps is not None and self.state.global_step >= self.config.max_steps
 
     def _stop_requested(self, stop_event: threading.Event | None) -> bool:
         flag = stop_event is not None and stop_event.is_set()  # set while this step ran or at its event
@@ -370,8 +379,13 @@ class Trainer:
                 path = self.save(epoch, s.step, partial=tuple([x for g in gathered for x in g[j]] for j in range(3)))
                 self._log(f"stopped at epoch {epoch} step {s.step}/{self.steps_per_epoch}: {path.name}")
                 return True
+            if self._steps_done():
+                self._log(
+                    f"--max-steps {config.max_steps} reached at epoch {epoch} step {s.step}/{self.steps_per_epoch}"
+                )
+                break
         secs = time.perf_counter() - t_epoch
-        last = epoch == config.epochs - 1
+        last = epoch == config.epochs - 1 or self._steps_done()
         write = last or (epoch + 1) % config.checkpoint_every == 0
         z = self.latents(seen, write) if config.latent_dim else None
         path = self.save(epoch, 0, z) if write else None
@@ -392,7 +406,7 @@ class Trainer:
                 self.save(epoch, 0, z)
             return True
         s.step = 0
-        return False
+        return self._steps_done()
 
     def latents(self, seen: _EpochLatents, write: bool) -> tuple[np.ndarray, np.ndarray]:
         """(μ, log σ²) of every particle after an epoch: from an encoder pass over all tilts (``z_all_tilts``, when a
