@@ -109,8 +109,18 @@ def run_in_thread(
     worker.finished.connect(lambda: show_warnings(widget, lines))
     widget.busy.visible = True
     widget.status.value = what
-    worker.start()
+    start_worker(worker)
     return worker
+
+
+def start_worker(worker: Any) -> None:
+    """Start a napari thread worker with the cyclic garbage collector kept on the GUI thread until it finishes
+    (:mod:`napari_tomodrgn._gc_guard`)."""
+    from napari_tomodrgn import _gc_guard
+
+    _gc_guard.hold()
+    worker.finished.connect(_gc_guard.release)
+    worker.start()
 
 
 def _progress_relay(widget: Any, bar: ProgressBar) -> Callable[[int, int], None]:

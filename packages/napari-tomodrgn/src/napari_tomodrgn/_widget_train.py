@@ -32,7 +32,7 @@ from magicgui.widgets import (
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
-from napari_tomodrgn._async import compact, field_path, report_error
+from napari_tomodrgn._async import compact, field_path, report_error, start_worker
 from napari_tomodrgn._torch_setup import prepare_torch
 from napari_tomodrgn._view import beside_scene, setup_viewer, show_volume
 
@@ -253,7 +253,7 @@ class TrainWidget(Container):
         worker.finished.connect(self._on_finished)
         self.worker = worker
         self.start_btn.enabled, self.stop_btn.enabled = False, True
-        worker.start()
+        start_worker(worker)
         return worker
 
     def stop(self) -> None:

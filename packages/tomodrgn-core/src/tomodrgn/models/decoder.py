@@ -169,6 +169,8 @@ class HartleyDecoder(nn.Module):
         not depend on z done once for all of them: the grid, the features and the first layer's feature part (kept
         while it fits ``cache_bytes``; above that, as large boxes need, recomputed for each volume), the envelope.
         The same values as one :meth:`hartley_volume` call per row."""
+        if z is None and self.first_z is not None:
+            raise ValueError("this decoder has zdim > 0: pass z (n, zdim)")
         D = self.D
         dev = self.feature_matrix.device
         ax = (torch.arange(D, device=dev, dtype=torch.float32) - D // 2) / D
@@ -187,8 +189,6 @@ class HartleyDecoder(nn.Module):
         feats = [self.first(self.featurize(coords[b] * (1.0 - 2.0 * f.float())[:, None])) if keep else None
                  for b, f in zip(blocks, flip)]  # fmt: skip
         env = [self.envelope(coords[b])[:, None] for b in blocks]
-        if z is None and self.first_z is not None:
-            raise ValueError("this decoder has zdim > 0: pass z (n, zdim)")
         # one volume without z (the cached first-layer output is then used once: the body's first ReLU is in place)
         rows = [None] if self.first_z is None else list(z.reshape(-1, self.zdim).to(dev))
         for zrow in rows:
