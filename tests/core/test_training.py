@@ -90,6 +90,7 @@ def test_vae_training_run(sim4, tmp_path):
     assert vols.shape == (2, 16, 16, 16) and vols.dtype == np.float32
     mu, logvar = m.embed(sim4.star_path)
     assert mu.shape == (16, 2) and logvar.shape == (16, 2)
+    np.testing.assert_allclose(z, mu, rtol=1e-4, atol=1e-5)  # the run's all-tilt pass, in its own batches
     path = write_volume(tmp_path / "v.mrc", vols[0], m.pixel_size)
     assert read_mrc(path)[1] == pytest.approx(sim4.pixel_size, rel=1e-4)
     with pytest.raises(ValueError, match="2-D latent"):
@@ -149,7 +150,8 @@ def test_max_steps_ends_the_run_with_every_particles_latents(sim4, tmp_path, cap
     of every particle from the all-tilt encoder pass); a resume with a larger N continues from there."""
     from tomodrgn.cli import main
 
-    cfg = TrainConfig(zdim=2, epochs=5, batch_size=4, max_steps=3, **TINY)  # 16 particles: 4 steps an epoch
+    # 16 particles: 4 steps an epoch; 3 of 9 tilts sampled, so the all-tilt pass takes 4 * 4 * 3 // 9 = 5 a batch
+    cfg = TrainConfig(zdim=2, epochs=5, batch_size=4, max_steps=3, n_tilts=3, **TINY)
     events = list(iter_train(sim4.star_path, tmp_path / "run", cfg))
     steps = [ev for ev in events if isinstance(ev, StepEvent)]
     assert [ev.global_step for ev in steps] == [1, 2, 3] and steps[0].steps_per_epoch == 4
@@ -157,6 +159,7 @@ def test_max_steps_ends_the_run_with_every_particles_latents(sim4, tmp_path, cap
     assert [p.name for _, p in list_checkpoints(tmp_path / "run")] == ["weights.0.pt"]
     z = np.load(tmp_path / "run" / "z.0.npy")
     assert z.shape == (16, 2) and np.all(np.abs(z).sum(1) > 0)  # every particle, not only the 12 seen
+    np.testing.assert_allclose(z, load_model(tmp_path / "run").embed(sim4.star_path)[0], rtol=1e-4, atol=1e-5)
     assert "--max-steps 3 reached at epoch 0 step 3/4" in (tmp_path / "run" / "train.log").read_text()
     again = train(sim4.star_path, tmp_path / "run", resume=True, progress=False)
     assert again.epochs_completed == 1 and not again.stopped and not again.history  # nothing left to do
