@@ -47,4 +47,4 @@ def test_the_command_trains_with_huge_pages_unless_switched_off(tmp_path):
         )
         assert out.returncode == 0, out.stderr
         log = (run / "train.log").read_text()
-        assert f"# allocator: {expect}" in log, log
+        assert f"# allocator: {expect}" in log and "; mmap threshold: fixed at 4 MiB" in log, log

@@ -127,6 +127,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     "front ends": {
         "check_output_file": ("tomodrgn.io.output_dir", "check_output_file"),
         "check_run_dir": ("tomodrgn.training.run_dir", "check_run_dir"),
+        "fix_mmap_threshold": ("tomodrgn.training.mmap_threshold", "fix_mmap_threshold"),
         "restart_with_huge_pages": ("tomodrgn.training.huge_pages", "restart_with_huge_pages"),
         "user_error_message": ("tomodrgn.io.errors", "user_error_message"),
         "warnings_to": ("tomodrgn.io.user_warnings", "warnings_to"),

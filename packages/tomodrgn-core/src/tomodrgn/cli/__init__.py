@@ -5,7 +5,8 @@ One module per command family registers its sub-commands (``register(sub)``); ha
 permission) prints one line naming the culprit and exits with status 2; ``--debug`` shows the traceback. A warning
 is one line, ``warning: <message>``, each kind once (:func:`tomodrgn.io.user_warnings.warnings_to`).
 The command starts itself once more with glibc's huge pages for the large buffers of training and decoding
-(:mod:`tomodrgn.training.huge_pages`; ``TOMODRGN_HUGE_PAGES=0`` turns it off).
+(:mod:`tomodrgn.training.huge_pages`; ``TOMODRGN_HUGE_PAGES=0`` turns it off), and fixes glibc's mmap threshold so
+that freed large buffers leave the resident set (:mod:`tomodrgn.training.mmap_threshold`).
 Run ``tomodrgn COMMAND --help``. Under ``torchrun``: ``torchrun --nproc_per_node N -m tomodrgn.cli train_vae ...``.
 """
 
@@ -98,4 +99,5 @@ def entry() -> None:
     """The ``tomodrgn`` command and ``python -m tomodrgn.cli``: restart once so that glibc gives large buffers huge
     pages (:func:`tomodrgn.api.restart_with_huge_pages`; glibc reads its tunables only at start), then :func:`main`."""
     api.restart_with_huge_pages(["-m", "tomodrgn.cli", *sys.argv[1:]])
+    api.fix_mmap_threshold()
     main()

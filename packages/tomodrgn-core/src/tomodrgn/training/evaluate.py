@@ -18,6 +18,7 @@ from tomodrgn.physics.hartley import iht3_center
 from tomodrgn.training import checkpoint as ck
 from tomodrgn.training.config import TrainConfig
 from tomodrgn.training.distributed import resolve_device
+from tomodrgn.training.mmap_threshold import fix_mmap_threshold
 from tomodrgn.training.setup import build_model, make_dataset
 from tomodrgn.training.step import encode_particles
 
@@ -122,6 +123,7 @@ def load_model(
 ) -> TrainedModel:
     """Load ``weights.{epoch}.pt`` (latest when None) from a training run directory; ``flip_hand``: decode mirrored
     volumes (:class:`TrainedModel`)."""
+    fix_mmap_threshold()  # freed large buffers leave the resident set (training/mmap_threshold.py)
     path = ck.find_checkpoint(run_dir, epoch)
     state = ck.load_checkpoint(path)
     config = TrainConfig.from_dict(state["config"])

@@ -48,6 +48,7 @@ from tomodrgn.training.events import EpochEvent, StepEvent
 from tomodrgn.training.guard import TrainingDiverged, all_finite, divergence_message, prepare_outdir, remove_created
 from tomodrgn.training.huge_pages import allocator_note
 from tomodrgn.training.loss import beta_at, combine, default_beta
+from tomodrgn.training.mmap_threshold import fix_mmap_threshold, threshold_note
 from tomodrgn.training.precision import warn_if_fp32
 from tomodrgn.training.run_folder import RunFolder
 from tomodrgn.training.setup import build_model, dataset_metadata, make_dataset, set_decoder_envelope
@@ -96,6 +97,7 @@ class Trainer:
         resume: bool,
         ctx: DistContext,
     ) -> None:
+        fix_mmap_threshold()  # freed large buffers leave the resident set (training/mmap_threshold.py)
         self.outdir, self.ctx, self.run = Path(outdir), ctx, RunFolder(outdir)
         saved = self._resume_state() if resume else None
         self.config = config = self._resolved_config(config, saved)
@@ -213,7 +215,7 @@ class Trainer:
             f"# start epoch {s.epoch} step {s.step}: {len(self.ds)} particles, D={self.ds.box_size}, "
             f"{ctx.world_size} process(es), device {self.device}, beta {self.beta:.3g}"
         )
-        self._log(f"# {allocator_note(os.environ)}")
+        self._log(f"# {allocator_note(os.environ)}; {threshold_note()}")
         if self.envelope_note is not None:
             self._log(f"# {self.envelope_note}")
         if self.batch_choice is not None:
