@@ -78,7 +78,8 @@ def bench_count(n: int, work: Path, args) -> list[dict]:
             return
         if output.is_dir():  # what an interrupted sitting left: the stage runs again whole
             shutil.rmtree(output)
-        output.unlink(missing_ok=True)
+        for path in output.parent.glob(f"{output.stem}.*"):  # a file and those beside it (z.npy, z.logvar.npy)
+            path.unlink()
         row = run_stage(name, argv, log)
         if after is not None:
             after(row)
