@@ -32,7 +32,7 @@ def test_amp_falls_back_to_fp32_without_native_bf16(monkeypatch):
 
 
 def _run(sim, path, amp: bool, truth):
-    cfg = TrainConfig(zdim=4, epochs=12, batch_size=8, lr=2e-3, amp=amp, dec_arch="64x2", enc_arch_a="64x2",
+    cfg = TrainConfig(zdim=4, epochs=16, batch_size=8, lr=2e-3, amp=amp, dec_arch="64x2", enc_arch_a="64x2",
                       device="cpu", backend="torch", seed=0)  # fmt: skip
     res = train(sim.star_path, path, cfg, progress=False)
     z = np.load(path / "z.npy")
@@ -43,14 +43,15 @@ def _run(sim, path, amp: bool, truth):
 
 
 def test_amp_learns_the_same_classes_and_maps(tmp_path, monkeypatch):
-    """4 classes, 300 particles, D = 16, SNR 5, 12 epochs. Measured: fp32 ARI 0.983, class CC 0.980–0.984; bf16
-    ARI 0.966 (two particles more misassigned), CC within 0.002 of fp32."""
-    sim = simulate_dataset(tmp_path / "sim", "4-class", n_particles=300, box_size=16, n_tilts=11, snr=5.0, seed=0)
+    """4 classes, 600 particles, D = 16, SNR 5, 16 epochs: ARI and every class CC within 0.01 of fp32 (issue 18).
+    Measured (2 threads): fp32 ARI 1.000, class CC 0.993–0.994; bf16 the same to three decimals. At 300 particles
+    and 12 epochs the ARIs differed by 0.008–0.017 (one or two particles), depending on the thread count."""
+    sim = simulate_dataset(tmp_path / "sim", "4-class", n_particles=600, box_size=16, n_tilts=11, snr=5.0, seed=0)
     truth = [read_mrc(p)[0] for p in sim.volume_paths]
     loss32, ari32, cc32 = _run(sim, tmp_path / "fp32", False, truth)
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)  # the bf16 path on this CPU
     loss16, ari16, cc16 = _run(sim, tmp_path / "bf16", True, truth)
     print(f"fp32: ARI {ari32:.3f} CC {np.round(cc32, 3)}; bf16: ARI {ari16:.3f} CC {np.round(cc16, 3)}")
     assert loss16 != loss32  # bf16 really ran
-    assert ari32 >= 0.95 and ari16 >= 0.95 and abs(ari16 - ari32) <= 0.03
+    assert ari32 >= 0.95 and ari16 >= 0.95 and abs(ari16 - ari32) <= 0.01
     assert np.all(np.abs(cc16 - cc32) <= 0.01) and cc32.min() > 0.95
