@@ -429,8 +429,9 @@ class Trainer:
 
     def _latent_batch(self) -> int:
         """Particles per batch of the all-tilt encoder pass: as many tilt images as four training batches (the pass is
-        forward only). At 20,000 particles, D = 64, 41 tilts, batch 32 of 11 tilts, a fixed 4 × 32 particles (5,248
-        images) made this pass the run's peak: 4,150 MiB against the steps' 3,820; now 34 particles."""
+        forward only), not 4 × batch particles of every tilt (at D = 64, 41 tilts, batch 32 of 11: 5,248 images, 34
+        particles now). Its memory over the whole pass is bounded by the fixed mmap threshold
+        (training/mmap_threshold.py), without which it grew batch after batch whatever the batch."""
         return max(1, 4 * self.local_bs * self.ds.n_tilts // max(self.ds_all.n_tilts, 1))
 
     def validate(self, epoch: int, z: tuple | None, write: bool) -> float:
