@@ -46,9 +46,30 @@ def test_freed_large_block_leaves_the_resident_set_only_with_the_fixed_threshold
     assert kept("fixed") <= 1
 
 
-@pytest.mark.skipif(not GLIBC, reason="mallopt's threshold is glibc's")
-def test_training_and_load_model_fix_the_threshold():
-    from tomodrgn.training import mmap_threshold
+# In a fresh interpreter: importing does not touch the threshold; load_model or training does, first thing (here
+# before either fails on a path that does not exist).
+CALLED_BY = """
+import sys
+from tomodrgn.training import iter_train, load_model, mmap_threshold
+assert mmap_threshold._applied is None
+try:
+    if sys.argv[1] == "load_model":
+        load_model(sys.argv[2])
+    else:
+        next(iter_train(sys.argv[2], sys.argv[3]))
+except Exception:
+    pass
+print(mmap_threshold._applied, mmap_threshold.threshold_note())
+"""
 
-    assert mmap_threshold.fix_mmap_threshold() and mmap_threshold._applied == mmap_threshold.MMAP_THRESHOLD
-    assert "fixed at 4 MiB" in mmap_threshold.threshold_note()
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt's threshold is glibc's")
+@pytest.mark.parametrize("entry", ["load_model", "train"])
+def test_training_and_load_model_fix_the_threshold(entry, tmp_path):
+    argv = [str(tmp_path / "run")] if entry == "load_model" else [str(tmp_path / "no.star"), str(tmp_path / "run")]
+    out = subprocess.run([sys.executable, "-c", CALLED_BY, entry, *argv], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split(None, 1) == [
+        str(4 << 20),
+        "mmap threshold: fixed at 4 MiB (freed large buffers leave the resident set)\n",
+    ]

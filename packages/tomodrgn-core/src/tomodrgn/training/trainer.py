@@ -432,7 +432,7 @@ class Trainer:
         forward only), not 4 × batch particles of every tilt (at D = 64, 41 tilts, batch 32 of 11: 5,248 images, 34
         particles now). Its memory over the whole pass is bounded by the fixed mmap threshold
         (training/mmap_threshold.py), without which it grew batch after batch whatever the batch."""
-        return max(1, 4 * self.local_bs * self.ds.n_tilts // max(self.ds_all.n_tilts, 1))
+        return max(1, 4 * self.local_bs * self.ds.n_tilts // self.ds_all.n_tilts)  # n_tilts ≥ 1 (dataset)
 
     def validate(self, epoch: int, z: tuple | None, write: bool) -> float:
         """The held-out tilts' error: every process takes its share, the sums are all-reduced; rank 0 writes the
