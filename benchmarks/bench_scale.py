@@ -1,7 +1,8 @@
 """Paper-scale benchmark: every stage a user runs, at several particle counts, with wall time, peak memory and disk.
 
-For each particle count it simulates the 4-class problem (D = 64, 41 tilts by default; float32 stacks), then runs,
-each as its own ``tomodrgn`` process so that its peak resident set is its own (``os.wait4``):
+For each particle count it simulates the 4-class problem (D = 64, 41 tilts by default; float16 stacks, MRC mode 12,
+unless ``--float32``), then runs, each as its own ``tomodrgn`` process so that its peak resident set is its own
+(``os.wait4``):
 ``simulate``, ``backproject``, ``train_vae`` (``--max-steps 100`` at ``--n-tilts 11``, batch 32, with the epoch
 time those steps imply; the latents of every particle come from the all-tilt encoder pass at its end),
 ``eval_images`` (latents of all particles from all tilts), ``analyze`` with k = 20 and with k = 100 (UMAP
@@ -89,7 +90,8 @@ def bench_count(n: int, work: Path, args) -> list[dict]:
         print(json.dumps(row), flush=True)
 
     stage("simulate", "simulate", ["simulate", str(sim), "--preset", "4-class", "--n-particles", str(n), "-D",
-                                   str(args.box), "--n-tilts", str(args.tilts), "--seed", "0"], sim,
+                                   str(args.box), "--n-tilts", str(args.tilts), "--seed", "0",
+                                   *([] if args.float32 else ["--float16"])], sim,
           lambda r: r.update(disk_mib=disk_mib(sim)))  # fmt: skip
     stage("backproject", "backproject", ["backproject", str(star), "-o", str(work / "bp")], work / "bp")
     train = ["train_vae", str(star), "-o", str(run), "--zdim", "8", "--epochs", "1", "--n-tilts", str(args.train_tilts),
@@ -138,6 +140,7 @@ def main() -> None:
     p.add_argument("--train-tilts", type=int, default=11)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--train-steps", type=int, default=100, help="training steps (the epoch time they imply is given)")
+    p.add_argument("--float32", action="store_true", help="float32 stacks (default: float16, half the disk)")
     p.add_argument("--workdir", type=Path, default=Path("bench_output/scale"))
     p.add_argument("--keep", action="store_true", help="keep each count's files (default: removed after it)")
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to run (default: all)")
@@ -158,7 +161,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)  # written after every count: nothing lost on a stop
         meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "box": args.box,
                 "tilts": args.tilts, "train_tilts": args.train_tilts, "batch": args.batch,
-                "train_steps": args.train_steps}  # fmt: skip
+                "train_steps": args.train_steps, "stacks": "float32" if args.float32 else "float16"}  # fmt: skip
         args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     args.particles = sorted({r["particles"] for r in rows})
     done = [n for n in args.particles if any(r["particles"] == n for r in rows)]

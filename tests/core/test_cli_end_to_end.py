@@ -5,7 +5,7 @@ import pytest
 import starfile
 
 from tomodrgn.cli import main
-from tomodrgn.io.mrc import read_mrc
+from tomodrgn.io.mrc import read_mrc, read_mrc_header
 
 TINY_TRAIN = ["--epochs", "1", "--batch-size", "4", "--n-tilts", "5", "--dec-arch", "16x2", "--device", "cpu"]
 
@@ -13,7 +13,9 @@ TINY_TRAIN = ["--epochs", "1", "--batch-size", "4", "--n-tilts", "5", "--dec-arc
 @pytest.fixture(scope="module")
 def sim_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "sim"
-    main(["simulate", str(out), "--n-particles", "12", "-D", "16", "--n-tilts", "9", "--seed", "1", "--tomogram"])
+    # float16 stacks (MRC mode 12, as RELION writes with --float16): every command below reads them
+    main(["simulate", str(out), "--n-particles", "12", "-D", "16", "--n-tilts", "9", "--seed", "1", "--tomogram",
+          "--float16"])  # fmt: skip
     return out
 
 
@@ -22,6 +24,8 @@ def test_simulate_writes_dataset(sim_dir):
     assert len(np.loadtxt(sim_dir / "labels.txt")) == 12
     assert sorted(p.name for p in (sim_dir / "volumes").glob("*.mrc")) == [f"class_{i:02d}.mrc" for i in range(4)]
     assert list((sim_dir / "tomograms").glob("*.mrc"))
+    stacks = sorted((sim_dir / "particles").glob("*.mrcs"))
+    assert len(stacks) == 12 and all(read_mrc_header(p).mode == 12 for p in stacks)
 
 
 def test_train_eval_analyze_filter(sim_dir, tmp_path, capsys):

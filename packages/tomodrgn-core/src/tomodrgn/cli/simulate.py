@@ -25,6 +25,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         shift_std=args.shift_std,
         seed=args.seed,
         format=args.format,
+        float16=args.float16,
         overwrite=args.overwrite,
     )
     print(f"wrote {sim.star_path} ({len(sim.particle_names)} particles, D={sim.box_size}, {sim.pixel_size:.3f} Å/px)")
@@ -59,6 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["warp", "relion5"],
         help="warp: Warp/M image-series particles.star; relion5: also a RELION 5 / WarpTools 2-D stack set "
         "(optimisation_set.star) of the same images, with geometry a tomogram can express",
+    )
+    p.add_argument(
+        "--float16",
+        action="store_true",
+        help="write particle stacks as float16 (MRC mode 12, as RELION's --float16): half the disk",
     )
     p.add_argument("--tomogram", action="store_true", help="also write small tomograms with the particles pasted")
     p.set_defaults(func=cmd_simulate)

@@ -134,18 +134,31 @@ def read_mrc_header(path: str | Path) -> MrcHeader:
     return header
 
 
-def write_mrc(path: str | Path, data: np.ndarray, pixel_size: float = 1.0, is_stack: bool | None = None) -> Path:
-    """Write a volume (Z, Y, X) or image stack (N, Y, X) as float32 with voxel size ``pixel_size`` Å.
+#: what :func:`write_mrc` writes: MRC mode 2 (float32) and mode 12 (float16, as RELION writes with ``--float16``)
+WRITE_DTYPES = {"float32": np.float32, "float16": np.float16}
 
+
+def write_mrc(
+    path: str | Path, data: np.ndarray, pixel_size: float = 1.0, is_stack: bool | None = None, dtype: str = "float32"
+) -> Path:
+    """Write a volume (Z, Y, X) or image stack (N, Y, X) with voxel size ``pixel_size`` Å.
+
+    ``dtype`` "float32" (MRC mode 2) or "float16" (mode 12: half the disk; values must lie within ±65504).
     ``is_stack`` defaults to True for ``.mrcs`` files. The header origin is 0 (the box corner), as RELION writes.
     Written to a temporary name and renamed, so an interrupted write never leaves a half file.
     """
     path = Path(path)
+    if dtype not in WRITE_DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(WRITE_DTYPES)}, got {dtype!r}")
     if is_stack is None:
         is_stack = path.suffix == ".mrcs"
+    with np.errstate(over="ignore"):  # an overflow to float16 is named below
+        out = np.ascontiguousarray(data, dtype=WRITE_DTYPES[dtype])
+    if dtype == "float16" and not np.isfinite(out).all() and np.isfinite(data).all():
+        raise ValueError(f"{path}: values beyond float16's range (±65504); write it as float32")
     tmp = path.with_name(path.name + ".tmp")
     with mrcfile.new(tmp, overwrite=True) as mrc:
-        mrc.set_data(np.ascontiguousarray(data, dtype=np.float32))
+        mrc.set_data(out)
         if is_stack:
             mrc.set_image_stack()
         mrc.voxel_size = pixel_size

@@ -52,6 +52,7 @@ class SimulationSpec:
     dose_filter: bool = True
     oversample: int = 2
     format: str = "warp"
+    float16: bool = False
 
     def resolved(self) -> SimulationSpec:
         """Checked (:class:`InputError` naming the option) and with every default resolved."""
