@@ -113,7 +113,8 @@ def test_analyze_volumes(run, tmp_path, capsys):
         seen += df.iloc[:, 0].size
         assert len(df) > 0 and set(df.columns) == set(names.columns)
     assert seen == len(names)  # every tilt image of every particle lands in exactly one cluster
-    assert "k-means in volume space" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "k-means in volume space" in report and "8 volumes decoded at kmeans latent positions of 24" in report
 
 
 def test_analyze_volumes_of_every_particle_resumes_after_an_interruption(run, tmp_path, capsys, monkeypatch):
@@ -133,6 +134,7 @@ def test_analyze_volumes_of_every_particle_resumes_after_an_interruption(run, tm
     whole = tmp_path / "whole"
     main(["analyze_volumes", str(rd), "-o", str(whole), "--n-volumes", str(len(z)), "--ksample", "3"])
     capsys.readouterr()
+    assert "one volume decoded for each of the 24 particles" in (whole / "report.md").read_text()
     decoded = []
 
     def stopped_after_one_batch(zz):

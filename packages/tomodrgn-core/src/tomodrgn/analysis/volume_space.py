@@ -188,9 +188,13 @@ def analyze_volumes(
         for c in range(k)
     ]
     evr = ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(res.explained_variance_ratio))
+    decoded = (
+        f"one volume decoded for each of the {len(z)} particles"
+        if len(picks) == len(z)
+        else f"{len(picks)} volumes decoded at {sampling} latent positions of {len(z)} particles"
+    )
     lines = [
-        f"{len(picks)} volumes decoded at {sampling} latent positions of {len(z)} particles ({pixel_size:g} Å/px); "
-        f"mask: {'yes' if mask is not None else 'none'}. Explained variance: {evr}.",
+        f"{decoded} ({pixel_size:g} Å/px); mask: {'yes' if mask is not None else 'none'}. Explained variance: {evr}.",
         image(files["pca_plot"], out, "volume PCA"),
         image(files["variance_plot"], out, "explained variance"),
     ]
