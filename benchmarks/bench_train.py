@@ -164,6 +164,10 @@ def bench_device(star: Path, outdir: Path, device: str, args) -> dict:
         "peak_rss_mb": peak_rss_mb(),
         # allocation churn: page faults of a step of the last epoch (median), with or without huge pages
         "minor_faults_per_step": float(np.median([f for e, f in faults if e == faults[-1][0]])),
+        # flat when there is no churn: the median of each epoch (the first holds the warm-up)
+        "minor_faults_per_step_by_epoch": [
+            float(np.median([f for e, f in faults if e == ep])) for ep in sorted({e for e, _ in faults})
+        ],
         "huge_pages": huge_pages_on(os.environ),
     }
     if device.startswith("cuda"):

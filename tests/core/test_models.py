@@ -189,3 +189,32 @@ def test_full_model_forward_and_backward(zdim, encoder):
     assert (mu is None) == (zdim == 0)
     (h_pos.square().sum() + h_neg.sum()).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_decoder_point_blocks_on_cpu_same_values_and_gradients(monkeypatch):
+    """On the CPU the MLP runs over the points in blocks (small activations: heap-reused, in cache); values and
+    gradients are those of one call over all points. On a GPU all points go in one call."""
+    from tomodrgn.models import decoder as decoder_module
+    from tomodrgn.models.decoder import point_block
+
+    assert point_block(10**6, 256, torch.device("cpu")) == 2048  # 2 MiB of float32 activations a layer
+    assert point_block(10**6, 4096, torch.device("cpu")) == 128
+    assert point_block(10**6, 256, torch.device("cuda")) == 10**6
+    torch.manual_seed(0)
+    dec = HartleyDecoder(16, zdim=3, arch=(32, 3))
+    coords = torch.rand(1000, 3) - 0.5
+    z = torch.randn(4, 3, requires_grad=True)
+    point_particle = torch.randint(0, 4, (1000,))
+
+    def values_and_grads(block_bytes):
+        monkeypatch.setattr(decoder_module, "CPU_BLOCK_BYTES", block_bytes)
+        dec.zero_grad()
+        z.grad = None
+        h_pos, h_neg = dec(coords, None, z, point_particle)
+        (h_pos.square().sum() + (h_neg * torch.arange(1000)).sum()).backward()
+        return [h_pos.detach(), h_neg.detach(), z.grad.clone()] + [p.grad.clone() for p in dec.parameters()]
+
+    one = values_and_grads(1 << 40)
+    blocks = values_and_grads(64 * 4 * 32)  # 64 points a block: 16 blocks, the last one short
+    for a, b in zip(one, blocks, strict=True):  # float32 sums in another order: within 1e-5 of the largest value
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5 * float(a.abs().max()))
