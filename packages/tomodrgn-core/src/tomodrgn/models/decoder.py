@@ -45,8 +45,8 @@ from tomodrgn.models.mlp import ResidLinear
 #: glibc serves blocks under its mmap threshold (fixed at 4 MiB, :mod:`tomodrgn.training.mmap_threshold`) from the
 #: heap, reused block after block instead of mapped and faulted in afresh, and the elementwise work between the matrix
 #: products (ReLU, its backward, the residual adds) runs in cache. One training step at D = 64, 41 tilts, 256×3, one
-#: core: 4.75 → 6.3 particles/s, the decoder from 68 % to 91 % of the measured matmul peak, minor page faults per step
-#: 8,400 → 60 (``docs/benchmarks.md``). On a GPU all points go in one call.
+#: core: 4.75 → 6.4 particles/s, the decoder from 68 % to 93 % of the measured matmul peak, minor page faults per step
+#: 8,400 → ~60 (``docs/benchmarks.md``). On a GPU all points go in one call.
 CPU_BLOCK_BYTES = 2 << 20
 
 
