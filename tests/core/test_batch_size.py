@@ -4,18 +4,20 @@ of a training step that runs out of memory (a real allocation failure under an a
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from _cli_inprocess import assert_user_error, run_cli
 
 from tomodrgn.io.errors import InputError
 from tomodrgn.simulate import simulate_dataset
 from tomodrgn.training import TrainConfig, train
-from tomodrgn.training.batch_size import _linux_rss_peak_reset, _status_kib
+from tomodrgn.training.batch_size import MARGIN, MAX_GROWTH, _linux_rss_peak_reset, _status_kib, choose_batch_size
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak memory via Linux /proc")
 MIB = 2**20
@@ -54,6 +56,67 @@ def test_auto_batch_size_respects_the_memory_limit(sim, tmp_path):
           f"+900 MiB: batch {large}, peak {peak_large / MIB:.0f} of {limit_large / MIB:.0f} MiB")  # fmt: skip
     assert isinstance(small, int) and 1 <= small < large <= 48
     assert peak_small <= limit_small and peak_large <= limit_large
+
+
+_HOLES = """
+import json, sys, torch
+from pathlib import Path
+from tomodrgn.training import TrainConfig, train
+from tomodrgn.training.batch_size import _linux_rss_peak_reset, _status_kib
+from tomodrgn.training.mmap_threshold import fix_mmap_threshold
+star, out, n_blocks = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+fix_mmap_threshold()  # blocks under 4 MiB come from the heap
+keep, blocks = [], []
+for i in range(n_blocks):  # ~1.5 MB blocks, each followed by a small one that stays (it pins the hole)
+    blocks.append(torch.empty(393_216 + 997 * i).fill_(1.0))
+    keep.append(torch.empty(100).fill_(1.0))
+keep += blocks[::8]
+del blocks  # 7 of each 8 freed: holes, resident
+limit = _status_kib("VmRSS") * 1024 + 350 * 2**20
+_linux_rss_peak_reset()
+cfg = TrainConfig(zdim=2, epochs=1, batch_size="auto", memory_limit=limit / 2**30, dec_arch="256x3",
+                  enc_arch_a="32x2", device="cpu", backend="torch", seed=0, weight_average_steps=0)
+train(star, out, cfg, progress=False)
+chosen = json.loads((out / "config.json").read_text())["batch_size"]
+print("RESULT", json.dumps([chosen, limit, _status_kib("VmHWM") * 1024]))
+"""
+
+
+@pytest.mark.parametrize("n_blocks", [60, 80])
+def test_auto_batch_size_respects_the_limit_over_heap_holes(sim, tmp_path, n_blocks):
+    """A fresh process leaves ~80-110 MB of free memory resident in its heap, then trains under its resident set +
+    350 MiB. Before the trials were measured from a trimmed heap, the holes absorbed the trials at 1 and 4 particles
+    (the same peak), the fit sent the next trial to all 48 particles, and the process peaked ~0.2 GB over the limit
+    (226 and 182 MiB), as a full test run once did."""
+    cmd = [sys.executable, "-c", _HOLES, str(sim.star_path), str(tmp_path / "run"), str(n_blocks)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    line = next((x for x in res.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line is not None, res.stdout + res.stderr[-2000:]
+    chosen, limit, peak = json.loads(line[7:])
+    print(f"{n_blocks} blocks: batch {chosen}, peak {peak / MIB:.0f} of {limit / MIB:.0f} MiB")
+    assert 1 <= chosen < 48 and peak <= limit
+
+
+def test_batch_search_fits_a_known_cost_and_grows_by_steps():
+    """A trial that really touches 8 MiB per particle, under the resident set + 400 MiB: the search lands within a
+    few particles of the largest batch under the margin, every trial's batch is at most MAX_GROWTH × one that fitted,
+    and no trial's peak passed the limit."""
+    import numpy as np
+
+    def trial(b: int) -> None:
+        np.ones(b * MIB)  # 8 bytes a value: 8 MiB per particle, touched
+
+    limit = _status_kib("VmRSS") * 1024 + 400 * MIB
+    choice = choose_batch_size(trial, torch.device("cpu"), 200, 0, limit / 2**30)
+    base = choice.trials[0][1] - 8 * MIB  # the resident set the trials start from
+    best = int((MARGIN * limit - base) // (8 * MIB))
+    print(f"chosen {choice.local} (best {best}); trials {[(b, round(p / MIB)) for b, p in choice.trials]}")
+    assert best - 4 <= choice.local <= best
+    fitted = [1]
+    for b, p in choice.trials[1:]:
+        assert b <= MAX_GROWTH * max(fitted) and p <= limit
+        if p <= MARGIN * limit:
+            fitted.append(b)
 
 
 def test_auto_batch_size_refuses_a_limit_too_small_in_one_line(sim, tmp_path, capsys):

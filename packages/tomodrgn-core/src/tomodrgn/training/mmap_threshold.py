@@ -11,7 +11,9 @@ stops its rise) it stayed at 1.3 GB and was no slower.
 
 :func:`fix_mmap_threshold` is called by the ``tomodrgn`` command, by training and by
 :func:`~tomodrgn.training.load_model`; it changes nothing but where glibc puts blocks of 4 MiB and more, for the whole
-process.
+process. :func:`trim_heap` (``malloc_trim``) gives the free memory inside the heaps back to the system, so that the
+resident set counts only memory in use: ``--batch-size auto`` measures its trial steps from there
+(training/batch_size.py).
 """
 
 from __future__ import annotations
@@ -47,3 +49,15 @@ def threshold_note() -> str:
     if _applied is None:
         return "mmap threshold: glibc's own (rises to 32 MiB)"
     return f"mmap threshold: fixed at {_applied / 2**20:g} MiB (freed large buffers leave the resident set)"
+
+
+def trim_heap() -> bool:
+    """Give the free memory inside glibc's heaps back to the system (``malloc_trim(0)``: the free pages of every
+    arena, holes included), so that the resident set is the memory in use; False where the C library is not glibc."""
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
