@@ -144,14 +144,13 @@ def choose_batch_size(
     b2 = min(4, cap)
     p2 = peak(b2)
     choice, over = (b2, cap + 1) if p2 <= budget else (1, b2)  # largest batch that fitted, smallest that did not
-    fit_b, fit_p = b2, p2  # the latest trial: the slope from (1, p1) to it
     for _ in range(6):  # fit the slope, try the batch it allows (at most MAX_GROWTH × choice); shrink while over
-        per = max((fit_p - p1) / max(fit_b - 1, 1), 1.0)
+        last_b, last_p = trials[-1]  # the slope from (1, p1) to the latest trial (its batch ≥ 2)
+        per = max((last_p - p1) / (last_b - 1), 1.0)
         guess = int(min(cap, over - 1, MAX_GROWTH * choice, max(1, 1 + (budget - p1) / per)))
         if guess <= choice:
             break
         p = peak(guess)
-        fit_b, fit_p = guess, p
         if p <= budget:
             choice = guess
         else:

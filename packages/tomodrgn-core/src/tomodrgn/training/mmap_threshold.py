@@ -27,17 +27,28 @@ _M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 _applied: int | None = None
 
 
+def _glibc() -> ctypes.CDLL | None:
+    """This process's C library where it is glibc on Linux (for ``mallopt`` and ``malloc_trim``), else None."""
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
 def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
     """Fix glibc's mmap threshold at ``nbytes`` for this process; False where the C library is not glibc or mallopt
     refuses. Calling it again with the same value does nothing."""
     global _applied
     if _applied == nbytes:
         return True
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    libc = _glibc()
+    if libc is None:
         return False
     try:
-        ok = ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, int(nbytes)) == 1
-    except (OSError, AttributeError):
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, int(nbytes)) == 1
+    except AttributeError:
         return False
     if ok:
         _applied = nbytes
@@ -54,10 +65,11 @@ def threshold_note() -> str:
 def trim_heap() -> bool:
     """Give the free memory inside glibc's heaps back to the system (``malloc_trim(0)``: the free pages of every
     arena, holes included), so that the resident set is the memory in use; False where the C library is not glibc."""
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    libc = _glibc()
+    if libc is None:
         return False
     try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
+        libc.malloc_trim(0)
+    except AttributeError:
         return False
     return True
