@@ -21,7 +21,7 @@ where the held-out error is minimal and whether it has risen since (overfitting:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from scipy.spatial import procrustes
 from sklearn.neighbors import NearestNeighbors
 
 from tomodrgn.analysis.latent import kmeans, nearest_to_centres
-from tomodrgn.analysis.metrics import cc, fsc, resolution_at
+from tomodrgn.analysis.metrics import cc, fsc, named_mask, resolution_at
 from tomodrgn.analysis.volumes import Decoder, latent_convergence, list_epochs
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.output_dir import check_output_dir
@@ -198,10 +198,13 @@ def convergence_vae(
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    ground_truth: Sequence[str | Path] | None = None,
 ) -> ConvergenceResult:
     """Convergence analysis of a VAE run; writes into ``outdir`` (default ``<run>/convergence``; one given must be
     new or empty unless ``overwrite``): ``convergence.csv``, ``latent_stability.png``, ``volume_stability.png`` (with
-    ``decode``), ``loss.png``, ``report.md``."""
+    ``decode``), ``loss.png``, ``report.md``; with ``ground_truth`` maps (and ``decode``) ``ground_truth_cc.csv``:
+    per epoch and map, the best CC of the compared particles' volumes with it (the published tomoDRGN's
+    ``--ground-truth``)."""
     from tomodrgn.analysis import plots
     from tomodrgn.analysis.report import image, table, write_report
     from tomodrgn.training.evaluate import load_model
@@ -230,6 +233,9 @@ def convergence_vae(
     files["latent_plot"] = plots.plot_metrics(df, latent_cols, out / "latent_stability.png", "latent stability")
     if decode:
         files["volume_plot"] = plots.plot_metrics(df, ["volume_cc"], out / "volume_stability.png", "volume CC")
+    if ground_truth and decode and picks is not None:
+        files["ground_truth"] = out / "ground_truth_cc.csv"
+        ground_truth_cc(ground_truth, zs, dec, picks).to_csv(files["ground_truth"], index=False)
     held = None
     log = RunFolder(run_dir).log
     if log.exists():
@@ -244,9 +250,24 @@ def convergence_vae(
     lines.append(f"k = {k} nearest neighbours; {len(zs[epochs[0]])} particles; epochs {epochs}.")
     if picks is not None:
         lines.append(f"Volumes decoded for particles {picks.tolist()} (nearest the last epoch's k-means centres).")
-    lines += table(rows) + [image(p, out) for key, p in files.items() if key != "table"]
+    lines += table(rows) + [image(p, out) for key, p in files.items() if key not in ("table", "ground_truth")]
     report = write_report(out / "report.md", f"Convergence of {run_dir.name}", [("Verdict and criteria", lines)])
     return ConvergenceResult(df, line, stable_from(rows, thresholds), files, report, held)
+
+
+def ground_truth_cc(maps: Sequence[str | Path], zs: dict, decode: Callable, picks: np.ndarray) -> pd.DataFrame:
+    """Per epoch and ground-truth map: the best CC of the volumes decoded at particles ``picks`` with that map."""
+    from tomodrgn.io.mrc import read_mrc
+
+    truths = {Path(p).stem: read_mrc(p)[0] for p in maps}
+    rows = []
+    for e, z in zs.items():
+        volumes = decode(e)(z[picks])
+        for name, truth in truths.items():
+            if truth.shape != volumes[0].shape:
+                raise InputError(f"ground truth {name} has shape {truth.shape}, the decoded volumes {volumes[0].shape}")
+            rows.append({"epoch": e, "ground_truth": name, "best_cc": max(cc(v, truth) for v in volumes)})
+    return pd.DataFrame(rows)
 
 
 def convergence_nn(
@@ -257,15 +278,17 @@ def convergence_nn(
     device: str = "cpu",
     overwrite: bool = False,
     flip_hand: bool = False,
+    max_epoch: int | None = None,
 ) -> ConvergenceResult:
     """Convergence of a homogeneous run: FSC between consecutive checkpoints' maps and (``reference`` MRC given)
     against the reference. Writes ``convergence_nn.csv``, ``fsc_epochs.png``, ``fsc_reference.png``, ``report.md``
-    and each epoch's map ``map.N.mrc`` into ``outdir`` (default ``<run>/convergence_nn``). ``mask``: soft mask of
-    the last map applied to every FSC. Verdict: stable from the first epoch whose FSC = 0.5 with the next epoch's map
+    and each epoch's map ``map.N.mrc`` into ``outdir`` (default ``<run>/convergence_nn``). ``mask``: a mask of
+    the last map applied to every FSC (True or "soft", "sphere", "tight": :func:`named_mask`); ``max_epoch``: the
+    checkpoints of epochs < ``max_epoch`` only. Verdict: stable from the first epoch whose FSC = 0.5 with the next
+    epoch's map
     stays at Nyquist (within 1 px) from there on. ``flip_hand``: the maps mirrored (a ``reference`` then compares in
     the mirrored hand)."""
     from tomodrgn.analysis import plots
-    from tomodrgn.analysis.metrics import soft_mask
     from tomodrgn.analysis.report import image, table, write_report
     from tomodrgn.io.mrc import read_mrc, write_mrc
     from tomodrgn.training.checkpoint import list_checkpoints
@@ -275,6 +298,7 @@ def convergence_nn(
     if outdir is not None:
         check_output_dir(outdir, overwrite)
     epochs = [key[0] - 1 for key, _ in list_checkpoints(run_dir) if key[1] == 0] if run_dir.is_dir() else []
+    epochs = [e for e in epochs if max_epoch is None or e < max_epoch]
     if len(epochs) < 2:
         raise InputError(f"convergence_nn needs ≥ 2 epoch checkpoints (weights.N.pt) in {run_dir}")
     out = Path(outdir) if outdir is not None else RunFolder(run_dir).output("convergence_nn", None)
@@ -287,7 +311,7 @@ def convergence_nn(
         px = model.pixel_size
         maps[e] = model.decode(None)[0]
         write_mrc(out / f"map.{e}.mrc", maps[e], px)
-    m = soft_mask(maps[epochs[-1]]) if mask else None
+    m = named_mask(mask, maps[epochs[-1]]) if mask else None
     ref = None
     if reference is not None:
         ref, _ = read_mrc(reference)

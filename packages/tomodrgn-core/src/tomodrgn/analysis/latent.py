@@ -98,19 +98,29 @@ def nearest_to_centres(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 
 def pc_traversal(
-    z: np.ndarray, pc: int = 1, n_points: int = 10, lo_percentile: float = 5.0, hi_percentile: float = 95.0
+    z: np.ndarray,
+    pc: int = 1,
+    n_points: int = 10,
+    lo_percentile: float = 5.0,
+    hi_percentile: float = 95.0,
+    even_percentiles: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Points along principal component ``pc`` (1-based: PC1, PC2, …) of z.
 
-    The PC coordinate runs evenly from its ``lo_percentile`` to its ``hi_percentile`` value over the particles;
-    the other PCs are held at 0 (the mean of z). Returns ``(z_points (n_points, zdim), pc_values (n_points,))``.
+    The PC coordinate runs evenly from its ``lo_percentile`` to its ``hi_percentile`` value over the particles
+    (``even_percentiles``: at evenly spaced percentiles between them, the published tomoDRGN's
+    ``--use-percentile-spacing``); the other PCs are held at 0 (the mean of z). Returns ``(z_points (n_points,
+    zdim), pc_values (n_points,))``.
     """
     z = _as_z(z)
     res = pca(z)
     if not 1 <= pc <= res.components.shape[0]:
         raise InputError(f"pc_traversal: PC{pc} does not exist (z has {res.components.shape[0]} components)")
     proj = res.coords[:, pc - 1]
-    values = np.linspace(np.percentile(proj, lo_percentile), np.percentile(proj, hi_percentile), n_points)
+    if even_percentiles:
+        values = np.percentile(proj, np.linspace(lo_percentile, hi_percentile, n_points))
+    else:
+        values = np.linspace(np.percentile(proj, lo_percentile), np.percentile(proj, hi_percentile), n_points)
     return res.mean + values[:, None] * res.components[pc - 1][None, :], values
 
 

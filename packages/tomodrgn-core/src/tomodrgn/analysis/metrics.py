@@ -156,3 +156,18 @@ def confusion_matrix(labels_true: np.ndarray, labels_pred: np.ndarray) -> Confus
     mapping = {p_names[c].item(): t_names[r].item() for r, c in zip(rows, cols)}
     accuracy = float(m[rows, cols].sum() / max(len(lt), 1))
     return ConfusionResult(m[:, order], t_names, p_names[order], mapping, accuracy)
+
+
+def named_mask(kind: bool | str, vol: np.ndarray) -> np.ndarray:
+    """The masks the published tomoDRGN names for FSCs: ``soft`` (or True) :func:`soft_mask`; ``sphere`` the ball
+    inscribed in the box (r ≤ D/2 voxels from voxel D/2); ``tight`` the voxels ≥ ½ the map's 99.99th percentile."""
+    vol = np.asarray(vol, dtype=np.float32)
+    if kind is True or kind == "soft":
+        return soft_mask(vol)
+    if kind == "sphere":
+        d = vol.shape[0]
+        grid = np.indices(vol.shape) - d // 2
+        return (np.sqrt((grid**2).sum(0)) <= d // 2).astype(np.float32)
+    if kind == "tight":
+        return (vol >= np.percentile(vol, 99.99) / 2).astype(np.float32)
+    raise InputError(f"mask must be soft, sphere or tight, got {kind!r}")

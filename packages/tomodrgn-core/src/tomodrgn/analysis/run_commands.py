@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tomodrgn.analysis.metrics import named_mask
 from tomodrgn.analysis.traversal import Traversal, graph_traversal_run, pc_traversal_run
 from tomodrgn.analysis.volume_space import VolumeSpaceResult, analyze_volumes
 from tomodrgn.io.errors import InputError
@@ -54,7 +55,8 @@ def analyze_volumes_run(
     resume: bool = False,
     **kwargs,
 ) -> VolumeSpaceResult:
-    """:func:`~tomodrgn.analysis.volume_space.analyze_volumes` of a run; ``mask`` an MRC path, ``"auto"`` or None;
+    """:func:`~tomodrgn.analysis.volume_space.analyze_volumes` of a run; ``mask`` an MRC path, ``"auto"``, None, or
+    ``"sphere"`` / ``"tight"`` (:func:`~tomodrgn.analysis.metrics.named_mask` of the map at the mean z);
     the per-cluster STAR subsets are written when the run's training STAR is readable. ``flip_hand``: mirrored
     volumes (a ``mask`` file must then be in the mirrored hand too). ``resume``: continue an interrupted call in the
     same folder, keeping the volumes it decoded from the same run, epoch and hand."""
@@ -63,7 +65,9 @@ def analyze_volumes_run(
 
     model, z, epoch = load_vae_run(run_dir, epoch, device, flip_hand)
     m = mask
-    if mask is not None and str(mask) != "auto":
+    if str(mask) in ("sphere", "tight"):
+        m = named_mask(str(mask), model.decode(np.asarray(z).mean(0, keepdims=True))[0])  # the map at the mean z
+    elif mask is not None and str(mask) != "auto":
         m, _ = read_mrc(mask)
     star = model.metadata.get("star_path")
     series = None
@@ -304,3 +308,93 @@ def embed_particles(
             tomograms_star = model.config.tomograms_star
         star = read_particles_checked(star, pixel_size=model.config.pixel_size, tomograms_star=tomograms_star)
     return model.embed(select_particles(star, first=first, ind=ind), n_tilts=n_tilts, sequential=sequential)
+
+
+def tomodrgn_mapback(
+    star: str | Path,
+    outdir: str | Path,
+    mode: str = "markers",
+    tomogram: str | None = None,
+    tomogram_column: str | None = None,
+    star_pixel_size: float | None = None,
+    indices: str | Path | None = None,
+    run: str | Path | None = None,
+    epoch: int | None = None,
+    volume: str | Path | None = None,
+    labels: str | Path | None = None,
+    colormap: str | None = None,
+    level: float | None = None,
+    marker_radius: float = 100.0,
+    device: str = "cpu",
+    overwrite: bool = False,
+) -> list[Path]:
+    """The published tomoDRGN's ``subtomo2chimerax``: ``<outdir>/tomo_<name>/mapback.cxc`` per tomogram placing, at
+    each particle of ``star`` (one row per particle: a volume series, or a particle / optimisation-set STAR we read),
+    a marker (``mode`` "markers", ``marker_radius`` Å), the one map ``volume`` ("volume"), or its own volume decoded
+    from ``run``'s z at ``epoch`` ("volumes", written beside the script). ``star_pixel_size``: Å per pixel of a volume
+    series' coordinates; ``tomogram``: that tomogram only; ``indices``: an index list of the rows used; ``labels``
+    colour the particles on ``colormap`` (a matplotlib name; default tab10)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from tomodrgn.analysis.spatial import particle_poses, particle_positions
+    from tomodrgn.export.chimerax import chimerax_script, marker_script
+    from tomodrgn.io.index_lists import read_index_list
+    from tomodrgn.io.mrc import mrc_pixel_size, read_mrc, write_mrc
+    from tomodrgn.io.particles import read_particles
+    from tomodrgn.io.volume_series import read_volume_series
+
+    out = check_output_dir(outdir, overwrite, what="--outdir")
+    try:
+        series = read_particles(star)
+        tomos, pos = particle_positions(series)
+        rots = particle_poses(series)
+    except InputError:
+        if star_pixel_size is None:
+            raise InputError(f"{star}: give --star-angpix-override, the pixel size (Å) of its coordinates") from None
+        tomos, pos, rots = read_volume_series(star, star_pixel_size, tomogram_column or "rlnMicrographName")
+    rows = np.arange(len(pos)) if indices is None else read_index_list(indices)
+    colors = None
+    if labels is not None:
+        values = read_labels(labels)
+        if len(values) != len(pos):
+            raise InputError(f"{labels}: {len(values)} labels for the {len(pos)} particles of {star}")
+        cmap = colormaps[colormap or "tab10"]
+        colors = [to_hex(cmap(int(v) % cmap.N if cmap.N < 256 else v / max(1, values.max()))) for v in values]
+    z = model = None
+    if mode == "volumes":
+        if run is None:
+            raise InputError("--mode volumes needs --weights / --config / --zfile of a training run")
+        model, z, epoch = load_vae_run(run, epoch, device)
+        if len(z) != len(pos):
+            raise InputError(f"{star} has {len(pos)} particles but the run's z has {len(z)}")
+    elif mode == "volume" and volume is None:
+        raise InputError("--mode volume needs --vol-path, the map placed at every particle")
+    names = [str(t) for t in dict.fromkeys(tomos[rows])]
+    if tomogram is not None:
+        if tomogram not in names:
+            raise InputError(f"--tomoname {tomogram}: not in {star} (tomograms: {', '.join(names[:5])})")
+        names = [tomogram]
+    written = []
+    for name in names:
+        idx = rows[tomos[rows] == name]
+        folder = out / f"tomo_{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        some = None if colors is None else [colors[i] for i in idx]
+        if mode == "markers":
+            text = marker_script(pos[idx], marker_radius, some)
+        else:
+            if mode == "volume":
+                paths, box, px = (
+                    [Path(volume).resolve()] * len(idx),
+                    read_mrc(volume)[0].shape[0],
+                    mrc_pixel_size(volume),
+                )
+            else:
+                px, box = model.pixel_size, model.box_size
+                paths = [write_mrc(folder / f"vol_{j:03d}.mrc", model.decode(z[i][None])[0], px).name
+                         for j, i in enumerate(idx)]  # fmt: skip
+            text = chimerax_script(paths, pos[idx], rots[idx], box, px, level=level, colors=some)
+        written.append(folder / "mapback.cxc")
+        written[-1].write_text(text)
+    return written

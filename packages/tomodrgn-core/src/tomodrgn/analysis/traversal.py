@@ -8,6 +8,7 @@ Outputs of a traversal (``write_traversal``) in its folder: ``vol_NNN.mrc`` (D³
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,16 +35,25 @@ class Traversal:
     outdir: Path
 
 
-def knn_graph(z: np.ndarray, k: int = 10):
-    """Symmetric sparse k-nearest-neighbour graph of z (edge weights = Euclidean distances)."""
+def knn_graph(z: np.ndarray, k: int = 10, avg_neighbors: float | None = None):
+    """Symmetric sparse k-nearest-neighbour graph of z (edge weights = Euclidean distances). ``avg_neighbors``:
+    keep only edges shorter than the (n · avg_neighbors)-th shortest neighbour distance, each particle counted as its
+    own neighbour at distance 0 as the published tomoDRGN's ``--avg-neighbors`` counts it."""
     z = _as_z(z)
     g = kneighbors_graph(z, n_neighbors=max(1, min(k, len(z) - 1)), mode="distance")
+    if avg_neighbors is not None:
+        distances = np.sort(g.data)
+        nth = int(len(z) * avg_neighbors) - len(z)  # the n self-distances come first
+        cut = distances[min(len(distances), max(1, nth)) - 1]
+        g.data[g.data > cut] = 0
+        g.eliminate_zeros()
     return g.maximum(g.T)
 
 
-def graph_path(z: np.ndarray, anchors: Sequence[int], k: int = 10) -> np.ndarray:
-    """Particle indices on the shortest path through the k-NN graph of z visiting ``anchors`` in order (the anchors
-    included, no repeats at the joins). Raises :class:`InputError` naming anchors that are not connected."""
+def graph_path(z: np.ndarray, anchors: Sequence[int], k: int = 10, avg_neighbors: float | None = None) -> np.ndarray:
+    """Particle indices on the shortest path through the k-NN graph of z (:func:`knn_graph`) visiting ``anchors`` in
+    order (the anchors included, no repeats at the joins). Raises :class:`InputError` naming anchors that are not
+    connected; where only the ``avg_neighbors`` cut parts them, a warning says so and every k-NN edge is used."""
     z = _as_z(z)
     anchors = [int(a) for a in anchors]
     if len(anchors) < 2:
@@ -51,7 +61,17 @@ def graph_path(z: np.ndarray, anchors: Sequence[int], k: int = 10) -> np.ndarray
     bad = [a for a in anchors if not 0 <= a < len(z)]
     if bad:
         raise InputError(f"anchor particle {bad[0]} out of range 0..{len(z) - 1}")
-    graph = knn_graph(z, k)
+    try:
+        return _shortest_path(knn_graph(z, k, avg_neighbors), anchors, k)
+    except InputError as e:
+        if avg_neighbors is None:
+            raise
+        warnings.warn(f"{e.args[0].split(':')[0]} once edges longer than --avg-neighbors {avg_neighbors:g} allows are"
+                      f" cut; using every edge of the {k}-NN graph", UserWarning, stacklevel=2)  # fmt: skip
+        return _shortest_path(knn_graph(z, k), anchors, k)
+
+
+def _shortest_path(graph, anchors: list[int], k: int) -> np.ndarray:
     path = [anchors[0]]
     for a, b in zip(anchors[:-1], anchors[1:]):
         _, pred = dijkstra(graph, directed=False, indices=a, return_predecessors=True)

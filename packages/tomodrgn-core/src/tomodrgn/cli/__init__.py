@@ -7,6 +7,8 @@ is one line, ``warning: <message>``, each kind once (:func:`tomodrgn.io.user_war
 The command starts itself once more with glibc's huge pages for the large buffers of training and decoding
 (:mod:`tomodrgn.training.huge_pages`; ``TOMODRGN_HUGE_PAGES=0`` turns it off), and fixes glibc's mmap threshold so
 that freed large buffers leave the resident set (:mod:`tomodrgn.training.mmap_threshold`).
+The published tomoDRGN's command lines run too: each command's "tomoDRGN-compatible options" group
+(:mod:`tomodrgn.cli.tomodrgn_compat`, docs/coming-from-tomodrgn.md).
 Run ``tomodrgn COMMAND --help``. Under ``torchrun``: ``torchrun --nproc_per_node N -m tomodrgn.cli train_vae ...``.
 """
 
@@ -33,6 +35,7 @@ from tomodrgn.cli import (
     traversal,
     volumes,
 )
+from tomodrgn.cli import tomodrgn_compat as compat
 
 # command families, in the order ``tomodrgn --help`` lists them
 COMMAND_MODULES = (
@@ -70,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(sub)
+    seen = set()
+    for name, command in sub.choices.items():  # the published tomoDRGN's spellings (a command's aliases: once)
+        if id(command) not in seen:
+            seen.add(id(command))
+            compat.add_group(command, name)
     return parser
 
 
@@ -80,10 +88,16 @@ def _print_warning(line: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    parser = build_parser()
+    args = parser.parse_args([a for a in argv if a != "--debug"])
     try:
         with api.warnings_to(_print_warning):
+            compat.translate(args)
             args.func(args)
+    except compat.CompatUsageError as e:
+        prog = f"tomodrgn {args.command}"
+        print(f"{prog}: error: {e} (see {prog} --help)", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print(f"tomodrgn {args.command}: interrupted", file=sys.stderr)
         sys.exit(130)

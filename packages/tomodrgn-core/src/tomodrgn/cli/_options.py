@@ -6,6 +6,16 @@ import argparse
 from pathlib import Path
 
 
+def epoch_number(text: str) -> int | None:
+    """``--epoch``: a 0-based epoch, or ``latest`` (None) as tomoDRGN spells the default."""
+    if text == "latest":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an epoch number or latest, not {text!r}") from None
+
+
 def add_tomograms_star(p: argparse.ArgumentParser) -> None:
     """``--tomograms-star``: the tomograms STAR of a 2-D stack set read from its particles STAR."""
     p.add_argument(

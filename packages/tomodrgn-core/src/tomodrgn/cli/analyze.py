@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_hand_options
+from tomodrgn.cli._options import add_hand_options, epoch_number
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
@@ -38,8 +38,8 @@ def cmd_fsc(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="PCA/UMAP, k-means, volumes, report for a training run")
-    p.add_argument("run", type=Path)
-    p.add_argument("--epoch", type=int, default=None)
+    p.add_argument("run", type=Path, help="training run directory")
+    p.add_argument("--epoch", type=epoch_number, default=None, help="epoch (0-based; default or 'latest': the last)")
     p.add_argument("--ksample", type=int, default=20, help="k-means clusters")
     p.add_argument("--no-umap", action="store_true")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze.E)")

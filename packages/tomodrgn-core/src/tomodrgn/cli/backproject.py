@@ -36,6 +36,7 @@ def cmd_backproject(args: argparse.Namespace) -> None:
             flip_hand=args.flip_hand,
             reference=args.reference,
             reference_pixel_size=args.reference_pixel_size,
+            name=args.map_name,
         )
     print(
         f"back-projected {res.n_images} images of {res.n_particles} particles (D={res.box_size}, "
@@ -54,10 +55,11 @@ def cmd_backproject(args: argparse.Namespace) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "backproject",
+        aliases=["backproject_voxel"],
         help="weighted back-projection of the tilt images into a map: check poses, CTF, hand and contrast",
     )
     p.add_argument("star", type=Path, help="particle STAR file (one row per tilt image)")
-    p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (must be new or empty)")
+    p.add_argument("-o", "--outdir", type=Path, help="output folder (must be new or empty); required")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--invert", action="store_true", help="invert image contrast (particles dark on light)")
     add_hand_options(p)
@@ -82,4 +84,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pixel-size", type=float, default=None, help="pixel size (Å) when the STAR file has none")
     p.add_argument("--datadir", type=Path, default=None, help="folder of the image stacks (default: the STAR's)")
     add_tomograms_star(p)
-    p.set_defaults(func=cmd_backproject)
+    p.set_defaults(func=cmd_backproject, map_name="backproject")

@@ -16,7 +16,8 @@ def cmd_convergence_vae(args: argparse.Namespace) -> None:
         thresholds["volume_cc"] = args.min_volume_cc
     res = api.convergence_vae(
         args.run, outdir=args.outdir, k=args.k, n_volumes=args.n_volumes, thresholds=thresholds,
-        decode=not args.no_volumes, device=args.device, overwrite=args.overwrite,
+        decode=not args.no_volumes, seed=args.seed, device=args.device, overwrite=args.overwrite,
+        ground_truth=args.ground_truth,
     )  # fmt: skip
     print(res.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(res.verdict)
@@ -28,7 +29,7 @@ def cmd_convergence_nn(args: argparse.Namespace) -> None:
 
     res = api.convergence_nn(
         args.run, outdir=args.outdir, reference=args.reference, mask=args.mask, device=args.device,
-        overwrite=args.overwrite, flip_hand=args.flip_hand,
+        overwrite=args.overwrite, flip_hand=args.flip_hand, max_epoch=args.max_epoch,
     )  # fmt: skip
     print(res.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(res.verdict)
@@ -54,6 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-cca", type=float, default=0.9, help="stable when the mean canonical correlation ≥ this")
     p.add_argument("--min-volume-cc", type=float, default=0.95, help="stable when the mean volume CC ≥ this")
     p.add_argument("--no-volumes", action="store_true", help="latent criteria only (no decoding)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the particles whose volumes are compared")
+    p.add_argument(
+        "--ground-truth",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="known maps (same box): each epoch's compared volumes' best CC with them (ground_truth_cc.csv)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
     p.set_defaults(func=cmd_convergence_vae)
 
@@ -65,7 +74,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/convergence_nn)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
     p.add_argument("--reference", type=Path, default=None, help="reference map (.mrc, same box) for FSC curves")
-    p.add_argument("--mask", action="store_true", help="apply a soft mask of the last map to every FSC")
+    p.add_argument(
+        "--mask",
+        nargs="?",
+        const="soft",
+        default=False,
+        choices=("soft", "sphere", "tight"),
+        help="mask every FSC: soft (alone: a soft mask of the last map), sphere (the inscribed ball) or"
+        " tight (the last map ≥ ½ its 99.99th percentile)",
+    )
+    p.add_argument("--max-epoch", type=int, default=None, help="compare the checkpoints of epochs < N only")
     p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
     add_hand_options(p)
     p.set_defaults(func=cmd_convergence_nn)

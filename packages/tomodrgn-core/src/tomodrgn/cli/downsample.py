@@ -37,11 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-D",
         type=int,
-        required=True,
         metavar="NEW_BOX",
-        help="new box size (pixels): even, ≥ 8, smaller than the stacks'",
+        help="new box size (pixels): even, ≥ 8, smaller than the stacks'; required",
     )
-    p.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the new stacks and STAR")
+    p.add_argument("-o", "--outdir", type=Path, help="folder for the new stacks and STAR; required")
     p.add_argument("--datadir", type=Path, default=None, help="folder of the stacks (default: the STAR's folder)")
     p.add_argument(
         "--pixel-size",

@@ -16,7 +16,7 @@ def _parse_z(args: argparse.Namespace, zdim: int):
     InputError = api.InputError
 
     def load(path):
-        z = np.atleast_2d(np.loadtxt(path) if str(path).endswith(".txt") else np.load(path))
+        z = np.atleast_2d(api.read_latents(path))
         if z.shape[-1] != zdim:
             raise InputError(f"{path}: each z needs {zdim} values (the model's zdim), got {z.shape[-1]} per row")
         return z
@@ -58,7 +58,7 @@ def cmd_eval_images(args: argparse.Namespace) -> None:
 
     out = Path(args.output)
     logvar_out = out.with_name(out.stem + ".logvar.npy")
-    for path in (out, logvar_out):
+    for path in (out,) if out.suffix == ".pkl" else (out, logvar_out):
         api.check_output_file(path, args.overwrite)
     mu, logvar = api.embed_particles(
         args.run,
@@ -69,19 +69,22 @@ def cmd_eval_images(args: argparse.Namespace) -> None:
         ind=args.ind,
         tomograms_star=args.tomograms_star,
     )
-    np.save(out, mu)
-    np.save(logvar_out, logvar)
+    if out.suffix == ".pkl":  # as cryoDRGN / tomoDRGN write z: two pickles, μ then log σ²
+        api.write_latents_pickle(out, mu, logvar)
+    else:
+        np.save(out, mu)
+        np.save(logvar_out, logvar)
     print(f"wrote z for {len(mu)} particles to {out}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval_vol", help="decode volumes from z")
-    p.add_argument("run", type=Path, help="training run directory")
+    p.add_argument("run", type=Path, nargs="?", help="training run directory")
     p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (must be new or empty)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: latest)")
     p.add_argument("--z", type=float, nargs="+", help="z values (zdim each)")
-    p.add_argument("--zfile", help=".txt or .npy with one z per row")
+    p.add_argument("--zfile", help=".txt, .npy or .pkl (cryoDRGN / tomoDRGN z.pkl) with one z per row")
     p.add_argument("--path", help=".txt/.npy with two z: decode --n-points along the line between them")
     p.add_argument("--n-points", type=int, default=10)
     p.add_argument("--prefix", default="vol_")
@@ -89,9 +92,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval_vol)
 
     p = sub.add_parser("eval_images", help="embed particles with a trained model")
-    p.add_argument("run", type=Path)
-    p.add_argument("star", type=Path)
-    p.add_argument("-o", "--output", default="z.eval.npy", help="z file (.npy; log σ² beside it as NAME.logvar.npy)")
+    p.add_argument("run", type=Path, help="training run directory")
+    p.add_argument("star", type=Path, nargs="?", help="particle STAR file")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="z.eval.npy",
+        help="z file: .npy (log σ² beside it as NAME.logvar.npy) or .pkl (μ then log σ², as tomoDRGN writes)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument(
         "--n-tilts",

@@ -15,7 +15,7 @@ def cmd_view_config(args: argparse.Namespace) -> None:
 def cmd_cleanup(args: argparse.Namespace) -> None:
     from tomodrgn import api
 
-    plan = api.cleanup(args.run, every=args.every, dry_run=args.dry_run)
+    plan = api.cleanup(args.run, every=args.every, dry_run=args.dry_run, keep_analysed=args.keep_analysed)
     verb = "would remove" if plan.dry_run else "removed"
     for p in plan.removed:
         print(f"{verb} {p.name}")
@@ -31,4 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, help="training run directory")
     p.add_argument("--every", type=int, default=5, help="keep epochs 0, N, 2N, … (and the last)")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    p.add_argument(
+        "--keep-analysed",
+        action="store_true",
+        help="keep exactly the epochs with an analysis folder (NAME.E, e.g. analyze.39) and the last, not every Nth",
+    )
     p.set_defaults(func=cmd_cleanup)

@@ -37,7 +37,9 @@ def cmd_graph_traversal(args: argparse.Namespace) -> None:
 
 
 def _common(p: argparse.ArgumentParser, name: str) -> None:
-    p.add_argument("run", type=Path, help="training run directory")
+    p.add_argument(
+        "run", type=Path, help="training run directory (or a z file, tomoDRGN's z.N.train.pkl: the path in z only)"
+    )
     p.add_argument("--epoch", type=int, default=None, help="epoch (default: latest)")
     p.add_argument("-o", "--outdir", type=Path, default=None, help=f"output folder (default RUN/{name}.E)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")

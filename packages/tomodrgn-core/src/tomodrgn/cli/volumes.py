@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "analyze_volumes",
         help="decode volumes at many latent positions, PCA and k-means in volume space, cluster STARs, report",
     )
-    p.add_argument("run", type=Path, help="training run directory")
+    p.add_argument("run", type=Path, nargs="?", help="training run directory")
     p.add_argument("--epoch", type=int, default=None, help="epoch (default: latest)")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze_volumes.E)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
@@ -37,7 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n-volumes", type=int, default=50, help="latent positions decoded (all particles: their count)")
     p.add_argument("--sampling", choices=("kmeans", "random"), default="kmeans", help="how positions are chosen")
-    p.add_argument("--mask", default="auto", help="mask .mrc, 'auto' (soft mask of the mean volume) or 'none'")
+    p.add_argument(
+        "--mask",
+        default="auto",
+        help="mask .mrc, 'auto' (soft mask of the mean volume), 'sphere' (inscribed ball), 'tight' (the mean volume ≥"
+        " ½ its 99.99th percentile) or 'none'",
+    )
     p.add_argument("--n-pcs", type=int, default=3, help="volume principal components")
     p.add_argument("--ksample", type=int, default=5, help="k-means clusters in volume space")
     p.add_argument("--n-pc-points", type=int, default=5, help="volumes written along each volume PC")

@@ -125,3 +125,15 @@ def quantity_colors(values: np.ndarray, cmap: str = "viridis") -> list[str]:
     lo, hi = np.nanmin(v), np.nanmax(v)
     t = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
     return [to_hex(c) for c in colormaps[cmap](t)]
+
+
+def marker_script(positions: np.ndarray, radius: float, colors: Sequence[str] | None = None) -> str:
+    """Text of a ChimeraX ``.cxc`` script with one marker (``radius`` Å) at each particle position (n, 3) Å in the
+    tomogram, as tomoDRGN's ``subtomo2chimerax --mode markers``; ``colors`` (n,) ChimeraX colours."""
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    lines = [f"# tomodrgn: {len(positions)} particle markers, positions in Å"]
+    for i, p in enumerate(positions):
+        color = f" color {colors[i]}" if colors is not None else ""
+        lines.append(f"marker #1 position {p[0]:.2f},{p[1]:.2f},{p[2]:.2f} radius {radius:g}{color}")
+    lines.append("view")
+    return "\n".join(lines) + "\n"

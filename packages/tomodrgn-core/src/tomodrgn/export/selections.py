@@ -91,3 +91,27 @@ def write_keep_exclude(
         write_index_list(outdir / f"{stem}.keep.txt", keep, f"{len(keep)} of {n_particles} particles kept"),
         write_index_list(outdir / f"{stem}.exclude.txt", exclude, f"{len(exclude)} of {n_particles} excluded"),
     )
+
+
+def filter_star_rows(
+    star: str | Path,
+    out_star: str | Path,
+    *,
+    indices: Iterable[int] | None = None,
+    labels: np.ndarray | None = None,
+    keep: Iterable | None = None,
+    invert: bool = False,
+) -> Path:
+    """The selected rows of a STAR file with one row per particle (a sub-tomogram volume series; tomoDRGN's
+    ``filter_star --starfile-type volumeseries``): every block written, the particle block's rows by
+    :func:`select_indices` over its rows, all columns kept. Refuses an empty selection."""
+    from tomodrgn.io.star import find_particle_block, read_star, write_star
+
+    path = Path(star)
+    blocks = read_star(path)
+    name = find_particle_block(blocks, path)
+    rows = select_indices(len(blocks[name]), indices=indices, labels=labels, keep=keep, invert=invert)
+    if len(rows) == 0:
+        raise InputError(f"{path}: the selection keeps no particle")
+    blocks[name] = blocks[name].iloc[rows].reset_index(drop=True)
+    return write_star(blocks, out_star)

@@ -241,3 +241,27 @@ def downsample_particles(
     }
     (outdir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return out_star
+
+
+def collect_one_stack(set_star_dir: str | Path, stack: str | Path, star_out: str | Path | None = None) -> Path | None:
+    """Every image of the downsampled set in ``set_star_dir`` (written by :func:`downsample_particles`) in one stack
+    ``stack``, in STAR row order, as the published tomoDRGN's ``downsample --output F.mrcs`` writes; with
+    ``star_out``, an image-row STAR there whose ``_rlnImageName`` rows are ``NNNNNN@F.mrcs`` (the stack's name beside
+    it). A RELION 5 / WarpTools set keeps its own STAR files (2-D stacks per particle): its optimisation set's path
+    is returned instead. Returns the STAR written (None without ``star_out``)."""
+    folder = Path(set_star_dir)
+    record = json.loads((folder / MANIFEST).read_text())
+    star = folder / record["star"]
+    series = read_particles(star)
+    rows = np.arange(len(series.images))
+    write_mrc(stack, series.read_images(rows), series.pixel_size, is_stack=True)
+    if star_out is None:
+        return None
+    if series.flavour == "relion5":
+        return star
+    blocks = dict(series.blocks)
+    name = next(k for k, v in blocks.items() if v is series.images)
+    images = series.images.copy()
+    images["rlnImageName"] = [f"{i + 1:06d}@{Path(stack).name}" for i in rows]
+    blocks[name] = images
+    return write_star(blocks, star_out)

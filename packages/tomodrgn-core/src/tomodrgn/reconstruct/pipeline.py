@@ -220,6 +220,7 @@ def backproject(
     flip_hand: bool = False,
     reference: str | Path | None = None,
     reference_pixel_size: float | None = None,
+    name: str = "backproject",
 ) -> BackprojectResult:
     """Weighted back-projection of the particles' tilt images into a D³ map, with half maps and their FSC.
 
@@ -232,7 +233,8 @@ def backproject(
     particles. ``insertion``: "trilinear" or "nearest". ``seed``: the half-set split. ``device``: "auto", "cpu",
     "cuda[:i]". ``progress(done, total)`` counts images. ``flip_hand``: write the maps mirrored (z → −z about voxel
     D/2). ``reference``: an MRC map to check the hand and contrast against (``reference_pixel_size`` Å overrides its
-    header). See the module docstring for the files written.
+    header). ``name``: the maps' file stem (``NAME.mrc``, ``NAME_half1.mrc``, …; another than the default also
+    prefixes the FSC and slice files, ``NAME_fsc.txt``). See the module docstring for the files written.
     """
     _check_options(ctf, insertion, wiener_constant, lowpass)
     ref = load_reference(reference, reference_pixel_size) if reference is not None else None  # checked up front
@@ -257,17 +259,18 @@ def backproject(
     filtered = lowpass_volume(full, apix, cutoff)
     contrast = density_contrast(full, apix)
     sign = density_sign(contrast)
+    other = "" if name == "backproject" else f"{name}_"  # the FSC and slice files of a map named otherwise
     paths = {
-        "map": write_mrc(outdir / "backproject.mrc", full, apix),
-        "half1": write_mrc(outdir / "backproject_half1.mrc", half_maps[0], apix),
-        "half2": write_mrc(outdir / "backproject_half2.mrc", half_maps[1], apix),
-        "filt": write_mrc(outdir / "backproject_filt.mrc", filtered, apix),
-        "fsc": write_fsc_table(outdir / "fsc.txt", freq, curve),
+        "map": write_mrc(outdir / f"{name}.mrc", full, apix),
+        "half1": write_mrc(outdir / f"{name}_half1.mrc", half_maps[0], apix),
+        "half2": write_mrc(outdir / f"{name}_half2.mrc", half_maps[1], apix),
+        "filt": write_mrc(outdir / f"{name}_filt.mrc", filtered, apix),
+        "fsc": write_fsc_table(outdir / f"{other}fsc.txt", freq, curve),
         "fsc_png": plot_fsc(
-            {"half maps": (freq, curve)}, outdir / "fsc.png", title=f"half-map FSC: {res143:.1f} Å at 0.143"
+            {"half maps": (freq, curve)}, outdir / f"{other}fsc.png", title=f"half-map FSC: {res143:.1f} Å at 0.143"
         ),
         "slices": plot_central_slices(
-            filtered, outdir / "slices.png", title=f"backproject_filt.mrc ({cutoff:.1f} Å), density {sign}"
+            filtered, outdir / f"{other}slices.png", title=f"{name}_filt.mrc ({cutoff:.1f} Å), density {sign}"
         ),
     }
     check = check_path = None

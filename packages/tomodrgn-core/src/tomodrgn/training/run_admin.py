@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,10 +68,12 @@ class CleanupPlan:
     dry_run: bool
 
 
-def cleanup(run_dir: str | Path, every: int = 5, dry_run: bool = False) -> CleanupPlan:
+def cleanup(run_dir: str | Path, every: int = 5, dry_run: bool = False, keep_analysed: bool = False) -> CleanupPlan:
     """Keep the checkpoints of every ``every``-th epoch (0, every, 2·every, …), the last one and the last full
-    epoch's; remove the others and their latents ``z.N.npy`` / ``z.N.logvar.npy`` (older mid-epoch
-    ``weights.N.stepS.pt`` too). The latest-links ``weights.pt`` / ``z.npy`` stay valid. ``dry_run``: only report."""
+    epoch's; remove the others and their latents ``z.N.npy`` / ``z.N.logvar.npy`` (``z.N.train.pkl`` too; older
+    mid-epoch ``weights.N.stepS.pt`` too). The latest-links ``weights.pt`` / ``z.npy`` stay valid. ``keep_analysed``:
+    keep the epochs E of the run's analysis folders (``NAME.E``) instead of every ``every``-th (the published
+    tomoDRGN's rule). ``dry_run``: only report."""
     run = Path(run_dir)
     if every < 1:
         raise InputError(f"--every must be ≥ 1, got {every}")
@@ -80,17 +83,20 @@ def cleanup(run_dir: str | Path, every: int = 5, dry_run: bool = False) -> Clean
     if not found:
         raise InputError(f"no weights.*.pt checkpoint in {run}")
     last = found[-1][1]
+    analysed = {int(m.group(1)) for p in run.iterdir() if p.is_dir() and (m := re.fullmatch(r".+\.(\d+)", p.name))}
     full = [path for (_, step), path in found if step == 0]
     last_full = full[-1] if full else None  # z.npy links to its latents
     removed, kept = [], []
     for (done, step), path in found:
         epoch = done - 1 if step == 0 else done
-        if path in (last, last_full) or (step == 0 and epoch % every == 0):
+        kept_epoch = epoch in analysed if keep_analysed else epoch % every == 0
+        if path in (last, last_full) or (step == 0 and kept_epoch):
             kept.append(path)
             continue
         removed.append(path)
         if step == 0:
-            removed += [p for p in (RunFolder(run).z(epoch), RunFolder(run).logvar(epoch)) if p.exists()]
+            latents = (RunFolder(run).z(epoch), RunFolder(run).logvar(epoch), run / f"z.{epoch}.train.pkl")
+            removed += [p for p in latents if p.exists()]
     size = sum(p.stat().st_size for p in removed)
     if not dry_run:
         for p in removed:

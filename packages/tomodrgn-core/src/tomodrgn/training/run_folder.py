@@ -9,6 +9,7 @@ A run folder holds::
     weights.pt                      link to (or copy of) the latest checkpoint
     z.{e}.npy, z.{e}.logvar.npy     latent μ and log σ² per particle after epoch e (VAE runs)
     z.npy, z.logvar.npy             links to the latest latents
+    z.{e}.train.pkl, z.train.pkl    the same as the published tomoDRGN writes them (a run trained in its spelling)
     heldout.{e}.csv                 held-out tilt errors after epoch e (``--val-tilts``)
     reference_check.txt             ``--reference``: the hand / contrast check of the run's map
     analyze.{e}/                    ``tomodrgn analyze`` of epoch e (``analyze/`` when the epoch is unknown)
@@ -38,7 +39,8 @@ ANALYSIS = "analyze"
 #: names of the files and folders a training run (and ``tomodrgn analyze`` inside it) writes; ``--overwrite``
 #: deletes exactly these
 RUN_FILE = re.compile(
-    r"^(config\.json|train\.log|weights(\.\d+(\.step\d+)?)?\.pt|z(\.\d+)?(\.logvar)?\.npy|analyze(\.\d+)?)(\.tmp)?$"
+    r"^(config\.json|train\.log|weights(\.\d+(\.step\d+)?)?\.pt|z(\.\d+)?((\.logvar)?\.npy|\.train\.pkl)|analyze(\.\d+)?)"
+    r"(\.tmp)?$"
 )
 _CHECKPOINT = re.compile(r"^weights\.(\d+)(?:\.step(\d+))?\.pt$")
 _LATENT = re.compile(r"^z\.(\d+)\.npy$")

@@ -1,0 +1,98 @@
+"""The tomoDRGN-compatible options (``tomodrgn.cli.tomodrgn_compat``), one test per option: each is accepted by its
+command's parser, in the "tomoDRGN-compatible options" group of its help; a renamed option sets ours to the value;
+an option with no counterpart prints exactly one ``note:`` line naming it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from tomodrgn.cli import build_parser
+from tomodrgn.cli.tomodrgn_compat import GROUP_TITLE, OPTIONS, CompatUsageError, Option, translate
+from tomodrgn.io.errors import InputError
+
+POSITIONALS = {
+    "backproject": ["s.star"],
+    "backproject_voxel": ["s.star"],
+    "downsample": ["s.star", "-D", "8"],
+    "train_nn": ["s.star", "-o", "run"],
+    "train_vae": ["s.star", "-o", "run"],
+    "convergence_nn": ["run"],
+    "convergence_vae": ["run"],
+    "analyze": ["run"],
+    "eval_vol": ["run", "-o", "vols"],
+    "eval_images": ["run", "s.star"],
+    "analyze_volumes": ["run"],
+    "subtomo2chimerax": ["out"],
+    "filter_star": ["s.star", "-o", "f.star"],
+    "graph_traversal": ["z.pkl", "-o", "path", "--anchors", "0", "1"],
+    "pc_traversal": ["z.pkl", "-o", "pcs"],
+    "cleanup": ["run"],
+}
+OUTDIR = {"backproject": ["-o", "bp"], "backproject_voxel": ["-o", "bp"], "downsample": ["-o", "ds"]}
+CASES = [(command, o) for command, options in OPTIONS.items() for o in options]
+
+
+def value_of(o: Option) -> list[str]:
+    """A value of the option's type (its last choice)."""
+    kind = o.kind
+    if kind.get("action") == "store_true":
+        return []
+    if "choices" in kind:
+        return [kind["choices"][-1]]
+    one = {int: "3", float: "0.5", Path: "x.pkl"}.get(kind.get("type"), "latest")
+    return [one] * (2 if kind.get("nargs") == 2 else 1)
+
+
+def parse(command: str, o: Option) -> tuple[argparse.Namespace, list[str]]:
+    argv = [command, *POSITIONALS[command], *(OUTDIR.get(command, []) if o.flags[-1] != "--output" else [])]
+    argv = [*argv, *o.flags[-1:], *value_of(o)] if o.flags[0].startswith("-") else [*argv, "ref.mrc"]
+    return build_parser().parse_args(argv), argv
+
+
+@pytest.mark.parametrize("command,option", CASES, ids=[f"{c}:{o.flags[-1]}" for c, o in CASES])
+def test_option_is_accepted_and_translated(tmp_path, monkeypatch, command, option):
+    monkeypatch.chdir(tmp_path)
+    args, argv = parse(command, option)
+    assert getattr(args, option.dest) is not None, argv  # registered under this spelling, not ours
+    notes = []
+    try:
+        translate(args, notes.append)
+    except (InputError, CompatUsageError) as e:  # a value with no counterpart here, or a file missing: one line
+        assert option.to is None and option.note is None, e
+        assert any(word in str(e) for word in (option.flags[-1], "x.pkl", "s.star", "--config")), e
+        return
+    if option.note is not None:
+        assert [n for n in notes if n.startswith(f"note: {option.flags[-1]}:")] == [
+            f"note: {option.flags[-1]}: {option.note}"
+        ], notes
+    if option.to is not None and hasattr(args, option.to):
+        raw = getattr(args, option.dest)
+        assert getattr(args, option.to) == (option.convert(raw) if option.convert else raw), argv
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS))
+def test_help_shows_the_compatible_group(command, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    text = capsys.readouterr().out
+    assert f"{GROUP_TITLE}:" in text
+    first = next(o for o in OPTIONS[command] if o.flags[0].startswith("--"))
+    assert text.index(GROUP_TITLE) < text.index(first.flags[0] + " ") or first.flags[0] in text
+
+
+def test_uninvert_data_is_our_invert_and_the_default_is_ours():
+    args = build_parser().parse_args(["backproject_voxel", "s.star", "--output", "m.mrc"])
+    translate(args, lambda line: None)
+    assert args.invert is False and args.outdir == Path(".") and args.map_name == "m"
+    args = build_parser().parse_args(["backproject_voxel", "s.star", "--output", "m.mrc", "--uninvert-data"])
+    translate(args, lambda line: None)
+    assert args.invert is True
+
+
+def test_our_spellings_are_untouched():
+    args = build_parser().parse_args(["train_vae", "s.star", "-o", "run", "--epochs", "3", "--invert"])
+    translate(args, lambda line: None)
+    assert (args.epochs, args.invert, args.encoder, args.tomodrgn_spelling) == (3, True, "reference-frame", False)
