@@ -35,6 +35,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "read_latents": ("tomodrgn.io.latents", "read_latents"),
         "read_mrc": ("tomodrgn.io.mrc", "read_mrc"),
         "read_particles": ("tomodrgn.io.particles", "read_particles"),
+        "star_flavour": ("tomodrgn.io.particles", "star_flavour"),
         "read_volume_series": ("tomodrgn.io.volume_series", "read_volume_series"),
         "select_particles": ("tomodrgn.io.selection", "select_particles"),
         "write_latents_pickle": ("tomodrgn.io.latents", "write_latents_pickle"),

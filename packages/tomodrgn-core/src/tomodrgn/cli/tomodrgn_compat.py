@@ -398,7 +398,7 @@ def _print_note(line: str) -> None:
 
 def translate(args: argparse.Namespace, note: Callable[[str], None] = _print_note) -> None:
     """Turn the tomoDRGN-spelled options of parsed ``args`` into ours, in place (module docstring); ``note`` prints
-    each ``note:`` line once. Raises :class:`CompatUsageError` or :class:`~tomodrgn.io.errors.InputError`."""
+    each ``note:`` line once. Raises :class:`CompatUsageError` or :class:`tomodrgn.api.InputError`."""
     for o in OPTIONS.get(args.command, []):  # an option whose spelling is ours too was not added
         if not hasattr(args, o.dest):
             setattr(args, o.dest, None)
@@ -421,9 +421,9 @@ def translate(args: argparse.Namespace, note: Callable[[str], None] = _print_not
 
 # --- helpers of the adapters ----------------------------------------------------------------------------------------
 def _error(message: str) -> Exception:
-    from tomodrgn.io.errors import InputError
+    from tomodrgn import api
 
-    return InputError(message)
+    return api.InputError(message)
 
 
 def _refuse(args: argparse.Namespace, dest: str, flag: str, allowed: tuple, instead: str) -> None:
@@ -446,22 +446,6 @@ def _replaces(args: argparse.Namespace, path: Path, note: Callable[[str], None])
         args.overwrite = True
 
 
-def star_flavour(star: Path) -> str | None:
-    """Our reader flavour of a particle STAR file (None when it cannot be read: the command then says why)."""
-    from tomodrgn.io.errors import InputError
-    from tomodrgn.io.read_relion5 import is_optimisation_set, is_stack_set
-    from tomodrgn.io.read_rows import detect_flavour
-    from tomodrgn.io.star import find_particle_block, read_star
-
-    try:
-        blocks = read_star(star)
-        if is_optimisation_set(blocks) or is_stack_set(blocks):
-            return "relion5"
-        return detect_flavour(blocks[find_particle_block(blocks, star)], star)
-    except (InputError, OSError):
-        return None
-
-
 def _source(args: argparse.Namespace, star: Path) -> str:
     """Our flavour for ``--source-software`` (``auto`` when not given); a flavour the file does not have is one line
     saying what the file looks like."""
@@ -472,7 +456,9 @@ def _source(args: argparse.Namespace, star: Path) -> str:
     if flavour is None:
         raise _error(f"--source-software {software}: not read here; tomodrgn reads Warp/M, RELION 5 / WarpTools and "
                      "nextPYP particle STAR files (--source-software auto)")  # fmt: skip
-    found = star_flavour(Path(star)) if flavour != "auto" else None
+    from tomodrgn import api
+
+    found = api.star_flavour(Path(star)) if flavour != "auto" else None
     if found is not None and found != flavour:
         raise _error(f"--source-software {software}: {star} looks like {FLAVOUR_WORDS[found]}; give "
                      "--source-software auto")  # fmt: skip
@@ -499,7 +485,7 @@ def run_file(path: Path) -> tuple[Path, int | None] | None:
     """(run folder, epoch or None for the latest) of a file tomoDRGN's training writes and later commands read
     (``weights.pkl``, ``weights.N.pkl``, ``config.pkl``, ``z.train.pkl``, ``z.N.train.pkl``), when its folder is a
     training run of ours; None otherwise."""
-    from tomodrgn.training.run_folder import RunFolder
+    from tomodrgn.api import RunFolder
 
     m = re.fullmatch(r"(?:weights|z)(?:\.(\d+))?(?:\.train)?\.pkl|config\.pkl", Path(path).name)
     if m is None or not RunFolder(Path(path).parent).is_run():
@@ -669,16 +655,14 @@ def write_tomodrgn_latents(run_dir: Path) -> list[Path]:
     published tomoDRGN writes and reads them."""
     import numpy as np
 
-    from tomodrgn.io.latents import write_latents_pickle
-    from tomodrgn.training.run_folder import RunFolder
+    from tomodrgn.api import RunFolder, write_latents_pickle
 
     run = RunFolder(run_dir)
     epochs = run.latent_epochs()
     written = []
-    named = [(e, f"z.{e}.train.pkl") for e in epochs] + ([(epochs[-1], "z.train.pkl")] if epochs else [])
-    for e, name in named:
+    for e, path in [(e, run.tomodrgn_z(e)) for e in epochs] + ([(epochs[-1], run.tomodrgn_z(None))] if epochs else []):
         logvar = np.load(run.logvar(e)) if run.logvar(e).exists() else None
-        written.append(write_latents_pickle(run.path / name, np.load(run.z(e)), logvar))
+        written.append(write_latents_pickle(path, np.load(run.z(e)), logvar))
     return written
 
 
@@ -817,10 +801,10 @@ def _pc_traversal_z(args: argparse.Namespace) -> None:
     import numpy as np
 
     from tomodrgn import api
-    from tomodrgn.io.output_dir import prepare_output_dir
 
     z = _read_z(args.zfile)
-    out = prepare_output_dir(args.outdir, args.overwrite)
+    out = Path(args.outdir)  # tomoDRGN writes its files into the folder, made if new
+    out.mkdir(parents=True, exist_ok=True)
     lo, hi = args.td_lim if args.td_lim is not None else (5.0, 95.0)
     pcs = args.pc if args.td_dim is not None else range(1, z.shape[1] + 1)
     for pc in pcs:
@@ -836,10 +820,10 @@ def _graph_traversal_z(args: argparse.Namespace) -> None:
     import numpy as np
 
     from tomodrgn import api
-    from tomodrgn.io.output_dir import prepare_output_dir
 
     z = _read_z(args.zfile)
-    out = prepare_output_dir(args.outdir, args.overwrite)
+    out = Path(args.outdir)  # tomoDRGN writes its files into the folder, made if new
+    out.mkdir(parents=True, exist_ok=True)
     path = api.graph_path(z, args.anchors, k=args.max_neighbors, avg_neighbors=args.td_avg_neighbors)
     np.savetxt(out / "path_particle_indices.txt", path, fmt="%d")
     with (out / "path_particle_embeddings.pkl").open("wb") as f:

@@ -120,3 +120,16 @@ def write_particle_subset(series: ParticleSeries, particle_indices, out_star: st
     blocks = dict(series.blocks)
     blocks[series.image_block] = subset
     return write_star(blocks, out_star)
+
+
+def star_flavour(star: str | Path) -> str | None:
+    """Our reader flavour of a particle STAR file ("warp", "relion5", "nextpyp"), or None when it cannot be read
+    (the reading command then says why)."""
+    path = Path(star)
+    try:
+        blocks = read_star(path)
+        if is_optimisation_set(blocks) or is_stack_set(blocks):
+            return "relion5"
+        return detect_flavour(blocks[find_particle_block(blocks, path)], path)
+    except (InputError, OSError):
+        return None

@@ -95,7 +95,8 @@ def cleanup(run_dir: str | Path, every: int = 5, dry_run: bool = False, keep_ana
             continue
         removed.append(path)
         if step == 0:
-            latents = (RunFolder(run).z(epoch), RunFolder(run).logvar(epoch), run / f"z.{epoch}.train.pkl")
+            folder = RunFolder(run)
+            latents = (folder.z(epoch), folder.logvar(epoch), folder.tomodrgn_z(epoch))
             removed += [p for p in latents if p.exists()]
     size = sum(p.stat().st_size for p in removed)
     if not dry_run:

@@ -92,6 +92,10 @@ class RunFolder:
         """Latent log variances after ``epoch`` (0-based)."""
         return self.path / f"z.{epoch}.logvar.npy"
 
+    def tomodrgn_z(self, epoch: int | None) -> Path:
+        """The published tomoDRGN's latents file: ``z.{epoch}.train.pkl`` (``z.train.pkl``: the latest)."""
+        return self.path / ("z.train.pkl" if epoch is None else f"z.{epoch}.train.pkl")
+
     def heldout(self, epoch: int) -> Path:
         return self.path / f"heldout.{epoch}.csv"
 
