@@ -620,9 +620,10 @@ def _train(args: argparse.Namespace, note: Callable[[str], None]) -> None:
         args.resume = True
         if args.td_load != "latest":
             note(f"note: --load {args.td_load}: continuing from the newest checkpoint of -o (--resume)")
-    if not args.resume:
-        _replaces(args, args.outdir, note)
-    args.func = _with_tomodrgn_latents(args.func)
+    if args.tomodrgn_spelling:
+        if not args.resume:
+            _replaces(args, args.outdir, note)
+        args.func = _with_tomodrgn_latents(args.func)
 
 
 def _train_vae(args: argparse.Namespace, note: Callable[[str], None]) -> None:
@@ -782,7 +783,7 @@ def _filter_rows(args: argparse.Namespace) -> None:
 
 def _traversal(args: argparse.Namespace, note: Callable[[str], None]) -> None:
     """tomoDRGN's traversals take a z file (``z.N.train.pkl``) and write the path in z, no volumes."""
-    if Path(args.run).is_dir():
+    if not Path(args.run).is_file():  # a run folder (or a path our command reports)
         return
     args.tomodrgn_spelling = True
     args.zfile, args.func = Path(args.run), _TRAVERSALS[args.command]
