@@ -110,6 +110,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "subtomo2chimerax": ("tomodrgn.analysis.run_commands", "subtomo2chimerax"),
         "tomodrgn_mapback": ("tomodrgn.analysis.run_commands", "tomodrgn_mapback"),
         "umap_embed": ("tomodrgn.analysis.latent", "umap_embed"),
+        "volume_files": ("tomodrgn.analysis.volume_space", "volume_files"),
         "view_rotation": ("tomodrgn.export.render", "view_rotation"),
         "volume_movie": ("tomodrgn.export.movie", "volume_movie"),
         "write_movie": ("tomodrgn.export.movie", "write_movie"),

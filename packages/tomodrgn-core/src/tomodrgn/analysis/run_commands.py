@@ -5,6 +5,8 @@ core functions of :mod:`~tomodrgn.analysis.volume_space`, :mod:`~tomodrgn.analys
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -256,10 +258,15 @@ def decode_volumes(
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
     flip_hand: bool = False,
+    box_size: int | None = None,
+    lowpass: float | None = None,
+    invert: bool = False,
 ) -> list[Path]:
     """Decode one volume per row of ``z`` (n, zdim) (None for a homogeneous run) and write ``<prefix>NNN.mrc``
     files (D³, the training pixel size) into ``outdir`` (new or empty unless ``overwrite``); returns their paths.
-    ``flip_hand``: write them mirrored (``docs/architecture.md``, "Hand")."""
+    ``flip_hand``: write them mirrored (``docs/architecture.md``, "Hand"). Each volume is then Fourier-cropped to
+    ``box_size`` px (the pixel size grows by D / box_size), low-passed to ``lowpass`` Å and negated with ``invert``
+    (:func:`postprocess_volume`)."""
     from tomodrgn.io.mrc import write_mrc
     from tomodrgn.io.output_dir import prepare_output_dir
     from tomodrgn.training.evaluate import load_model
@@ -270,10 +277,29 @@ def decode_volumes(
     n = 1 if z is None else int(np.atleast_2d(z).shape[0])
     paths = []
     for i, vol in enumerate(model.iter_decode(z)):
-        paths.append(write_mrc(outdir / f"{prefix}{i:03d}.mrc", np.asarray(vol, np.float32), model.pixel_size))
+        vol, px = postprocess_volume(np.asarray(vol, np.float32), model.pixel_size, box_size, lowpass, invert)
+        paths.append(write_mrc(outdir / f"{prefix}{i:03d}.mrc", vol, px))
         if progress is not None:
             progress(i + 1, n)
     return paths
+
+
+def postprocess_volume(
+    vol: np.ndarray, pixel_size: float, box_size: int | None = None, lowpass: float | None = None, invert: bool = False
+) -> tuple[np.ndarray, float]:
+    """(volume, pixel size Å) of a decoded volume Fourier-cropped to ``box_size`` px, low-passed to ``lowpass`` Å
+    (raised-cosine edge, :func:`~tomodrgn.reconstruct.backproject.lowpass_volume`) and negated with ``invert``."""
+    from tomodrgn.physics.hartley import fourier_crop
+    from tomodrgn.reconstruct.backproject import lowpass_volume
+
+    d = vol.shape[-1]
+    if box_size is not None and box_size != d:
+        vol, pixel_size = np.asarray(fourier_crop(vol, box_size, ndim=3), np.float32), pixel_size * d / box_size
+    if lowpass is not None:
+        if lowpass <= 0:
+            raise InputError(f"--lowpass must be > 0 Å, got {lowpass}")
+        vol = lowpass_volume(vol, pixel_size, lowpass)
+    return (-vol if invert else vol), pixel_size
 
 
 def embed_particles(
@@ -349,6 +375,9 @@ def tomodrgn_mapback(
         series = read_particles(star)
         tomos, pos = particle_positions(series)
         rots = particle_poses(series)
+        if star_pixel_size is not None:
+            warnings.warn(f"{star}: positions from its own pixel sizes ({series.pixel_size:g} Å/px images); the "
+                          "coordinate pixel size given is for volume-series STARs", UserWarning, stacklevel=2)  # fmt: skip
     except InputError:
         if star_pixel_size is None:
             raise InputError(f"{star}: give --star-angpix-override, the pixel size (Å) of its coordinates") from None

@@ -21,6 +21,7 @@ Outputs under ``outdir`` (default ``<run>/analyze_volumes.<epoch>/``)::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,12 +114,15 @@ def analyze_volumes(
     progress: Callable[[int, int], None] | None = None,
     resume: bool = False,
     source: dict | None = None,
+    volume_paths: list[Path] | None = None,
 ) -> VolumeSpaceResult:
     """Volume-space PCA and clustering (module docstring). ``mask``: an array (D, D, D), ``"auto"`` (soft mask of the
     mean sampled volume) or None; ``star``: training STAR path or ``ParticleSeries`` for the per-cluster STAR
     subsets (skipped when None). ``source``: what decodes (e.g. run, epoch, hand), recorded beside the volumes;
     ``resume``: keep the volumes an interrupted call with the same particles and ``source`` wrote in ``outdir``
-    (each file is complete or absent: :func:`~tomodrgn.io.mrc.write_mrc`) and decode only the others."""
+    (each file is complete or absent: :func:`~tomodrgn.io.mrc.write_mrc`) and decode only the others.
+    ``volume_paths``: volumes decoded before, one per particle in z's order (e.g. ``eval_vol`` of every particle's
+    z, the published tomoDRGN's ``analyze_volumes --voldir``): analysed as they are, nothing decoded."""
     from tomodrgn.analysis import plots
     from tomodrgn.analysis.report import image, link, table, write_report
     from tomodrgn.export.selections import filter_star, write_index_list
@@ -126,13 +130,17 @@ def analyze_volumes(
 
     z = _as_z(z)
     out = Path(outdir)
-    picks = sample_latent(z, n_volumes, sampling, seed)
-    paths, total = _decode_volumes(decode, z, picks, out / "volumes", pixel_size, resume, source or {}, progress)
+    if volume_paths is None:
+        picks = sample_latent(z, n_volumes, sampling, seed)
+        paths, total = _decode_volumes(decode, z, picks, out / "volumes", pixel_size, resume, source or {}, progress)
+    else:
+        picks, paths, total = _given_volumes(volume_paths, len(z))
+    out.mkdir(parents=True, exist_ok=True)
 
     def volumes():
         return (read_mrc(path)[0] for path in paths)
 
-    files: dict = {"volumes": out / "volumes" / "particles.txt"}
+    files: dict = {"volumes": out / "volumes" / "particles.txt" if volume_paths is None else paths[0].parent}
     if isinstance(mask, str):
         if mask != "auto":
             raise InputError(f"mask must be an array, 'auto' or None, got {mask!r}")
@@ -189,7 +197,9 @@ def analyze_volumes(
     ]
     evr = ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(res.explained_variance_ratio))
     decoded = (
-        f"one volume decoded for each of the {len(z)} particles"
+        f"the {len(z)} volumes of {paths[0].parent} (one per particle)"
+        if volume_paths is not None
+        else f"one volume decoded for each of the {len(z)} particles"
         if len(picks) == len(z)
         else f"{len(picks)} volumes decoded at {sampling} latent positions of {len(z)} particles"
     )
@@ -203,6 +213,30 @@ def analyze_volumes(
     report = write_report(out / "report.md", "tomoDRGN volume-space analysis", sections)
     files.update(cluster_lists=lists, centre_volumes=centre_paths, cluster_stars=stars)
     return VolumeSpaceResult(out, picks, res, vlabels, plabels, pixel_size, files, report)
+
+
+def volume_files(folder: str | Path) -> list[Path]:
+    """The ``.mrc`` volumes of ``folder`` in the order of the number ending their names (``vol_000.mrc``,
+    ``vol_001.mrc``, … as ``eval_vol`` writes them); InputError naming the folder when there are none."""
+    folder = Path(folder)
+    found = [p for p in folder.glob("*.mrc") if re.search(r"(\d+)$", p.stem)]
+    if not found:
+        raise InputError(f"{folder}: no numbered .mrc volumes (vol_000.mrc, vol_001.mrc, …)")
+    return sorted(found, key=lambda p: int(re.search(r"(\d+)$", p.stem).group(1)))
+
+
+def _given_volumes(paths: list[Path], n_particles: int) -> tuple[np.ndarray, list[Path], np.ndarray]:
+    """(particles (one per volume), paths, sum of the volumes) of volumes decoded before, one per particle."""
+    from tomodrgn.io.mrc import read_mrc
+
+    paths = [Path(p) for p in paths]
+    if len(paths) != n_particles:
+        raise InputError(f"{paths[0].parent}: {len(paths)} volumes for the run's {n_particles} particles (one each)")
+    total = None
+    for p in paths:
+        v = read_mrc(p)[0].astype(np.float64)
+        total = v if total is None else total + v
+    return np.arange(n_particles, dtype=np.int64), paths, total
 
 
 def _decode_volumes(

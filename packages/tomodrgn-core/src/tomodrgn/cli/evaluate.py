@@ -46,7 +46,7 @@ def cmd_eval_vol(args: argparse.Namespace) -> None:
         raise api.InputError("give z with --z, --zfile or --path (this model has a latent space)")
     paths = api.decode_volumes(
         args.run, z, args.outdir, epoch=args.epoch, prefix=args.prefix, overwrite=args.overwrite,
-        flip_hand=args.flip_hand,
+        flip_hand=args.flip_hand, box_size=args.box_size, lowpass=args.lowpass, invert=args.invert,
     )  # fmt: skip
     print(f"wrote {len(paths)} volume(s) to {args.outdir} ({model.pixel_size:.3f} Å/px)")
 
@@ -87,7 +87,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zfile", help=".txt, .npy or .pkl (cryoDRGN / tomoDRGN z.pkl) with one z per row")
     p.add_argument("--path", help=".txt/.npy with two z: decode --n-points along the line between them")
     p.add_argument("--n-points", type=int, default=10)
-    p.add_argument("--prefix", default="vol_")
+    p.add_argument("--prefix", default="vol_", help="volume file names: PREFIXNNN.mrc")
+    p.add_argument(
+        "--box-size", type=int, default=None, help="Fourier-crop the volumes to this box (px, even; pixel size × D/N)"
+    )
+    p.add_argument("--lowpass", type=float, default=None, help="low-pass the volumes to this resolution (Å)")
+    p.add_argument("--invert", action="store_true", help="write the volumes with inverted contrast")
     add_hand_options(p)
     p.set_defaults(func=cmd_eval_vol)
 

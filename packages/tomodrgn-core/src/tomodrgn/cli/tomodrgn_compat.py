@@ -288,8 +288,9 @@ OPTIONS: dict[str, list[Option]] = {
         Option(("-b", "--batch-size"), "volumes per batch", {"type": int}, **_note("volumes are decoded 32 a call")),
         NO_AMP_ONLY,
         MULTIGPU,
-        *VOLUME_OPTIONS,
-    ],
+        FLIP,
+        Option(("--downsample",), "= --box-size: Fourier-crop the volumes", {"type": int}, to="box_size"),
+    ],  # --invert and --lowpass are ours too
     "eval_images": [
         Option(("-w", "--weights"), "weights.pkl / weights.N.pkl of a run (= RUN --epoch N)", {"type": Path}),
         Option(("-c", "--config"), "config.pkl of the run", {"type": Path}),
@@ -303,7 +304,6 @@ OPTIONS: dict[str, list[Option]] = {
         *LOADER_NOTES,
     ],
     "analyze_volumes": [
-        Option(("--voldir",), "folder of eval_vol's volumes (vol_NNN.mrc)", {"type": Path}),
         Option(("--config",), "config.pkl of the run that decoded them", {"type": Path}),
         Option(("--num-pcs",), "= --n-pcs", {"type": int}, to="n_pcs"),
         PLOT_FORMAT,
@@ -323,7 +323,7 @@ OPTIONS: dict[str, list[Option]] = {
         Option(("--config",), "config.pkl of the run", {"type": Path}),
         Option(("--zfile",), "z.N.train.pkl of the run", {"type": Path}),
         *VOLUME_OPTIONS,
-        Option(("--skip-vol",), "no volumes", FLAG),
+        Option(("--skip-vol",), "no volumes", FLAG, **_note("--mode volumes decodes each particle's volume")),
         Option(("--vol-path",), "the one volume of --mode volume", {"type": Path}),
         Option(("--marker-radius-angstrom",), "marker radius (Å)", {"type": float}),
         Option(("--vol-render-level",), "= --level", {"type": float}, to="level"),
@@ -529,15 +529,15 @@ def _epoch(text: str) -> int | None:
 
 
 # --- adapters: one per command ----------------------------------------------------------------------------------------
-def _volume_options(args: argparse.Namespace, note: Callable[[str], None]) -> None:
-    """tomoDRGN's post-processing of decoded volumes: --flip is --flip-hand where the command has it."""
-    _refuse(
-        args, "td_invert", "--invert", (False,), "invert a map's contrast in your viewer or with --invert in training"
-    )
-    _refuse(args, "td_downsample", "--downsample", (), "decode at the training box, then tomodrgn downsample")
-    _refuse(args, "td_lowpass", "--lowpass", (), "decode, then low-pass the maps in your viewer")
+def _volume_options(args: argparse.Namespace, note: Callable[[str], None], unflipped: str = "") -> None:
+    """tomoDRGN's post-processing of decoded volumes, done here by eval_vol; --flip is --flip-hand where the command
+    has it, else a note says why nothing is mirrored (``unflipped``)."""
+    instead = "tomodrgn eval_vol decodes volumes with --box-size, --lowpass and --invert"
+    _refuse(args, "td_invert", "--invert", (False,), instead)
+    _refuse(args, "td_downsample", "--downsample", (), instead)
+    _refuse(args, "td_lowpass", "--lowpass", (), instead)
     if getattr(args, "td_flip", None) and not hasattr(args, "flip_hand"):
-        note("note: --flip: CCs are the same in either hand; nothing is mirrored")
+        note(f"note: --flip: {unflipped}")
 
 
 def _backproject(args: argparse.Namespace, note: Callable[[str], None]) -> None:
@@ -677,7 +677,7 @@ def _convergence_nn(args: argparse.Namespace, note: Callable[[str], None]) -> No
 
 
 def _convergence_vae(args: argparse.Namespace, note: Callable[[str], None]) -> None:
-    _volume_options(args, note)
+    _volume_options(args, note, "CCs are the same in either hand; nothing is mirrored")
     if args.td_epoch not in (None, "latest"):
         note(f"note: --epoch {args.td_epoch}: every saved epoch is compared with the next")
     _replaces(args, args.outdir or Path(args.run) / "convergence", note)
@@ -688,7 +688,6 @@ def _analyze(args: argparse.Namespace, note: Callable[[str], None]) -> None:
 
 
 def _eval_vol(args: argparse.Namespace, note: Callable[[str], None]) -> None:
-    _volume_options(args, note)
     found = _run_of(args, "td_weights", "td_config")
     if found is not None:
         args.run, args.epoch = found[0], found[1] if found[1] is not None else args.epoch
@@ -718,18 +717,9 @@ def _analyze_volumes(args: argparse.Namespace, note: Callable[[str], None]) -> N
     found = _run_of(args, "td_config")
     if found is not None:
         args.run = found[0]
-    _required(args, "run", "run (or --voldir with --config)")
-    if args.td_voldir is not None:
-        if found is None:
-            raise CompatUsageError("--voldir needs --config (the config.pkl of the run that decoded the volumes)")
-        n = len(list(Path(args.td_voldir).glob("*.mrc")))
-        if n == 0:
-            raise _error(f"--voldir {args.td_voldir}: no .mrc volumes there")
-        args.n_volumes = n
-        note(f"note: --voldir: the {n} volumes are decoded again from {args.run} (a volume per particle when eval_vol "
-             "decoded every particle's z); the volume-space analysis runs on them")  # fmt: skip
-        if args.outdir is None:
-            args.outdir = Path(f"{args.td_voldir}_analyze_volumes")
+    _required(args, "run", "run (or --config with --voldir)")
+    if found is not None and args.voldir is not None and args.outdir is None:
+        args.outdir = Path(f"{args.voldir}_analyze_volumes")  # tomoDRGN's default
     if args.mask in MASKS:
         args.mask = {"soft": "auto"}.get(args.mask, args.mask)
     if args.outdir is not None:
@@ -739,7 +729,7 @@ def _analyze_volumes(args: argparse.Namespace, note: Callable[[str], None]) -> N
 def _subtomo2chimerax(args: argparse.Namespace, note: Callable[[str], None]) -> None:
     if args.td_outdir is None:
         return
-    _volume_options(args, note)
+    _volume_options(args, note, "maps are placed in the particles' own hand (a mirrored map would sit wrongly)")
     args.star, args.outdir = args.outdir, args.td_outdir
     args.labels = None if args.labels is None else labels_file(args.labels)
     args.func = _chimerax_mode

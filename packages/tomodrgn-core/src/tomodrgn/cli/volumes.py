@@ -18,6 +18,7 @@ def cmd_analyze_volumes(args: argparse.Namespace) -> None:
             args.run, epoch=args.epoch, outdir=args.outdir, mask=mask, device=args.device, n_volumes=args.n_volumes,
             sampling=args.sampling, n_components=args.n_pcs, k=args.ksample, n_pc_points=args.n_pc_points,
             seed=args.seed, overwrite=args.overwrite, flip_hand=args.flip_hand, resume=args.resume, progress=progress,
+            volume_paths=api.volume_files(args.voldir) if args.voldir is not None else None,
         )  # fmt: skip
     evr = ", ".join(f"{r:.1%}" for r in res.pca.explained_variance_ratio)
     print(f"{len(res.sample_particles)} volumes; explained variance per PC: {evr}; report: {res.report}")
@@ -36,6 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue an interrupted call in the same folder (its volumes are kept)"
     )
     p.add_argument("--n-volumes", type=int, default=50, help="latent positions decoded (all particles: their count)")
+    p.add_argument(
+        "--voldir",
+        type=Path,
+        default=None,
+        help="analyse the volumes of this folder instead of decoding: one per particle of the run, numbered in its"
+        " particle order (vol_000.mrc, …: eval_vol RUN --zfile of the run's z)",
+    )
     p.add_argument("--sampling", choices=("kmeans", "random"), default="kmeans", help="how positions are chosen")
     p.add_argument(
         "--mask",

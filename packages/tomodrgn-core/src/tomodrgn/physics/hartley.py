@@ -64,8 +64,9 @@ def symmetrize_ht(ht: Array) -> Array:
     return np.concatenate([out, out[..., :, :1]], axis=-1)
 
 
-def fourier_crop(img: Array, d_new: int) -> Array:
-    """Downsample real-space images (last two axes, D×D) to d_new×d_new by cropping their centred spectrum.
+def fourier_crop(img: Array, d_new: int, ndim: int = 2) -> Array:
+    """Downsample real-space images (last two axes, D×D; ``ndim`` 3: volumes, last three axes) to d_new per axis by
+    cropping their centred spectrum.
 
     Preserves the pixel-value scale (mean intensity); the pixel size grows by D/d_new.
     """
@@ -74,12 +75,12 @@ def fourier_crop(img: Array, d_new: int) -> Array:
         return img
     if d_new > d or d_new % 2:
         raise InputError(f"Fourier crop needs an even size ≤ {d}, got {d_new}")
-    f = _fftn_centered(img, 2)
+    f = _fftn_centered(img, ndim)
     start = d // 2 - d_new // 2
-    f = f[..., start : start + d_new, start : start + d_new]
-    axes = (-2, -1)
+    f = f[(..., *[slice(start, start + d_new)] * ndim)]
+    axes = tuple(range(-ndim, 0))
     if isinstance(f, torch.Tensor):
         out = torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(f, dim=axes), dim=axes), dim=axes).real
     else:
         out = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(f, axes=axes), axes=axes), axes=axes).real
-    return out * (d_new / d) ** 2
+    return out * (d_new / d) ** ndim
