@@ -6,7 +6,6 @@ core functions of :mod:`~tomodrgn.analysis.volume_space`, :mod:`~tomodrgn.analys
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
