@@ -375,8 +375,10 @@ def tomodrgn_mapback(
         tomos, pos = particle_positions(series)
         rots = particle_poses(series)
         if star_pixel_size is not None:
-            warnings.warn(f"{star}: positions from its own pixel sizes ({series.pixel_size:g} Å/px images); the "
-                          "coordinate pixel size given is for volume-series STARs", UserWarning, stacklevel=2)  # fmt: skip
+            message = (
+                f"{star}: positions from its own pixel sizes; the coordinates' pixel size given is for volume series"
+            )
+            warnings.warn(message, UserWarning, stacklevel=2)
     except InputError:
         if star_pixel_size is None:
             raise InputError(f"{star}: give --star-angpix-override, the pixel size (Å) of its coordinates") from None
