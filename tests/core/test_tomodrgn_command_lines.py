@@ -131,6 +131,7 @@ tomodrgn cleanup OUT/vae_warptools_70S_zdim8 --weights --zfiles --volumes --test
 tomodrgn cleanup OUT/vae_warptools_70S_zdim8 --weights --zfiles --volumes
 """
 OUTPUT_OPTIONS = ("--output", "--outdir", "-o", "--out-z")
+N_PARTICLES = 40  # 10 a tomogram, as the WarpTools set is named; anchors up to particle 20
 
 
 def command_lines(text: str, epochs: int) -> list[list[str]]:
@@ -160,7 +161,7 @@ def expand(argv: list[str]) -> list[str]:
 
 
 def run_chain(tmp_path: Path, capsys, monkeypatch, text: str, epochs: int) -> None:
-    make_tomodrgn_test_data(tmp_path, n_particles=40)  # 10 a tomogram, as the WarpTools set is named
+    make_tomodrgn_test_data(tmp_path, n_particles=N_PARTICLES)  # 10 a tomogram, as the WarpTools set is named
     monkeypatch.chdir(tmp_path)
     for argv in command_lines(text, epochs):
         for path in inputs_from_earlier_lines(argv):
@@ -170,9 +171,42 @@ def run_chain(tmp_path: Path, capsys, monkeypatch, text: str, epochs: int) -> No
         assert "Traceback" not in res.stderr
 
 
+def check_commandtest_outputs(out: Path, n: int = N_PARTICLES) -> None:
+    """What the Warp-style chain's lines wrote, in the shapes tomoDRGN users read."""
+    import pickle
+
+    import mrcfile
+    import numpy as np
+    import starfile
+
+    for suffix in ("", "_half1", "_half2", "_filt"):
+        assert (out / "backproject" / f"classE_sim{suffix}.mrc").is_file()
+    with mrcfile.open(out / "10076_classE_16_sim.mrcs") as m:  # downsample --output: one stack of every image
+        assert m.data.shape == (n * 10, 16, 16)
+    names = starfile.read(out / "10076_classE_16_sim.star")["rlnImageName"]
+    assert list(names[:2]) == ["000001@10076_classE_16_sim.mrcs", "000002@10076_classE_16_sim.mrcs"]
+    with (out / "vae_both_sim_zdim2" / "z.train.pkl").open("rb") as f:  # z pickles: μ then log σ²
+        mu, logvar = pickle.load(f), pickle.load(f)
+    assert mu.shape == logvar.shape == (n, 2) and mu.dtype == np.float32
+    assert len(list((out / "vae_both_sim_zdim2" / "eval_vol_allz").glob("vol_*.mrc"))) == n
+    path = np.loadtxt(out / "vae_both_sim_zdim2" / "graph_traversal" / "path_particle_indices.txt", dtype=int)
+    assert path[0] == 5 and path[-1] == 20 and {10, 15} <= set(path.tolist())
+    assert np.loadtxt(out / "vae_both_sim_zdim2" / "pc_traversal" / "pc2.txt").shape == (10, 2)
+    cxc = out / "vae_both_sim_zdim8_dosetiltweightmask_batchsize8" / "mapback_markers" / "tomo_both.tomostar"
+    assert (cxc / "mapback.cxc").read_text().count("marker #1 position") == n
+    kept = starfile.read(out / "10076_both_32_sim_vols_filtered_by_labels.star")
+    assert len(kept) == n  # labels 0 and 1 kept: every particle
+    assert len(starfile.read(out / "10076_both_32_sim_vols_filtered.star")) == 20  # first 10 and last 10
+    with (out / "vae_classE_sim_zdim8" / "eval_images" / "z_all.pkl").open("rb") as f:
+        assert pickle.load(f).shape == (n, 8)
+    assert not list((out / "vae_classE_sim_zdim8").glob("weights.0.pt"))  # cleanup: only the last epoch is kept
+
+
 @pytest.mark.parametrize("text", [COMMANDTEST, COMMANDTEST_WARPTOOLS], ids=["commandtest", "warptools"])
 def test_published_command_lines_run_in_order(tmp_path, capsys, monkeypatch, text):
     run_chain(tmp_path, capsys, monkeypatch, text, epochs=2)
+    if text is COMMANDTEST:
+        check_commandtest_outputs(tmp_path / "OUT")
 
 
 @pytest.mark.slow

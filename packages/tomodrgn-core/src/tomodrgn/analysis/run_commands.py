@@ -354,43 +354,18 @@ def tomodrgn_mapback(
     overwrite: bool = False,
 ) -> list[Path]:
     """The published tomoDRGN's ``subtomo2chimerax``: ``<outdir>/tomo_<name>/mapback.cxc`` per tomogram placing, at
-    each particle of ``star`` (one row per particle: a volume series, or a particle / optimisation-set STAR we read),
-    a marker (``mode`` "markers", ``marker_radius`` Å), the one map ``volume`` ("volume"), or its own volume decoded
-    from ``run``'s z at ``epoch`` ("volumes", written beside the script). ``star_pixel_size``: Å per pixel of a volume
-    series' coordinates; ``tomogram``: that tomogram only; ``indices``: an index list of the rows used; ``labels``
+    each particle of ``star`` (:func:`_mapback_particles`), a marker (``mode`` "markers", ``marker_radius`` Å), the
+    one map ``volume`` ("volume"), or its own volume decoded from ``run``'s z at ``epoch`` ("volumes", written beside
+    the script). ``tomogram``: that tomogram only; ``indices``: an index list of the particles used; ``labels``
     colour the particles on ``colormap`` (a matplotlib name; default tab10)."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    from tomodrgn.analysis.spatial import particle_poses, particle_positions
     from tomodrgn.export.chimerax import chimerax_script, marker_script
     from tomodrgn.io.index_lists import read_index_list
     from tomodrgn.io.mrc import mrc_pixel_size, read_mrc, write_mrc
-    from tomodrgn.io.particles import read_particles
-    from tomodrgn.io.volume_series import read_volume_series
 
     out = check_output_dir(outdir, overwrite, what="--outdir")
-    try:
-        series = read_particles(star)
-        tomos, pos = particle_positions(series)
-        rots = particle_poses(series)
-        if star_pixel_size is not None:
-            message = (
-                f"{star}: positions from its own pixel sizes; the coordinates' pixel size given is for volume series"
-            )
-            warnings.warn(message, UserWarning, stacklevel=2)
-    except InputError:
-        if star_pixel_size is None:
-            raise InputError(f"{star}: give --star-angpix-override, the pixel size (Å) of its coordinates") from None
-        tomos, pos, rots = read_volume_series(star, star_pixel_size, tomogram_column or "rlnMicrographName")
+    tomos, pos, rots = _mapback_particles(star, star_pixel_size, tomogram_column)
     rows = np.arange(len(pos)) if indices is None else read_index_list(indices)
-    colors = None
-    if labels is not None:
-        values = read_labels(labels)
-        if len(values) != len(pos):
-            raise InputError(f"{labels}: {len(values)} labels for the {len(pos)} particles of {star}")
-        cmap = colormaps[colormap or "tab10"]
-        colors = [to_hex(cmap(int(v) % cmap.N if cmap.N < 256 else v / max(1, values.max()))) for v in values]
+    colors = None if labels is None else _label_colors(labels, len(pos), colormap, star)
     z = model = None
     if mode == "volumes":
         if run is None:
@@ -413,18 +388,55 @@ def tomodrgn_mapback(
         some = None if colors is None else [colors[i] for i in idx]
         if mode == "markers":
             text = marker_script(pos[idx], marker_radius, some)
+        elif mode == "volume":
+            paths = [Path(volume).resolve()] * len(idx)
+            text = chimerax_script(paths, pos[idx], rots[idx], read_mrc(volume)[0].shape[0], mrc_pixel_size(volume),
+                                   level=level, colors=some)  # fmt: skip
         else:
-            if mode == "volume":
-                paths, box, px = (
-                    [Path(volume).resolve()] * len(idx),
-                    read_mrc(volume)[0].shape[0],
-                    mrc_pixel_size(volume),
-                )
-            else:
-                px, box = model.pixel_size, model.box_size
-                paths = [write_mrc(folder / f"vol_{j:03d}.mrc", model.decode(z[i][None])[0], px).name
-                         for j, i in enumerate(idx)]  # fmt: skip
-            text = chimerax_script(paths, pos[idx], rots[idx], box, px, level=level, colors=some)
+            paths = [write_mrc(folder / f"vol_{j:03d}.mrc", model.decode(z[i][None])[0], model.pixel_size).name
+                     for j, i in enumerate(idx)]  # fmt: skip
+            text = chimerax_script(paths, pos[idx], rots[idx], model.box_size, model.pixel_size, level=level,
+                                   colors=some)  # fmt: skip
         written.append(folder / "mapback.cxc")
         written[-1].write_text(text)
     return written
+
+
+def _mapback_particles(
+    star: str | Path, star_pixel_size: float | None, tomogram_column: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tomogram (n,), position (n, 3) Å, pose (n, 3, 3)) of each particle of a particle STAR or optimisation set we
+    read, else of each row of a volume-series STAR whose coordinates are in pixels of ``star_pixel_size`` Å."""
+    from tomodrgn.analysis.spatial import particle_poses, particle_positions
+    from tomodrgn.io.particles import read_particles
+    from tomodrgn.io.volume_series import read_volume_series
+
+    try:
+        series = read_particles(star)
+        tomos, pos = particle_positions(series)
+    except InputError:
+        if star_pixel_size is None:
+            raise InputError(f"{star}: give --star-angpix-override, the pixel size (Å) of its coordinates") from None
+        return read_volume_series(star, star_pixel_size, tomogram_column or "rlnMicrographName")
+    if star_pixel_size is not None:
+        message = f"{star}: positions from its own pixel sizes; the coordinates' pixel size given is for volume series"
+        warnings.warn(message, UserWarning, stacklevel=3)
+    return tomos, pos, particle_poses(series)
+
+
+def _label_colors(labels: str | Path, n: int, colormap: str | None, star) -> list[str]:
+    """A hex colour per particle from its label: label c → colour c of a qualitative map (cycled), or c / max on a
+    continuous one."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    values = read_labels(labels)
+    if len(values) != n:
+        raise InputError(f"{labels}: {len(values)} labels for the {n} particles of {star}")
+    name = colormap or "tab10"
+    if name not in colormaps:
+        raise InputError(f"--colormap {name}: not a matplotlib colour map (e.g. tab10, tab20, viridis)")
+    cmap = colormaps[name]
+    if cmap.N < 256:
+        return [to_hex(cmap(int(v) % cmap.N)) for v in values]
+    return [to_hex(cmap(float(v) / max(1, int(values.max())))) for v in values]

@@ -465,9 +465,9 @@ def _source(args: argparse.Namespace, star: Path) -> str:
     return flavour
 
 
-def _reader(args: argparse.Namespace, star: Path, first_tilts: bool = False) -> str:
-    """The particle-selection options every reader takes; returns our flavour."""
-    flavour = _source(args, star)
+def _reader(args: argparse.Namespace, star: Path, first_tilts: bool = False) -> None:
+    """The reading options of every command that reads particles (``first_tilts``: it takes --n-tilts)."""
+    _source(args, star)
     _refuse(args, "td_ind_imgs", "--ind-imgs", (), "select particles with --ind-ptcls (or our --ind)")
     _refuse(args, "td_sort_ptcl_imgs", "--sort-ptcl-imgs", ("unsorted",), "images are used in STAR order")
     n = getattr(args, "td_use_first_nptcls", None)
@@ -478,7 +478,6 @@ def _reader(args: argparse.Namespace, star: Path, first_tilts: bool = False) -> 
         if not first_tilts:
             raise _error(f"--use-first-ntilts {n}: not available for {args.command}; every tilt is used")
         args.n_tilts, args.sequential_tilts = n, True
-    return flavour
 
 
 def run_file(path: Path) -> tuple[Path, int | None] | None:
@@ -522,10 +521,6 @@ def _run_of(args: argparse.Namespace, *dests: str) -> tuple[Path, int | None]:
         if found is None or found[1] is None:
             found = where
     return found
-
-
-def _epoch(text: str) -> int | None:
-    return None if text in (None, "latest") else int(text)
 
 
 # --- adapters: one per command ----------------------------------------------------------------------------------------
