@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli_inprocess import assert_user_error, run_cli
 
 from tomodrgn.cli import build_parser
 from tomodrgn.cli.tomodrgn_compat import GROUP_TITLE, OPTIONS, CompatUsageError, Option, translate
@@ -63,7 +64,7 @@ def test_option_is_accepted_and_translated(tmp_path, monkeypatch, command, optio
         translate(args, notes.append)
     except (InputError, CompatUsageError) as e:  # a value with no counterpart here, or a file missing: one line
         assert option.to is None and option.note is None, e
-        assert any(word in str(e) for word in (option.flags[-1], "x.pkl", "s.star", "--config")), e
+        assert any(word in str(e) for word in (option.flags[-1], "x.pkl", "s.star", "--config", "required")), e
         return
     if option.note is not None:
         assert [n for n in notes if n.startswith(f"note: {option.flags[-1]}:")] == [
@@ -122,3 +123,34 @@ def test_decoded_volume_postprocessing_matches_the_analytic_map():
     sharp = np.zeros_like(vol)
     sharp[16, 16, 16] = 1.0
     assert postprocess_volume(sharp, 5.0, lowpass=40.0)[0].max() < 0.1  # a point loses its high frequencies
+
+
+def test_downsample_is_vol_crops_a_map(tmp_path, capsys):
+    from tomodrgn.io.mrc import read_mrc, write_mrc
+
+    write_mrc(tmp_path / "map.mrc", _blob(32, 5.0), 5.0)
+    argv = ["downsample", tmp_path / "map.mrc", "--is-vol", "--downsample", "16", "--output", tmp_path / "small.mrc"]
+    res = run_cli(capsys, *argv)
+    assert res.returncode == 0, res.stderr
+    small, px = read_mrc(tmp_path / "small.mrc")
+    assert small.shape == (16, 16, 16) and px == pytest.approx(10.0)
+    assert np.abs(small - _blob(16, 10.0)).max() < 2e-3
+
+
+def test_filter_star_tomogram_writes_one_star_per_tomogram(tmp_path, capsys):
+    import pandas as pd
+    import starfile
+
+    rows = pd.DataFrame({"rlnMicrographName": ["TS_01.tomostar"] * 3 + ["TS_02.tomostar"] * 2,
+                         "rlnCoordinateX": np.arange(5.0), "rlnAngleRot": np.zeros(5)})  # fmt: skip
+    starfile.write(rows, tmp_path / "vols.star")
+    out = tmp_path / "sel.star"
+    (tmp_path / "ind.txt").write_text("0\n2\n3\n")
+    argv = ["filter_star", tmp_path / "vols.star", "--starfile-type", "volumeseries", "--ind", tmp_path / "ind.txt"]
+    res = run_cli(capsys, *argv, "--tomogram", "all", "-o", out)
+    assert res.returncode == 0, res.stderr
+    assert list(starfile.read(out)["rlnCoordinateX"]) == [0.0, 2.0, 3.0]
+    assert list(starfile.read(tmp_path / "sel_TS_01.tomostar.star")["rlnCoordinateX"]) == [0.0, 2.0]
+    assert list(starfile.read(tmp_path / "sel_TS_02.tomostar.star")["rlnCoordinateX"]) == [3.0]
+    res = run_cli(capsys, *argv, "--tomogram", "TS_09", "-o", tmp_path / "none.star")
+    assert_user_error(res, "--tomogram TS_09")

@@ -553,11 +553,14 @@ def _backproject(args: argparse.Namespace, note: Callable[[str], None]) -> None:
 
 
 def _downsample(args: argparse.Namespace, note: Callable[[str], None]) -> None:
+    _required(args, "D", "-D (or --downsample)")
+    if args.td_is_vol:
+        _required(args, "td_output", "--output (the downsampled map)")
+        args.func = _downsample_map
+        return
     flavour = _source(args, args.star)
     if flavour != "auto":
         args.source = flavour
-    _refuse(args, "td_is_vol", "--is-vol", (), "tomodrgn downsample reads particle STAR files")
-    _required(args, "D", "-D (or --downsample)")
     out = args.td_output
     if out is None:
         _required(args, "outdir", "-o/--outdir (or --output F.mrcs)")
@@ -570,6 +573,18 @@ def _downsample(args: argparse.Namespace, note: Callable[[str], None]) -> None:
         note(f"note: --output {out}: replacing it, as tomoDRGN does")
     args.outdir, args.overwrite = out.with_suffix(""), True
     args.func = _one_stack(args.func, out, bool(args.td_write_tiltseries_starfile), note)
+
+
+def _downsample_map(args: argparse.Namespace) -> None:
+    """tomoDRGN's ``downsample MAP.mrc --is-vol --downsample N --output F.mrc``: the map Fourier-cropped to N³."""
+    from tomodrgn import api
+
+    vol, pixel_size = api.read_mrc(args.star)
+    if vol.ndim != 3:
+        raise api.InputError(f"{args.star}: --is-vol needs a map (D, D, D), got shape {vol.shape}")
+    small, pixel_size = api.postprocess_volume(vol, pixel_size, box_size=args.D)
+    api.write_mrc(args.td_output, small, pixel_size)
+    print(f"wrote {args.td_output} (box {args.D} px, {pixel_size:.3f} Å/px)")
 
 
 def _one_stack(func: Callable, stack: Path, with_star: bool, note: Callable[[str], None]) -> Callable:
@@ -747,13 +762,30 @@ def _chimerax_mode(args: argparse.Namespace) -> None:
 
 def _filter_star(args: argparse.Namespace, note: Callable[[str], None]) -> None:
     _refuse(args, "td_ind_type", "--ind-type", ("particle",), "indices are of particles here")
-    _refuse(args, "td_tomogram", "--tomogram", (), "select a tomogram's particles with --ind")
     if args.td_tomo_id_col is not None and args.td_tomogram is None:
         note("note: --tomo-id-col: used with --tomogram only")
     args.labels = None if args.labels is None else labels_file(args.labels)
     if args.td_starfile_type == "volumeseries":
         args.func = _filter_rows
+    if args.td_tomogram is not None:
+        if args.td_starfile_type == "optimisation_set":
+            raise _error("--tomogram: an optimisation set is written whole; select a tomogram's particles with --ind")
+        args.func = _per_tomogram(args.func)
     _replaces(args, args.output, note)
+
+
+def _per_tomogram(func: Callable) -> Callable:
+    """tomoDRGN's ``filter_star --tomogram NAME|all``: after ``-o``, ``<o>_<NAME>.star`` with its rows only."""
+
+    def run(args: argparse.Namespace) -> None:
+        from tomodrgn import api
+
+        func(args)
+        column = args.td_tomo_id_col or "_rlnMicrographName"
+        for path in api.split_star_by_tomogram(args.output, column, args.td_tomogram):
+            print(f"wrote {path}")
+
+    return run
 
 
 def _filter_rows(args: argparse.Namespace) -> None:

@@ -93,6 +93,31 @@ def write_keep_exclude(
     )
 
 
+def split_star_by_tomogram(star: str | Path, column: str, tomogram: str = "all") -> list[Path]:
+    """``<star stem>_<name>.star`` beside ``star`` for each tomogram name (``all``: each value of ``column``), with
+    the particle-block rows whose ``column`` contains that name, every other block as it is (the published tomoDRGN's
+    ``filter_star --tomogram``)."""
+    from tomodrgn.io.star import find_particle_block, read_star, require_columns, write_star
+
+    path = Path(star)
+    blocks = read_star(path)
+    name = find_particle_block(blocks, path)
+    df, col = blocks[name], column.lstrip("_")
+    require_columns(df, [col], path, "--tomo-id-col names the tomogram of each row")
+    values = df[col].astype(str)
+    names = list(dict.fromkeys(values)) if tomogram == "all" else [tomogram]
+    written = []
+    for t in names:
+        rows = values.str.contains(t, regex=False).to_numpy()
+        if not rows.any():
+            raise InputError(f"--tomogram {t}: no row of {path} has it in {column}")
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in t)
+        written.append(
+            write_star({**blocks, name: df[rows].reset_index(drop=True)}, path.with_name(f"{path.stem}_{safe}.star"))
+        )
+    return written
+
+
 def filter_star_rows(
     star: str | Path,
     out_star: str | Path,
