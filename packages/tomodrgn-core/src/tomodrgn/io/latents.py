@@ -24,8 +24,8 @@ def read_latents(path: str | Path) -> np.ndarray:
         else:
             z = np.load(path)
         z = np.asarray(z, dtype=np.float32)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
-        raise InputError(f"{path}: not a latent file (.npy, .txt or .pkl of an (n, zdim) array): {e}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError):
+        raise InputError(f"{path}: not a latent file (.npy, .txt or .pkl of an (n, zdim) array of numbers)") from None
     if z.ndim == 1:
         z = z[:, None]
     if z.ndim != 2 or len(z) == 0:
