@@ -154,3 +154,18 @@ def test_filter_star_tomogram_writes_one_star_per_tomogram(tmp_path, capsys):
     assert list(starfile.read(tmp_path / "sel_TS_02.tomostar.star")["rlnCoordinateX"]) == [3.0]
     res = run_cli(capsys, *argv, "--tomogram", "TS_09", "-o", tmp_path / "none.star")
     assert_user_error(res, "--tomogram TS_09")
+
+
+def test_latent_files_read_in_every_format(tmp_path):
+    """z as we write it (.npy, .txt) and as cryoDRGN / tomoDRGN pickle it (μ, then log σ²: the first is read)."""
+    from tomodrgn.api import InputError, read_latents, write_latents_pickle
+
+    mu = np.arange(12, dtype=np.float32).reshape(6, 2)
+    np.save(tmp_path / "z.npy", mu)
+    np.savetxt(tmp_path / "z.txt", mu)
+    write_latents_pickle(tmp_path / "z.pkl", mu, -mu)
+    for name in ("z.npy", "z.txt", "z.pkl"):
+        assert np.array_equal(read_latents(tmp_path / name), mu), name
+    (tmp_path / "bad.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(InputError, match="bad.pkl: not a latent file"):
+        read_latents(tmp_path / "bad.pkl")
