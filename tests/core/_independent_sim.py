@@ -109,32 +109,8 @@ def make_dataset(
                 img = img + rng.normal(0.0, noise_std, size=img.shape)
             stack.append(img.astype(np.float32))
             name = f"tomo_{p:03d}"
-            rows.append(
-                {
-                    "rlnMagnification": 10000.0,
-                    "rlnDetectorPixelSize": pixel_size,
-                    "rlnVoltage": 300.0,
-                    "rlnSphericalAberration": 2.7,
-                    "rlnAmplitudeContrast": 0.07,
-                    "rlnPhaseShift": 90.0,
-                    "rlnDefocusU": defocus + astig / 2,
-                    "rlnDefocusV": defocus - astig / 2,
-                    "rlnDefocusAngle": angle,
-                    "rlnImageName": f"{i + 1}@particles/{name}.mrcs",
-                    "rlnMicrographName": "tomo",
-                    "rlnCoordinateX": 100.0 + p,
-                    "rlnCoordinateY": 100.0,
-                    "rlnCoordinateZ": 50.0,
-                    "rlnAngleRot": rot,
-                    "rlnAngleTilt": tlt,
-                    "rlnAnglePsi": psi,
-                    "rlnOriginX": origin[0],
-                    "rlnOriginY": origin[1],
-                    "rlnCtfBfactor": -4.0 * dose,
-                    "rlnCtfScalefactor": np.cos(np.deg2rad(tilt)),
-                    "rlnGroupName": name,
-                }
-            )
+            ctf_columns = (300.0, 2.7, 0.07, 90.0, defocus + astig / 2, defocus - astig / 2, angle)
+            rows.append(warp1_row(name, i, p, pixel_size, ctf_columns, (rot, tlt, psi), origin, dose, tilt))
             origins.append(origin)
         with mrcfile.new(outdir / "particles" / f"{name}.mrcs", overwrite=True) as m:
             m.set_data(np.stack(stack))
@@ -147,6 +123,38 @@ def make_dataset(
 
 
 MIRROR = np.diag([1.0, 1.0, -1.0])  # z → −z
+
+
+def warp1_row(name: str, i: int, p: int, pixel_size: float, ctf: tuple, angles: tuple, origin, dose: float,
+              tilt: float) -> dict:  # fmt: skip
+    """One tilt image's row of a Warp 1 image-series STAR (RELION 3.0 columns): image ``i`` of particle ``p``'s stack
+    ``particles/<name>.mrcs``; ``ctf`` (kV, Cs mm, w, phase shift °, defocus U, V Å, angle °); ``angles`` (rot,
+    tilt, psi) °; ``origin`` (x, y) px; ``dose`` e⁻/Å² as Warp's B-factor (−4·dose); ``tilt`` ° as cos(tilt)."""
+    kv, cs, w, phase, du, dv, angle = ctf
+    return {
+        "rlnMagnification": 10000.0,
+        "rlnDetectorPixelSize": pixel_size,
+        "rlnVoltage": kv,
+        "rlnSphericalAberration": cs,
+        "rlnAmplitudeContrast": w,
+        "rlnPhaseShift": phase,
+        "rlnDefocusU": du,
+        "rlnDefocusV": dv,
+        "rlnDefocusAngle": angle,
+        "rlnImageName": f"{i + 1}@particles/{name}.mrcs",
+        "rlnMicrographName": "tomo",
+        "rlnCoordinateX": 100.0 + p,
+        "rlnCoordinateY": 100.0,
+        "rlnCoordinateZ": 50.0,
+        "rlnAngleRot": angles[0],
+        "rlnAngleTilt": angles[1],
+        "rlnAnglePsi": angles[2],
+        "rlnOriginX": origin[0],
+        "rlnOriginY": origin[1],
+        "rlnCtfBfactor": -4.0 * dose,
+        "rlnCtfScalefactor": np.cos(np.deg2rad(tilt)),
+        "rlnGroupName": name,
+    }
 
 
 def specimen_rotation(xtilt: float, ytilt: float, zrot: float) -> np.ndarray:

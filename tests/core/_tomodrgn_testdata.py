@@ -42,6 +42,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pandas as pd
+from test_mrc_legacy import legacy_stack
 
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.star import read_star, write_star
@@ -67,22 +68,9 @@ TOMO_PER_AXIS = 50  # particles the simulator's default tomogram holds comfortab
 
 
 def write_warp1_stack(path: Path, images: np.ndarray, pixel_size: float) -> Path:
-    """An image stack with the header Warp 1.x writes: no 'MAP ' id string (bytes 208–211), a zero machine stamp
-    (212–215), and zero MRC2014 fields (origin, labels, nversion, exttyp); as ``legacy_stack(style="warp1")``."""
+    """An image stack with the header Warp 1.x writes (``legacy_stack(style="warp1")`` of ``test_mrc_legacy.py``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with mrcfile.new(path, overwrite=True) as m:
-        m.set_data(np.ascontiguousarray(images, dtype=np.float32))
-        m.set_image_stack()
-        m.voxel_size = pixel_size
-        m.header.origin = (0.0, 0.0, 0.0)
-        m.header.nlabl = 0
-        m.header.label[:] = b""
-        m.header.nversion = 0
-        m.header.exttyp = b"\0\0\0\0"
-    raw = bytearray(path.read_bytes())
-    raw[208:216] = bytes(8)
-    path.write_bytes(bytes(raw))
-    return path
+    return legacy_stack(path, images, pixel_size, style="warp1")
 
 
 def _pickle(path: Path, array: np.ndarray) -> Path:

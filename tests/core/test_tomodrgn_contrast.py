@@ -22,7 +22,14 @@ import pandas as pd
 import pytest
 import starfile
 from _cli_inprocess import run_cli
-from _independent_sim import blob_projection, blob_volume, exposure_filter, gaussian_blobs, relion_matrix
+from _independent_sim import (
+    blob_projection,
+    blob_volume,
+    exposure_filter,
+    gaussian_blobs,
+    relion_matrix,
+    warp1_row,
+)
 from scipy.spatial.transform import Rotation
 
 BOX = 32
@@ -66,32 +73,8 @@ def write_set(outdir: Path, sign: float, seed: int = 0) -> tuple[Path, np.ndarra
             dose = (i + 1) * DOSE_PER_TILT
             f = np.fft.fft2(blob_projection(centres, sigma, amp, a, BOX))
             stack.append(np.fft.ifft2(sign * ctf * exposure_filter(dose, BOX, APIX) * f).real.astype(np.float32))
-            rows.append(
-                {
-                    "rlnMagnification": 10000.0,
-                    "rlnDetectorPixelSize": APIX,
-                    "rlnVoltage": VOLTAGE,
-                    "rlnSphericalAberration": CS,
-                    "rlnAmplitudeContrast": W,
-                    "rlnPhaseShift": 0.0,
-                    "rlnDefocusU": du,
-                    "rlnDefocusV": dv,
-                    "rlnDefocusAngle": angle,
-                    "rlnImageName": f"{i + 1}@particles/{name}.mrcs",
-                    "rlnMicrographName": "tomo",
-                    "rlnCoordinateX": 100.0 + p,
-                    "rlnCoordinateY": 100.0,
-                    "rlnCoordinateZ": 50.0,
-                    "rlnAngleRot": rot,
-                    "rlnAngleTilt": tlt,
-                    "rlnAnglePsi": psi,
-                    "rlnOriginX": 0.0,
-                    "rlnOriginY": 0.0,
-                    "rlnCtfBfactor": -4.0 * dose,
-                    "rlnCtfScalefactor": np.cos(np.deg2rad(tilt)),
-                    "rlnGroupName": name,
-                }
-            )
+            ctf_columns = (VOLTAGE, CS, W, 0.0, du, dv, angle)
+            rows.append(warp1_row(name, i, p, APIX, ctf_columns, (rot, tlt, psi), (0.0, 0.0), dose, tilt))
         with mrcfile.new(outdir / "particles" / f"{name}.mrcs", overwrite=True) as m:
             m.set_data(np.stack(stack))
             m.set_image_stack()
