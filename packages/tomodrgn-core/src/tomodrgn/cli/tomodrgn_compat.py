@@ -535,21 +535,30 @@ def _volume_options(args: argparse.Namespace, note: Callable[[str], None], unfli
         note(f"note: --flip: {unflipped}")
 
 
+def _output_file(
+    args: argparse.Namespace, note: Callable[[str], None], suffixes: tuple[str, ...], example: str
+) -> Path | None:
+    """tomoDRGN's ``--output FILE`` in place of our ``-o`` folder (one of them required); replaced when it exists."""
+    out = args.td_output
+    if out is None:
+        _required(args, "outdir", f"-o/--outdir (or --output {example})")
+        return None
+    if args.outdir is not None:
+        raise CompatUsageError("give -o/--outdir or --output, not both")
+    if out.suffix not in suffixes:
+        raise _error(f"--output {out}: a file name ending in {' or '.join(suffixes)}")
+    if out.exists():
+        note(f"note: --output {out}: replacing it, as tomoDRGN does")
+    return out
+
+
 def _backproject(args: argparse.Namespace, note: Callable[[str], None]) -> None:
     _reader(args, args.star)
     args.tilt_weight = args.tilt_weight or bool(args.td_recon_tilt_weight)
     args.dose_weight = args.dose_weight or bool(args.td_recon_dose_weight)
-    out = args.td_output
-    if out is None:
-        _required(args, "outdir", "-o/--outdir (or --output F.mrc)")
-        return
-    if args.outdir is not None:
-        raise CompatUsageError("give -o/--outdir or --output, not both")
-    if out.suffix != ".mrc":
-        raise _error(f"--output {out}: a map name ending in .mrc")
-    if out.exists():
-        note(f"note: --output {out}: replacing the maps of that name, as tomoDRGN does")
-    args.outdir, args.map_name, args.overwrite = out.parent, out.stem, True
+    out = _output_file(args, note, (".mrc",), "F.mrc")
+    if out is not None:
+        args.outdir, args.map_name, args.overwrite = out.parent, out.stem, True
 
 
 def _downsample(args: argparse.Namespace, note: Callable[[str], None]) -> None:
@@ -561,18 +570,10 @@ def _downsample(args: argparse.Namespace, note: Callable[[str], None]) -> None:
     flavour = _source(args, args.star)
     if flavour != "auto":
         args.source = flavour
-    out = args.td_output
-    if out is None:
-        _required(args, "outdir", "-o/--outdir (or --output F.mrcs)")
-        return
-    if args.outdir is not None:
-        raise CompatUsageError("give -o/--outdir or --output, not both")
-    if out.suffix not in (".mrcs", ".mrc"):
-        raise _error(f"--output {out}: a stack name ending in .mrcs")
-    if out.exists():
-        note(f"note: --output {out}: replacing it, as tomoDRGN does")
-    args.outdir, args.overwrite = out.with_suffix(""), True
-    args.func = _one_stack(args.func, out, bool(args.td_write_tiltseries_starfile), note)
+    out = _output_file(args, note, (".mrcs", ".mrc"), "F.mrcs")
+    if out is not None:
+        args.outdir, args.overwrite = out.with_suffix(""), True
+        args.func = _one_stack(args.func, out, bool(args.td_write_tiltseries_starfile), note)
 
 
 def _downsample_map(args: argparse.Namespace) -> None:
