@@ -378,11 +378,14 @@ def add_group(parser: argparse.ArgumentParser, command: str) -> None:
     group = parser.add_argument_group(GROUP_TITLE, GROUP_DESCRIPTION)
     for o in options:
         kind = {"default": None, **o.kind}
+        help_ = o.help if o.note is None else f"{o.help} (here: {o.note})"
+        if kind.get("action") is None and "choices" not in kind and "metavar" not in kind:
+            kind["metavar"] = o.dest[3:].upper()  # NUM_EPOCHS, not TD_NUM_EPOCHS
         try:
             if o.flags[0].startswith("-"):
-                group.add_argument(*o.flags, dest=o.dest, help=o.help, **kind)
+                group.add_argument(*o.flags, dest=o.dest, help=help_, **kind)
             else:  # a positional tomoDRGN takes where we take an option
-                group.add_argument(o.dest, help=o.help, **kind)
+                group.add_argument(o.dest, help=help_, **kind)
         except argparse.ArgumentError:  # the same spelling is ours already, with the same meaning (--num-workers)
             continue
 
