@@ -169,3 +169,25 @@ def test_latent_files_read_in_every_format(tmp_path):
     (tmp_path / "bad.pkl").write_bytes(b"not a pickle")
     with pytest.raises(InputError, match="bad.pkl: not a latent file"):
         read_latents(tmp_path / "bad.pkl")
+
+
+def test_tomodrgn_file_names_answered_by_a_run_trained_in_our_spelling(tmp_path, capsys):
+    """A run trained with our options has no weights.pkl / config.pkl / z.N.train.pkl: tomoDRGN's later command
+    lines still find its model and latents by those names."""
+    from tomodrgn.api import TrainConfig, read_mrc, simulate, train
+
+    sim = simulate(tmp_path / "sim", n_particles=12, box_size=16, n_tilts=9, seed=1)
+    run = tmp_path / "run"
+    config = TrainConfig(batch_size=4, n_tilts=5, dec_arch="16x2", enc_arch_a="16x1", zdim=2, device="cpu", epochs=2)
+    train(sim.star_path, run, config, progress=False)
+    assert not list(run.glob("*.pkl"))  # our spelling writes none of tomoDRGN's files
+    z1 = np.load(run / "z.1.npy")
+    res = run_cli(capsys, "pc_traversal", run / "z.1.train.pkl", "-o", tmp_path / "pcs", "--dim", "1", "-n", "4")
+    assert res.returncode == 0, res.stderr
+    points = np.loadtxt(tmp_path / "pcs" / "pc1.txt")
+    assert points.shape == (4, 2) and np.allclose(points.mean(0), z1.mean(0), atol=np.abs(z1).max())
+    argv = ["--weights", run / "weights.0.pkl", "-c", run / "config.pkl", "--zfile", run / "z.1.train.pkl"]
+    res = run_cli(capsys, "eval_vol", *argv, "-o", tmp_path / "vols", "--downsample", "8")
+    assert res.returncode == 0, res.stderr
+    assert len(list((tmp_path / "vols").glob("vol_*.mrc"))) == len(z1)
+    assert read_mrc(tmp_path / "vols" / "vol_000.mrc")[0].shape == (8, 8, 8)  # --downsample 8: --box-size 8

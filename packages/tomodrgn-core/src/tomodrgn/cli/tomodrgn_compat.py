@@ -502,6 +502,17 @@ def labels_file(path: Path) -> Path:
     return ours if path.name == "labels.pkl" and not path.exists() and ours.exists() else path
 
 
+def latents_file(path: Path) -> Path:
+    """``z.train.pkl`` / ``z.N.train.pkl`` of a run of ours trained in our spelling: its ``z.npy`` / ``z.N.npy``."""
+    from tomodrgn.api import RunFolder
+
+    where = None if Path(path).exists() else run_file(path)
+    if where is None or not Path(path).name.startswith("z."):
+        return Path(path)
+    run = RunFolder(where[0])
+    return run.z_link if where[1] is None else run.z(where[1])
+
+
 def answers(path: Path) -> bool:
     """Whether ``path``, a file a tomoDRGN command line reads, is here or answered by a run folder of ours."""
     return Path(path).exists() or run_file(path) is not None or labels_file(path).exists()
@@ -706,6 +717,8 @@ def _eval_vol(args: argparse.Namespace, note: Callable[[str], None]) -> None:
     if found is not None:
         args.run, args.epoch = found[0], found[1] if found[1] is not None else args.epoch
     _required(args, "run", "run")
+    if args.zfile is not None:
+        args.zfile = latents_file(args.zfile)
     _replaces(args, args.outdir, note)
 
 
@@ -804,10 +817,11 @@ def _filter_rows(args: argparse.Namespace) -> None:
 
 def _traversal(args: argparse.Namespace, note: Callable[[str], None]) -> None:
     """tomoDRGN's traversals take a z file (``z.N.train.pkl``) and write the path in z, no volumes."""
-    if not Path(args.run).is_file():  # a run folder (or a path our command reports)
+    zfile = latents_file(args.run)
+    if not zfile.is_file():  # a run folder (or a path our command reports)
         return
     args.tomodrgn_spelling = True
-    args.zfile, args.func = Path(args.run), _TRAVERSALS[args.command]
+    args.zfile, args.func = zfile, _TRAVERSALS[args.command]
     if args.outdir is None:
         raise CompatUsageError("the following arguments are required: -o (with a z file)")
     _replaces(args, args.outdir, note)
