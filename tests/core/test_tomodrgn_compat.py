@@ -191,3 +191,19 @@ def test_tomodrgn_file_names_answered_by_a_run_trained_in_our_spelling(tmp_path,
     assert res.returncode == 0, res.stderr
     assert len(list((tmp_path / "vols").glob("vol_*.mrc"))) == len(z1)
     assert read_mrc(tmp_path / "vols" / "vol_000.mrc")[0].shape == (8, 8, 8)  # --downsample 8: --box-size 8
+
+
+def test_wrong_source_software_says_what_the_file_looks_like(tmp_path, capsys):
+    import pandas as pd
+    import starfile
+
+    rows = pd.DataFrame({"rlnImageName": ["1@a.mrcs"], "rlnGroupName": ["p0"], "rlnAngleRot": [0.0]})
+    starfile.write(rows, tmp_path / "warp.star")
+    res = run_cli(capsys, "backproject_voxel", tmp_path / "warp.star", "--source-software", "warptools",
+                  "--output", tmp_path / "m.mrc")  # fmt: skip
+    assert_user_error(res, "--source-software warptools", "looks like a Warp/M image series", "--source-software auto")
+    assert not (tmp_path / "m.mrc").exists()
+    res = run_cli(
+        capsys, "train_vae", tmp_path / "warp.star", "--outdir", tmp_path / "r", "--source-software", "cistem"
+    )
+    assert_user_error(res, "--source-software cistem", "not read here")
