@@ -63,11 +63,11 @@ def graph_path(z: np.ndarray, anchors: Sequence[int], k: int = 10, avg_neighbors
         raise InputError(f"anchor particle {bad[0]} out of range 0..{len(z) - 1}")
     try:
         return _shortest_path(knn_graph(z, k, avg_neighbors), anchors, k)
-    except InputError as e:
+    except InputError:
         if avg_neighbors is None:
             raise
-        warnings.warn(f"{e.args[0].split(':')[0]} once edges longer than --avg-neighbors {avg_neighbors:g} allows are"
-                      f" cut; using every edge of the {k}-NN graph", UserWarning, stacklevel=2)  # fmt: skip
+        message = f"--avg-neighbors {avg_neighbors:g} leaves anchors unconnected; using every edge of the {k}-NN graph"
+        warnings.warn(message, UserWarning, stacklevel=2)
         return _shortest_path(knn_graph(z, k), anchors, k)
 
 

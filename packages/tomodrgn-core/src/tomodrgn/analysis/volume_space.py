@@ -227,16 +227,21 @@ def volume_files(folder: str | Path) -> list[Path]:
 
 def _given_volumes(paths: list[Path], n_particles: int) -> tuple[np.ndarray, list[Path], np.ndarray]:
     """(particles (one per volume), paths, sum of the volumes) of volumes decoded before, one per particle."""
-    from tomodrgn.io.mrc import read_mrc
-
     paths = [Path(p) for p in paths]
     if len(paths) != n_particles:
         raise InputError(f"{paths[0].parent}: {len(paths)} volumes for the run's {n_particles} particles (one each)")
+    return np.arange(n_particles, dtype=np.int64), paths, _volume_sum(paths)
+
+
+def _volume_sum(paths: list[Path]) -> np.ndarray | None:
+    """The sum (D, D, D) float64 of the volumes in ``paths``, read one at a time (None when there are none)."""
+    from tomodrgn.io.mrc import read_mrc
+
     total = None
     for p in paths:
         v = read_mrc(p)[0].astype(np.float64)
         total = v if total is None else total + v
-    return np.arange(n_particles, dtype=np.int64), paths, total
+    return total
 
 
 def _decode_volumes(
@@ -256,7 +261,7 @@ def _decode_volumes(
 
     from tomodrgn.export.selections import write_index_list
     from tomodrgn.io.index_lists import read_index_list
-    from tomodrgn.io.mrc import read_mrc, write_mrc
+    from tomodrgn.io.mrc import write_mrc
 
     listing, recorded = folder / "particles.txt", folder / "source.json"
     source = json.loads(json.dumps(source, default=str))  # as it reads back
@@ -273,10 +278,8 @@ def _decode_volumes(
     folder.mkdir(parents=True, exist_ok=True)
     write_index_list(listing, picks, "particle of each vol_NNN")
     recorded.write_text(json.dumps(source) + "\n")
-    total = None
-    for i in np.flatnonzero(done):  # volumes of an interrupted call count towards the mean (the auto mask)
-        v = read_mrc(paths[i])[0].astype(np.float64)
-        total = v if total is None else total + v
+    # volumes of an interrupted call count towards the mean (the auto mask)
+    total = _volume_sum([paths[i] for i in np.flatnonzero(done)])
     todo = np.flatnonzero(~done)
     for start in range(0, len(todo), DECODE_BATCH):
         rows = todo[start : start + DECODE_BATCH]

@@ -88,11 +88,10 @@ def _print_warning(line: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    parser = build_parser()
-    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
         with api.warnings_to(_print_warning):
-            compat.translate(args)
+            compat.translate(args, _print_warning)  # its note: lines go where warnings go
             args.func(args)
     except compat.CompatUsageError as e:
         prog = f"tomodrgn {args.command}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -395,11 +394,7 @@ def given(args: argparse.Namespace) -> list[Option]:
     return [o for o in OPTIONS.get(args.command, []) if getattr(args, o.dest, None) is not None]
 
 
-def _print_note(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def translate(args: argparse.Namespace, note: Callable[[str], None] = _print_note) -> None:
+def translate(args: argparse.Namespace, note: Callable[[str], None]) -> None:
     """Turn the tomoDRGN-spelled options of parsed ``args`` into ours, in place (module docstring); ``note`` prints
     each ``note:`` line once. Raises :class:`CompatUsageError` or :class:`tomodrgn.api.InputError`."""
     for o in OPTIONS.get(args.command, []):  # an option whose spelling is ours too was not added

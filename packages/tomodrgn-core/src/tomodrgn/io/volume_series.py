@@ -27,10 +27,10 @@ def read_volume_series(
     df = blocks[find_particle_block(blocks, path)]
     column = tomogram_column.lstrip("_")
     require_columns(df, [*ANGLES, *COORDINATES, column], path, "a particle's tomogram, position and pose")
+    if len(df) == 0:
+        raise InputError(f"{path}: no particle rows")
     positions = df[list(COORDINATES)].to_numpy(np.float64) * pixel_size
     if all(c in df for c in ORIGINS_A):
         positions = positions - df[list(ORIGINS_A)].to_numpy(np.float64)
     rotations = euler_to_matrix(*df[list(ANGLES)].to_numpy(np.float64).T)
-    if len(df) == 0:
-        raise InputError(f"{path}: no particle rows")
     return df[column].astype(str).to_numpy(object), positions, np.asarray(rotations, dtype=np.float64)
