@@ -123,10 +123,7 @@ def analyze_volumes(
     (each file is complete or absent: :func:`~tomodrgn.io.mrc.write_mrc`) and decode only the others.
     ``volume_paths``: volumes decoded before, one per particle in z's order (e.g. ``eval_vol`` of every particle's
     z, the published tomoDRGN's ``analyze_volumes --voldir``): analysed as they are, nothing decoded."""
-    from tomodrgn.analysis import plots
-    from tomodrgn.analysis.report import image, link, table, write_report
-    from tomodrgn.export.selections import filter_star, write_index_list
-    from tomodrgn.io.mrc import read_mrc, write_mrc
+    from tomodrgn.io.mrc import read_mrc
 
     z = _as_z(z)
     out = Path(outdir)
@@ -141,17 +138,57 @@ def analyze_volumes(
         return (read_mrc(path)[0] for path in paths)
 
     files: dict = {"volumes": out / "volumes" / "particles.txt" if volume_paths is None else paths[0].parent}
+    mask = _resolve_mask(mask, total, len(paths), out, pixel_size, files)
+    res, vlabels, centre_vols = volume_clusters(volumes, n_components, k, mask, seed, n_volumes=len(paths))
+    k = int(vlabels.max()) + 1
+    _write_volume_pca(res, vlabels, centre_vols, out, files)
+    # each particle → its nearest sampled latent position → that volume's cluster (its own, when all were decoded)
+    plabels = vlabels if len(picks) == len(z) else vlabels[nearest_to_centres(z[picks], z)]
+    lists, centre_paths, stars = _write_clusters(plabels, k, centre_vols, paths, star, out / f"kmeans{k}", pixel_size)
+    _write_pc_volumes(res, n_pc_points, out, pixel_size, files)
+    decoded = _describe_volumes(len(z), len(picks), sampling, None if volume_paths is None else paths[0].parent)
+    clusters = (lists, centre_paths, stars)
+    report = _write_volume_report(res, vlabels, plabels, clusters, decoded, mask is not None, out, pixel_size, files)
+    files.update(cluster_lists=lists, centre_volumes=centre_paths, cluster_stars=stars)
+    return VolumeSpaceResult(out, picks, res, vlabels, plabels, pixel_size, files, report)
+
+
+def _describe_volumes(n_particles: int, n_volumes: int, sampling: str, given: Path | None) -> str:
+    """What the ``n_volumes`` analysed volumes are, for the report: those of the folder ``given`` (one per particle),
+    one decoded per particle, or decoded at ``sampling`` latent positions of the ``n_particles``."""
+    if given is not None:
+        return f"the {n_particles} volumes of {given} (one per particle)"
+    if n_volumes == n_particles:
+        return f"one volume decoded for each of the {n_particles} particles"
+    return f"{n_volumes} volumes decoded at {sampling} latent positions of {n_particles} particles"
+
+
+def _resolve_mask(
+    mask: np.ndarray | str | None, total: np.ndarray, n: int, out: Path, pixel_size: float, files: dict
+) -> np.ndarray | None:
+    """The mask (D, D, D) float32 to apply, or None: ``"auto"`` is :func:`soft_mask` of the mean of the ``n``
+    volumes summing to ``total``; a mask is checked against the volumes' shape and written to ``out/mask.mrc``
+    (``pixel_size`` Å/px), recorded in ``files["mask"]``."""
+    from tomodrgn.io.mrc import write_mrc
+
     if isinstance(mask, str):
         if mask != "auto":
             raise InputError(f"mask must be an array, 'auto' or None, got {mask!r}")
-        mask = soft_mask((total / len(paths)).astype(np.float32))
+        mask = soft_mask((total / n).astype(np.float32))
     if mask is not None:
         mask = np.asarray(mask, dtype=np.float32)
         if mask.shape != total.shape:
             raise InputError(f"mask has shape {mask.shape}, the volumes {total.shape}")
         files["mask"] = write_mrc(out / "mask.mrc", mask, pixel_size)
-    res, vlabels, centre_vols = volume_clusters(volumes, n_components, k, mask, seed, n_volumes=len(paths))
-    k = int(vlabels.max()) + 1
+    return mask
+
+
+def _write_volume_pca(res: VolumePCA, vlabels: np.ndarray, centre_vols: np.ndarray, out: Path, files: dict) -> None:
+    """Write the sampled volumes' PC coordinates and clusters (``vol_pca_coords.npy``, ``labels_volumes.npy``) and
+    the PC1/PC2 scatter (PC2 = 0 with a single component) and explained-variance plots (``files`` ``pca_plot``,
+    ``variance_plot``)."""
+    from tomodrgn.analysis import plots
+
     np.save(out / "vol_pca_coords.npy", res.coords)
     np.save(out / "labels_volumes.npy", vlabels)
     coords2 = res.coords[:, :2] if res.coords.shape[1] >= 2 else np.pad(res.coords, ((0, 0), (0, 1)))
@@ -161,9 +198,24 @@ def analyze_volumes(
     files["variance_plot"] = plots.plot_explained_variance(
         res.explained_variance_ratio, out / "vol_pca_variance.png", "PCA of volumes"
     )
-    # each particle → its nearest sampled latent position → that volume's cluster (its own, when all were decoded)
-    plabels = vlabels if len(picks) == len(z) else vlabels[nearest_to_centres(z[picks], z)]
-    kdir = out / f"kmeans{k}"
+
+
+def _write_clusters(
+    plabels: np.ndarray,
+    k: int,
+    centre_vols: np.ndarray,
+    paths: list[Path],
+    star,
+    kdir: Path,
+    pixel_size: float,
+) -> tuple[list[Path], list[Path], list[Path]]:
+    """Write the ``k`` volume clusters of the particles to ``kdir``: ``labels.npy`` (``plabels``, STAR order),
+    ``cluster_NNN.txt`` index lists, ``centre_vol_NNN.mrc`` (the sampled volume ``paths[centre_vols[c]]``,
+    ``pixel_size`` Å/px) and, when ``star`` is given, ``cluster_NNN.star`` subsets. Returns the paths written:
+    (lists, centre volumes, STAR subsets (empty without ``star``)), each indexed by cluster."""
+    from tomodrgn.export.selections import filter_star, write_index_list
+    from tomodrgn.io.mrc import read_mrc, write_mrc
+
     kdir.mkdir(exist_ok=True)
     np.save(kdir / "labels.npy", plabels)
     lists = [
@@ -177,12 +229,40 @@ def analyze_volumes(
     stars = []
     if star is not None:
         stars = [filter_star(star, kdir / f"cluster_{c:03d}.star", labels=plabels, keep=[c]) for c in range(k)]
+    return lists, centre_paths, stars
+
+
+def _write_pc_volumes(res: VolumePCA, n_pc_points: int, out: Path, pixel_size: float, files: dict) -> None:
+    """Write ``n_pc_points`` volumes along each volume PC N (:func:`pc_volumes`) to ``out/pcN/vol_NNN.mrc``
+    (``pixel_size`` Å/px), recorded in ``files["pcN"]``."""
+    from tomodrgn.io.mrc import write_mrc
+
     for pc in range(1, res.components.shape[0] + 1):
         series = pc_volumes(res, pc, n_pc_points)
         (out / f"pc{pc}").mkdir(exist_ok=True)
         files[f"pc{pc}"] = [
             write_mrc(out / f"pc{pc}" / f"vol_{j:03d}.mrc", v, pixel_size) for j, v in enumerate(series)
         ]
+
+
+def _write_volume_report(
+    res: VolumePCA,
+    vlabels: np.ndarray,
+    plabels: np.ndarray,
+    clusters: tuple[list[Path], list[Path], list[Path]],
+    decoded: str,
+    masked: bool,
+    out: Path,
+    pixel_size: float,
+    files: dict,
+) -> Path:
+    """Write ``out/report.md``: what was analysed (``decoded``, ``pixel_size`` Å/px, ``masked``) with the explained
+    variance and the plots of ``files``, a table of the clusters (particles, sampled volumes, and ``clusters``: the
+    (lists, centre volumes, STAR subsets) of :func:`_write_clusters`) and the PC volumes of ``files``."""
+    from tomodrgn.analysis.report import image, link, table, write_report
+
+    lists, centre_paths, stars = clusters
+    k = len(lists)
     sizes = np.bincount(plabels, minlength=k)
     rows = [
         {
@@ -196,23 +276,14 @@ def analyze_volumes(
         for c in range(k)
     ]
     evr = ", ".join(f"PC{i + 1} {r:.1%}" for i, r in enumerate(res.explained_variance_ratio))
-    decoded = (
-        f"the {len(z)} volumes of {paths[0].parent} (one per particle)"
-        if volume_paths is not None
-        else f"one volume decoded for each of the {len(z)} particles"
-        if len(picks) == len(z)
-        else f"{len(picks)} volumes decoded at {sampling} latent positions of {len(z)} particles"
-    )
     lines = [
-        f"{decoded} ({pixel_size:g} Å/px); mask: {'yes' if mask is not None else 'none'}. Explained variance: {evr}.",
+        f"{decoded} ({pixel_size:g} Å/px); mask: {'yes' if masked else 'none'}. Explained variance: {evr}.",
         image(files["pca_plot"], out, "volume PCA"),
         image(files["variance_plot"], out, "explained variance"),
     ]
     pcs = [link(p, out) for pc in range(1, res.components.shape[0] + 1) for p in files[f"pc{pc}"]]
     sections = [("Volume PCA", lines), (f"k-means in volume space (k = {k})", table(rows)), ("Volume PCs", pcs)]
-    report = write_report(out / "report.md", "tomoDRGN volume-space analysis", sections)
-    files.update(cluster_lists=lists, centre_volumes=centre_paths, cluster_stars=stars)
-    return VolumeSpaceResult(out, picks, res, vlabels, plabels, pixel_size, files, report)
+    return write_report(out / "report.md", "tomoDRGN volume-space analysis", sections)
 
 
 def volume_files(folder: str | Path) -> list[Path]:

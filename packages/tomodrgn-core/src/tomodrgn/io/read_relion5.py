@@ -270,24 +270,24 @@ def _image_rows(df, names, tomo, path: Path, ddir, tomograms_blocks, tomograms_s
     )
 
 
-def read_stack_set(
-    path: Path,
-    blocks: dict[str, Block],
-    *,
-    pixel_size: float | None = None,
-    datadir: str | Path | None = None,
-    tomograms_star: str | Path | None = None,
-) -> ParticleSeries:
-    """Read a 2-D stack set from its optimisation set or particles STAR (``blocks`` are ``path``'s blocks)."""
+def _set_files(
+    path: Path, blocks: dict[str, Block], tomograms_star: str | Path | None
+) -> tuple[Path, dict[str, Block], Path, dict[str, Block], Path | None, dict[str, Block] | None]:
+    """(particles STAR, its blocks, tomograms STAR (absolute), its blocks, optimisation set, its blocks) of a 2-D
+    stack set read from ``path`` (optimisation set or particles STAR); refuses 3-D subtomograms
+    (``_rlnTomoSubTomosAre2DStacks 0``)."""
     path, blocks, tomograms_star, optimisation_set, optimisation_blocks = _from_optimisation_set(
         path, blocks, tomograms_star
     )
     if any(str(v).strip() in ("0", "0.0", "False") for v in _flag_blocks(blocks)):
         raise InputError(f"{path}: _rlnTomoSubTomosAre2DStacks is 0: {_NO_3D}")
     tomograms_star = Path(tomograms_star).absolute() if tomograms_star is not None else _find_tomograms_star(path)
-    tomograms_blocks = read_star(tomograms_star)
-    glob = global_table(tomograms_blocks, tomograms_star)
+    return path, blocks, tomograms_star, read_star(tomograms_star), optimisation_set, optimisation_blocks
 
+
+def _particle_table(path: Path, blocks: dict[str, Block]) -> tuple[str, pd.DataFrame]:
+    """The particle block's name and its rows (one per particle, optics group columns joined), checked for the
+    columns a 2-D stack set needs; per-particle 3-D CTF volumes (``_rlnCtfImage``) are refused."""
     particle_block = find_particle_block(blocks, path)
     optics_name = find_optics_block(blocks)
     df = join_optics(blocks[particle_block].reset_index(drop=True), blocks[optics_name] if optics_name else None, path)
@@ -296,23 +296,28 @@ def read_stack_set(
             raise InputError(f"{path}: required column _{col} is missing (2-D stack particle set)")
     if "rlnCtfImage" in df:
         raise InputError(f"{path}: _rlnCtfImage found: {_NO_3D}")
-    premultiplied = _premultiplied(df, path)  # images × CTF at extraction: modelled as CTF² (ctf_power 2)
-    n = len(df)
-    tomo = df["rlnTomoName"].astype(str).to_numpy()
-    names = _particle_names(df, tomo, path)
-    ddir = Path(datadir).absolute() if datadir is not None else None
-    first_stack = resolve_stack(str(df["rlnImageName"].iloc[0]).rpartition("@")[2], path.parent, ddir) if n else None
-    px = _pixel_size(df, pixel_size, path, first_stack)
-    geo = _particle_geometry(df, glob, tomo, px, path)
+    return particle_block, df
+
+
+def _particle_optics(
+    df: pd.DataFrame, glob: pd.DataFrame, tomo: np.ndarray, path: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voltage (kV), spherical aberration (mm) and amplitude contrast per particle, from the particle rows (optics
+    joined), else the tomogram's row of ``data_global``; each is required."""
     voltage = _per_particle(df, glob, tomo, "rlnVoltage", None, path)
     cs = _per_particle(df, glob, tomo, "rlnSphericalAberration", None, path)
     w = _per_particle(df, glob, tomo, "rlnAmplitudeContrast", None, path)
+    return voltage, cs, w
 
-    ip, frame, stack_path, stack_index, tilts = _image_rows(
-        df, names, tomo, path, ddir, tomograms_blocks, tomograms_star
-    )
-    box = _check_stacks(stack_path, stack_index, path, "relion5")
 
+def _image_geometry(
+    geo: _ParticleGeometry, tilts: dict[str, dict[str, np.ndarray]], tomo: np.ndarray, ip: np.ndarray, frame: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-image pose, 2-D origin and per-tilt values, keyed as :class:`ParticleSeries` fields
+    (``docs/architecture.md``, "RELION 5 / WarpTools 2-D stack sets: geometry"): ``rotation`` R_f · A_sub · A_part,
+    ``shift`` (n, 2) Å, ``defocus_u/v`` (Å: the tilt's defocus + the particle's depth), ``defocus_angle`` and
+    ``phase_shift`` (°), ``dose`` (e⁻/Å², cumulative end of exposure) and ``tilt`` (°) of the image rows of particle
+    ``ip`` at tilt-series frame ``frame``; ``tilts``: each tomogram's per-frame values (:func:`_tilt_geometry`)."""
     # per-tilt values of all tomograms in one table: row offset[tomogram] + frame
     order = list(tilts)
     offset = dict(zip(order, np.cumsum([0] + [len(tilts[t]["dose"]) for t in order])))
@@ -328,8 +333,29 @@ def read_stack_set(
     if geo.centred is not None:
         true_centre = geo.centred - np.einsum("pij,pj->pi", geo.a_sub, geo.origin)
         depth = np.einsum("nj,nj->n", r_f[:, 2], true_centre[ip]) * geo.hand[ip] * geo.slope[ip]
-    starts = np.concatenate([[0], np.cumsum(np.bincount(ip, minlength=n))])
-    images = pd.DataFrame(
+    return {
+        "rotation": rotation,
+        "shift": shift,
+        "defocus_u": per_tilt("defocus_u") + depth,
+        "defocus_v": per_tilt("defocus_v") + depth,
+        "defocus_angle": per_tilt("defocus_angle"),
+        "phase_shift": per_tilt("phase_shift"),
+        "dose": per_tilt("dose"),
+        "tilt": per_tilt("tilt"),
+    }
+
+
+def _images_table(
+    names: np.ndarray,
+    tomo: np.ndarray,
+    ip: np.ndarray,
+    frame: np.ndarray,
+    stack_path: np.ndarray,
+    stack_index: np.ndarray,
+) -> pd.DataFrame:
+    """The internal per-image table of a stack set: particle and tomogram names, ``_rlnImageName`` (1-based
+    index@stack) and ``tomodrgnTiltFrame`` (0-based frame in the tilt series)."""
+    return pd.DataFrame(
         {
             "rlnTomoParticleName": names[ip],
             "rlnTomoName": tomo[ip],
@@ -337,9 +363,39 @@ def read_stack_set(
             "tomodrgnTiltFrame": frame,
         }
     )
-    class_label = None
-    if "rlnClassNumber" in df:
-        class_label = pd.to_numeric(df["rlnClassNumber"], errors="coerce").to_numpy()
+
+
+def read_stack_set(
+    path: Path,
+    blocks: dict[str, Block],
+    *,
+    pixel_size: float | None = None,
+    datadir: str | Path | None = None,
+    tomograms_star: str | Path | None = None,
+) -> ParticleSeries:
+    """Read a 2-D stack set from its optimisation set or particles STAR (``blocks`` are ``path``'s blocks)."""
+    path, blocks, tomograms_star, tomograms_blocks, optimisation_set, optimisation_blocks = _set_files(
+        path, blocks, tomograms_star
+    )
+    glob = global_table(tomograms_blocks, tomograms_star)
+    particle_block, df = _particle_table(path, blocks)
+    premultiplied = _premultiplied(df, path)  # images × CTF at extraction: modelled as CTF² (ctf_power 2)
+    n = len(df)
+    tomo = df["rlnTomoName"].astype(str).to_numpy()
+    names = _particle_names(df, tomo, path)
+    ddir = Path(datadir).absolute() if datadir is not None else None
+    first_stack = resolve_stack(str(df["rlnImageName"].iloc[0]).rpartition("@")[2], path.parent, ddir) if n else None
+    px = _pixel_size(df, pixel_size, path, first_stack)
+    geo = _particle_geometry(df, glob, tomo, px, path)
+    voltage, cs, w = _particle_optics(df, glob, tomo, path)
+    ip, frame, stack_path, stack_index, tilts = _image_rows(
+        df, names, tomo, path, ddir, tomograms_blocks, tomograms_star
+    )
+    box = _check_stacks(stack_path, stack_index, path, "relion5")
+    per_image = _image_geometry(geo, tilts, tomo, ip, frame)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(ip, minlength=n))])
+    images = _images_table(names, tomo, ip, frame, stack_path, stack_index)
+    class_label = pd.to_numeric(df["rlnClassNumber"], errors="coerce").to_numpy() if "rlnClassNumber" in df else None
     return ParticleSeries(
         star_path=optimisation_set or path,
         flavour="relion5",
@@ -351,17 +407,10 @@ def read_stack_set(
         image_indices=[np.arange(starts[p], starts[p + 1], dtype=np.int64) for p in range(n)],
         stack_path=stack_path,
         stack_index=stack_index,
-        rotation=rotation,
-        shift=shift,
-        defocus_u=per_tilt("defocus_u") + depth,
-        defocus_v=per_tilt("defocus_v") + depth,
-        defocus_angle=per_tilt("defocus_angle"),
+        **per_image,
         voltage=voltage[ip],
         cs=cs[ip],
         amplitude_contrast=w[ip],
-        phase_shift=per_tilt("phase_shift"),
-        dose=per_tilt("dose"),
-        tilt=per_tilt("tilt"),
         image_block=particle_block,
         position=geo.position,
         tomogram=[str(t) for t in tomo] if geo.position is not None else None,

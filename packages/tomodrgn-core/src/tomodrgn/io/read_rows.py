@@ -132,6 +132,100 @@ def _reject_3d_subtomograms(df: pd.DataFrame, stack_names, star_dir: Path, datad
                 raise InputError(f"{path}: {found} is a 3-D pseudo-subtomogram; {_NO_3D}")
 
 
+def _image_table(
+    path: Path, blocks: dict[str, Block], image_block: str, optics_name: str | None
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The image rows with their optics group's columns joined, and each row's ``_rlnImageName`` (index@stack)
+    split into a 0-based int64 index in its stack and the stack name as written in the file."""
+    df = join_optics(blocks[image_block].reset_index(drop=True), blocks[optics_name] if optics_name else None, path)
+    require_columns(df, ["rlnImageName"], path, "it names each tilt image as index@stack")
+    stack_index, stack_names = split_image_name(df["rlnImageName"], path)
+    return df, stack_index, stack_names
+
+
+def _group_images(df: pd.DataFrame, flavour: str, path: Path) -> tuple[list[str], list[np.ndarray]]:
+    """Particle names (in order of first appearance) and each particle's image rows (int64, in file order)."""
+    keys = _group_keys(df, flavour, path)
+    codes, uniques = pd.factorize(keys, sort=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    image_indices = [order[bounds[i] : bounds[i + 1]].astype(np.int64) for i in range(len(uniques))]
+    return [str(u) for u in uniques], image_indices
+
+
+def _shift(df: pd.DataFrame, path: Path, px: float) -> np.ndarray:
+    """In-plane origin (n, 2) Å per image: ``_rlnOriginX/YAngst``, else ``_rlnOriginX/Y`` (px) × ``px`` (Å/px),
+    else zero."""
+    if "rlnOriginXAngst" in df or "rlnOriginYAngst" in df:
+        return np.stack([_float_col(df, f"rlnOrigin{a}Angst", path, "shift (Å)") for a in "XY"], axis=-1)
+    if "rlnOriginX" in df or "rlnOriginY" in df:
+        return np.stack([_float_col(df, f"rlnOrigin{a}", path, "shift (px)") for a in "XY"], axis=-1) * px
+    return np.zeros((len(df), 2))
+
+
+def _image_columns(
+    df: pd.DataFrame,
+    flavour: str,
+    path: Path,
+    px: float,
+    stack_index: np.ndarray,
+    tilt_series_star: str | Path | None,
+) -> dict[str, np.ndarray]:
+    """Per-image pose, CTF, dose and tilt, keyed as :class:`ParticleSeries` fields: ``rotation`` (n, 3, 3) from
+    ``_rlnAngleRot/Tilt/Psi``, ``shift`` (n, 2) Å, defocus U/V (Å) and angle (°), voltage (kV), Cs (mm),
+    amplitude contrast, phase shift (°), cumulative end-of-exposure dose (e⁻/Å²) and tilt (°)."""
+    angles = [_float_col(df, c, path, "particle pose") for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")]
+    columns = {"rotation": euler_to_matrix(*angles), "shift": _shift(df, path, px)}
+    columns["defocus_u"] = defocus_u = _float_col(df, "rlnDefocusU", path, "CTF")
+    columns["defocus_v"] = _float_col(df, "rlnDefocusV", path, "CTF", default=defocus_u)
+    columns["defocus_angle"] = _float_col(df, "rlnDefocusAngle", path, "CTF", default=0.0)
+    columns["voltage"] = _float_col(df, "rlnVoltage", path, "CTF (kV)")
+    columns["cs"] = _float_col(df, "rlnSphericalAberration", path, "CTF (mm)")
+    columns["amplitude_contrast"] = _float_col(df, "rlnAmplitudeContrast", path, "CTF")
+    columns["phase_shift"] = _float_col(df, "rlnPhaseShift", path, "CTF", default=0.0)
+    tilt_series = read_tilt_series_star(tilt_series_star) if tilt_series_star is not None else None
+    columns["dose"], columns["tilt"] = _dose_and_tilt(df, flavour, path, tilt_series, stack_index)
+    return columns
+
+
+def _resolve_stacks(stack_names: np.ndarray, star_dir: Path, ddir: Path | None, path: Path) -> np.ndarray:
+    """Each image's stack file (object array of path strings), found under ``ddir`` or next to the STAR; each
+    distinct stack is looked up once."""
+    resolved: dict[str, str] = {}
+    for name in pd.unique(stack_names):
+        found = resolve_stack(name, star_dir, ddir)
+        if found is None:
+            where = f"{ddir} or {star_dir}" if ddir else str(star_dir)
+            raise InputError(f"{path}: image stack {name} not found (looked in {where}); pass datadir")
+        resolved[name] = str(found)
+    return np.array([resolved[n] for n in stack_names], dtype=object)
+
+
+def _particle_metadata(
+    df: pd.DataFrame, first: np.ndarray, path: Path, px: float, tomogram_pixel_size: float | None
+) -> tuple[np.ndarray | None, list[str] | None, np.ndarray | None]:
+    """Optional per-particle values, from each particle's first image row ``first``: position (n, 3) Å
+    (``_rlnCenteredCoordinateX/Y/ZAngst``, else ``_rlnCoordinateX/Y/Z`` × the tomogram pixel size, default ``px``
+    Å/px), tomogram names (only with a position) and class labels (``_rlnClassNumber``); None where absent."""
+    position = tomogram = None
+    if all(f"rlnCenteredCoordinate{a}Angst" in df for a in "XYZ"):
+        position = np.stack([_float_col(df, f"rlnCenteredCoordinate{a}Angst", path, "")[first] for a in "XYZ"], -1)
+    elif all(f"rlnCoordinate{a}" in df for a in "XYZ"):
+        scale = tomogram_pixel_size if tomogram_pixel_size is not None else px
+        position = np.stack([_float_col(df, f"rlnCoordinate{a}", path, "")[first] for a in "XYZ"], -1) * scale
+    if position is not None:
+        if "rlnTomoName" in df:
+            tomogram = [str(t) for t in df["rlnTomoName"].to_numpy()[first]]
+        elif "rlnMicrographName" in df:
+            tomogram = [str(t) for t in df["rlnMicrographName"].to_numpy()[first]]
+        elif "rlnGroupName" in df:
+            tomogram = [str(g).rpartition("_")[0] or str(g) for g in df["rlnGroupName"].to_numpy()[first]]
+    class_label = None
+    if "rlnClassNumber" in df:
+        class_label = pd.to_numeric(df["rlnClassNumber"], errors="coerce").to_numpy()[first]
+    return position, tomogram, class_label
+
+
 def read_image_rows(
     path: Path,
     blocks: dict[str, Block],
@@ -152,97 +246,34 @@ def read_image_rows(
     tilt) becomes a cumulative end-of-exposure dose by adding the step to the tomogram's next pre-exposure (last
     tilt: the step before). RELION 4/5 3-D pseudo-subtomograms are refused.
     """
-    raw = blocks[image_block]
-    df = join_optics(raw.reset_index(drop=True), blocks[optics_name] if optics_name else None, path)
-    require_columns(df, ["rlnImageName"], path, "it names each tilt image as index@stack")
-
-    stack_index, stack_names = split_image_name(df["rlnImageName"], path)
+    df, stack_index, stack_names = _image_table(path, blocks, image_block, optics_name)
     star_dir = path.parent
     ddir = Path(datadir).absolute() if datadir is not None else None
     if flavour == "relion5":
         _reject_3d_subtomograms(df, stack_names, star_dir, ddir, path)
+    particle_names, image_indices = _group_images(df, flavour, path)
 
-    # grouping
-    keys = _group_keys(df, flavour, path)
-    codes, uniques = pd.factorize(keys, sort=False)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    image_indices = [order[bounds[i] : bounds[i + 1]].astype(np.int64) for i in range(len(uniques))]
-    particle_names = [str(u) for u in uniques]
-
-    # geometry, CTF, dose
+    # geometry, CTF, dose (before the stacks: opening thousands of files takes a while)
     first_stack = resolve_stack(str(stack_names[0]), star_dir, ddir) if len(stack_names) else None
     px = _pixel_size(df, pixel_size, path, first_stack)
-    angles = [_float_col(df, c, path, "particle pose") for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")]
-    rotation = euler_to_matrix(*angles)
-    if "rlnOriginXAngst" in df or "rlnOriginYAngst" in df:
-        shift = np.stack([_float_col(df, f"rlnOrigin{a}Angst", path, "shift (Å)") for a in "XY"], axis=-1)
-    elif "rlnOriginX" in df or "rlnOriginY" in df:
-        shift = np.stack([_float_col(df, f"rlnOrigin{a}", path, "shift (px)") for a in "XY"], axis=-1) * px
-    else:
-        shift = np.zeros((len(df), 2))
-    defocus_u = _float_col(df, "rlnDefocusU", path, "CTF")
-    defocus_v = _float_col(df, "rlnDefocusV", path, "CTF", default=defocus_u)
-    defocus_angle = _float_col(df, "rlnDefocusAngle", path, "CTF", default=0.0)
-    voltage = _float_col(df, "rlnVoltage", path, "CTF (kV)")
-    cs = _float_col(df, "rlnSphericalAberration", path, "CTF (mm)")
-    w = _float_col(df, "rlnAmplitudeContrast", path, "CTF")
-    phase = _float_col(df, "rlnPhaseShift", path, "CTF", default=0.0)
-    tilt_series = read_tilt_series_star(tilt_series_star) if tilt_series_star is not None else None
-    dose, tilt = _dose_and_tilt(df, flavour, path, tilt_series, stack_index)
-
-    # stacks (after the cheap column checks: opening thousands of files takes a while)
-    resolved: dict[str, str] = {}
-    for name in pd.unique(stack_names):
-        found = resolve_stack(name, star_dir, ddir)
-        if found is None:
-            where = f"{ddir} or {star_dir}" if ddir else str(star_dir)
-            raise InputError(f"{path}: image stack {name} not found (looked in {where}); pass datadir")
-        resolved[name] = str(found)
-    stack_path = np.array([resolved[n] for n in stack_names], dtype=object)
+    columns = _image_columns(df, flavour, path, px, stack_index, tilt_series_star)
+    stack_path = _resolve_stacks(stack_names, star_dir, ddir, path)
     box = _check_stacks(stack_path, stack_index, path, flavour)
 
-    # optional per-particle metadata
     first = np.array([r[0] for r in image_indices], dtype=np.int64)
-    position = tomogram = None
-    if all(f"rlnCenteredCoordinate{a}Angst" in df for a in "XYZ"):
-        position = np.stack([_float_col(df, f"rlnCenteredCoordinate{a}Angst", path, "")[first] for a in "XYZ"], -1)
-    elif all(f"rlnCoordinate{a}" in df for a in "XYZ"):
-        scale = tomogram_pixel_size if tomogram_pixel_size is not None else px
-        position = np.stack([_float_col(df, f"rlnCoordinate{a}", path, "")[first] for a in "XYZ"], -1) * scale
-    if position is not None:
-        if "rlnTomoName" in df:
-            tomogram = [str(t) for t in df["rlnTomoName"].to_numpy()[first]]
-        elif "rlnMicrographName" in df:
-            tomogram = [str(t) for t in df["rlnMicrographName"].to_numpy()[first]]
-        elif "rlnGroupName" in df:
-            tomogram = [str(g).rpartition("_")[0] or str(g) for g in df["rlnGroupName"].to_numpy()[first]]
-    class_label = None
-    if "rlnClassNumber" in df:
-        class_label = pd.to_numeric(df["rlnClassNumber"], errors="coerce").to_numpy()[first]
-
+    position, tomogram, class_label = _particle_metadata(df, first, path, px, tomogram_pixel_size)
     return ParticleSeries(
         star_path=path,
         flavour=flavour,
         blocks=blocks,
-        images=raw,
+        images=blocks[image_block],
         pixel_size=px,
         box_size=box,
         particle_names=particle_names,
         image_indices=image_indices,
         stack_path=stack_path,
         stack_index=stack_index,
-        rotation=rotation,
-        shift=shift,
-        defocus_u=defocus_u,
-        defocus_v=defocus_v,
-        defocus_angle=defocus_angle,
-        voltage=voltage,
-        cs=cs,
-        amplitude_contrast=w,
-        phase_shift=phase,
-        dose=dose,
-        tilt=tilt,
+        **columns,
         image_block=image_block,
         position=position,
         tomogram=tomogram,

@@ -134,20 +134,16 @@ def _check_device(device: torch.device) -> None:
         )
 
 
-def masked_lattice_triton(
+def _check_inputs(
     lattice: HalfLattice,
     rotations: torch.Tensor,
     cumulative_dose: torch.Tensor,
     mid_dose: torch.Tensor,
     tilt_weight: torch.Tensor,
-    feature_matrix: torch.Tensor | None = None,
-) -> MaskedLattice:
-    """Triton lattice-mask step for N images; same result and order as :func:`masked_lattice_torch`.
-
-    ``rotations`` (N, 3, 3); ``cumulative_dose`` (N,) e⁻/Å²; ``mid_dose`` (N,) e⁻/Å² (keep: mid_dose < optimal
-    exposure); ``tilt_weight`` (N,); ``feature_matrix`` B (3, F) or None. ``lattice`` must be on the same device.
-    Synchronises with the device once (to read K, the number of kept points, before allocating the outputs).
-    """
+    feature_matrix: torch.Tensor | None,
+) -> int:
+    """N, the number of images, once the device (CUDA, or the interpreter), the lattice's device and the shapes
+    ((N, 3, 3) rotations, (N,) doses and tilt weights, (3, F) feature matrix) are checked, in that order."""
     device = rotations.device
     _check_device(device)
     if lattice.coords.device != device:
@@ -162,29 +158,52 @@ def masked_lattice_triton(
             raise ValueError(f"{name} must have shape ({n_images},) like rotations, got {tuple(t.shape)}")
     if feature_matrix is not None and (feature_matrix.ndim != 2 or feature_matrix.shape[0] != 3):
         raise ValueError(f"feature_matrix must have shape (3, F), got {tuple(feature_matrix.shape)}")
+    return n_images
 
-    P = lattice.n_points
-    coord_dtype = lattice.coords.dtype
-    n_blocks = triton.cdiv(P, BLOCK_P)
-    mid = mid_dose.contiguous()
-    opt = lattice.optimal_exposure.contiguous()
 
+def _kept_offsets(
+    mid: torch.Tensor, opt: torch.Tensor, n_images: int, P: int, n_blocks: int, device: torch.device
+) -> tuple[torch.Tensor, int]:
+    """(offsets, K): first pass. ``offsets`` (N·n_blocks,) int64 is the exclusive prefix sum of the kept-point
+    counts of each (image, block) in image-major, block-ascending order; K is the total kept (one device sync)."""
     counts = torch.empty((n_images, n_blocks), dtype=torch.int32, device=device)
     if n_images > 0:
         _count_kept_kernel[(n_images, n_blocks)](mid, opt, counts, P, n_blocks, BLOCK_P=BLOCK_P)
     inclusive = torch.cumsum(counts.reshape(-1).to(torch.int64), dim=0)
     K = int(inclusive[-1]) if inclusive.numel() else 0
     offsets = inclusive - counts.reshape(-1)
+    return offsets, K
 
+
+def _empty_outputs(K: int, n_feat: int | None, coord_dtype: torch.dtype, device: torch.device) -> MaskedLattice:
+    """Uninitialised outputs for K kept points: image, point (K,) int64, weight (K,) float32, coords (K, 3) and,
+    unless ``n_feat`` is None (no feature matrix), features (K, 2·n_feat), both in ``coord_dtype``."""
+    return MaskedLattice(
+        image=torch.empty(K, dtype=torch.int64, device=device),
+        point=torch.empty(K, dtype=torch.int64, device=device),
+        weight=torch.empty(K, dtype=torch.float32, device=device),
+        coords=torch.empty((K, 3), dtype=coord_dtype, device=device),
+        features=None if n_feat is None else torch.empty((K, 2 * n_feat), dtype=coord_dtype, device=device),
+    )
+
+
+def _write_kept(
+    out: MaskedLattice,
+    lattice: HalfLattice,
+    rotations: torch.Tensor,
+    cumulative_dose: torch.Tensor,
+    tilt_weight: torch.Tensor,
+    feature_matrix: torch.Tensor | None,
+    mid: torch.Tensor,
+    opt: torch.Tensor,
+    offsets: torch.Tensor,
+) -> None:
+    """Second pass: fill ``out`` (K ≥ 1 rows) with the kept points, each (image, block) from its int64 ``offsets``
+    entry. ``mid`` / ``opt``: the contiguous mid doses (N,) and optimal exposures (P,) the first pass counted with."""
+    n_images, P = int(rotations.shape[0]), lattice.n_points
+    n_blocks = triton.cdiv(P, BLOCK_P)
+    device, coord_dtype = rotations.device, lattice.coords.dtype
     n_feat = 0 if feature_matrix is None else int(feature_matrix.shape[1])
-    image = torch.empty(K, dtype=torch.int64, device=device)
-    point = torch.empty(K, dtype=torch.int64, device=device)
-    weight = torch.empty(K, dtype=torch.float32, device=device)
-    coords = torch.empty((K, 3), dtype=coord_dtype, device=device)
-    features = None if feature_matrix is None else torch.empty((K, 2 * n_feat), dtype=coord_dtype, device=device)
-    if K == 0:
-        return MaskedLattice(image=image, point=point, weight=weight, coords=coords, features=features)
-
     feat_mat = (
         feature_matrix.to(device=device, dtype=coord_dtype).contiguous()
         if feature_matrix is not None
@@ -201,11 +220,11 @@ def masked_lattice_triton(
         lattice.coords.contiguous(),
         offsets,
         feat_mat,
-        image,
-        point,
-        weight,
-        coords,
-        features if features is not None else weight,  # unused when FEATURES is False
+        out.image,
+        out.point,
+        out.weight,
+        out.coords,
+        out.features if out.features is not None else out.weight,  # unused when FEATURES is False
         P,
         n_feat,
         n_blocks,
@@ -214,7 +233,33 @@ def masked_lattice_triton(
         FEATURES=feature_matrix is not None,
         num_warps=NUM_WARPS,
     )
-    return MaskedLattice(image=image, point=point, weight=weight, coords=coords, features=features)
+
+
+def masked_lattice_triton(
+    lattice: HalfLattice,
+    rotations: torch.Tensor,
+    cumulative_dose: torch.Tensor,
+    mid_dose: torch.Tensor,
+    tilt_weight: torch.Tensor,
+    feature_matrix: torch.Tensor | None = None,
+) -> MaskedLattice:
+    """Triton lattice-mask step for N images; same result and order as :func:`masked_lattice_torch`.
+
+    ``rotations`` (N, 3, 3); ``cumulative_dose`` (N,) e⁻/Å²; ``mid_dose`` (N,) e⁻/Å² (keep: mid_dose < optimal
+    exposure); ``tilt_weight`` (N,); ``feature_matrix`` B (3, F) or None. ``lattice`` must be on the same device.
+    Synchronises with the device once (to read K, the number of kept points, before allocating the outputs).
+    """
+    n_images = _check_inputs(lattice, rotations, cumulative_dose, mid_dose, tilt_weight, feature_matrix)
+    device = rotations.device
+    n_blocks = triton.cdiv(lattice.n_points, BLOCK_P)
+    mid = mid_dose.contiguous()
+    opt = lattice.optimal_exposure.contiguous()
+    offsets, K = _kept_offsets(mid, opt, n_images, lattice.n_points, n_blocks, device)
+    n_feat = None if feature_matrix is None else int(feature_matrix.shape[1])
+    out = _empty_outputs(K, n_feat, lattice.coords.dtype, device)
+    if K > 0:
+        _write_kept(out, lattice, rotations, cumulative_dose, tilt_weight, feature_matrix, mid, opt, offsets)
+    return out
 
 
 __all__ = ["BLOCK_P", "MAX_BLOCK_F", "NUM_WARPS", "interpreter_active", "masked_lattice_triton"]

@@ -37,6 +37,7 @@ from tomodrgn.reconstruct.backproject import (
     zero_accumulators,
 )
 from tomodrgn.reconstruct.reference_check import (
+    Reference,
     ReferenceCheck,
     check_against_reference,
     load_reference,
@@ -196,6 +197,131 @@ def _density_suggestion(sign: str, invert: bool) -> str | None:
     return None
 
 
+def _read_series(
+    star: str | Path | ParticleSeries,
+    pixel_size: float | None,
+    datadir: str | Path | None,
+    tomograms_star: str | Path | None,
+) -> ParticleSeries:
+    """The particles: ``star`` itself when a :class:`ParticleSeries`, else read from the STAR path with
+    :func:`read_particles` (``pixel_size`` Å, ``datadir`` and ``tomograms_star`` passed on)."""
+    if isinstance(star, ParticleSeries):
+        return star
+    return read_particles(star, pixel_size=pixel_size, datadir=datadir, tomograms_star=tomograms_star)
+
+
+def _half_map_fsc(
+    half_maps: list[np.ndarray], pixel_size: float, box_size: int, lowpass: float | None
+) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+    """(freq Å⁻¹, FSC, resolution at FSC = 0.143 Å, at 0.5 Å, low-pass cutoff Å) of the two half maps (D³,
+    ``pixel_size`` Å/px) in a soft spherical mask of radius 0.4·D; the cutoff is ``lowpass``, default the 0.143
+    resolution."""
+    freq, curve = fsc(half_maps[0], half_maps[1], pixel_size, mask=spherical_mask(box_size))
+    res143, res05 = resolution_at(freq, curve, 0.143), resolution_at(freq, curve, 0.5)
+    cutoff = lowpass if lowpass is not None else res143
+    return freq, curve, res143, res05, cutoff
+
+
+def _write_map_files(
+    outdir: Path,
+    name: str,
+    full: np.ndarray,
+    half_maps: list[np.ndarray],
+    filtered: np.ndarray,
+    pixel_size: float,
+    fsc_curve: tuple[np.ndarray, np.ndarray],
+    res143: float,
+    cutoff: float,
+    sign: str,
+) -> dict[str, Path]:
+    """Write the maps (``NAME.mrc``, ``NAME_half1/2.mrc``, ``NAME_filt.mrc``, ``pixel_size`` Å/px), the FSC table
+    and plot (``fsc_curve`` = (freq Å⁻¹, FSC); resolution ``res143`` Å) and the filtered map's central slices
+    (``cutoff`` Å, density ``sign``), in this order; the FSC and slice files are prefixed ``NAME_`` unless ``name``
+    is the default. Returns their paths by key: map, half1, half2, filt, fsc, fsc_png, slices."""
+    freq, curve = fsc_curve
+    other = "" if name == "backproject" else f"{name}_"  # the FSC and slice files of a map named otherwise
+    return {
+        "map": write_mrc(outdir / f"{name}.mrc", full, pixel_size),
+        "half1": write_mrc(outdir / f"{name}_half1.mrc", half_maps[0], pixel_size),
+        "half2": write_mrc(outdir / f"{name}_half2.mrc", half_maps[1], pixel_size),
+        "filt": write_mrc(outdir / f"{name}_filt.mrc", filtered, pixel_size),
+        "fsc": write_fsc_table(outdir / f"{other}fsc.txt", freq, curve),
+        "fsc_png": plot_fsc(
+            {"half maps": (freq, curve)}, outdir / f"{other}fsc.png", title=f"half-map FSC: {res143:.1f} Å at 0.143"
+        ),
+        "slices": plot_central_slices(
+            filtered, outdir / f"{other}slices.png", title=f"{name}_filt.mrc ({cutoff:.1f} Å), density {sign}"
+        ),
+    }
+
+
+def _check_reference(
+    ref: Reference | None,
+    full: np.ndarray,
+    pixel_size: float,
+    cutoff: float,
+    invert: bool,
+    flip_hand: bool,
+    outdir: Path,
+) -> tuple[ReferenceCheck | None, Path | None]:
+    """(check, ``reference_check.txt`` path) of the full map (``pixel_size`` Å/px) against ``ref``, both low-passed
+    to ``cutoff`` Å but no finer than 3 pixels; (None, None) without a reference."""
+    if ref is None:
+        return None, None
+    lowpass_a = max(float(cutoff), 3.0 * pixel_size)
+    check = check_against_reference(full, pixel_size, ref, lowpass=lowpass_a, invert=invert, flip_hand_used=flip_hand)
+    return check, write_reference_check(outdir / "reference_check.txt", check)
+
+
+def _assess_and_write(
+    outdir: Path,
+    name: str,
+    half_maps: list[np.ndarray],
+    full: np.ndarray,
+    series: ParticleSeries,
+    n_particles: int,
+    n_images: int,
+    lowpass: float | None,
+    invert: bool,
+    flip_hand: bool,
+    ref: Reference | None,
+) -> BackprojectResult:
+    """Assess the maps (D³, D the series' box size, at its pixel size Å/px; already mirrored when ``flip_hand``)
+    reconstructed from ``n_images`` images of ``n_particles`` particles: half-map FSC, low-pass filter (``lowpass``
+    Å, default the FSC = 0.143 resolution), density sign and, with ``ref``, the reference check; write them all
+    (:func:`_write_map_files`) and gather the :class:`BackprojectResult`."""
+    box_size, apix = series.box_size, series.pixel_size
+    freq, curve, res143, res05, cutoff = _half_map_fsc(half_maps, apix, box_size, lowpass)
+    filtered = lowpass_volume(full, apix, cutoff)
+    contrast = density_contrast(full, apix)
+    sign = density_sign(contrast)
+    paths = _write_map_files(outdir, name, full, half_maps, filtered, apix, (freq, curve), res143, cutoff, sign)
+    check, check_path = _check_reference(ref, full, apix, cutoff, invert, flip_hand, outdir)
+    return BackprojectResult(
+        map_path=paths["map"],
+        half_map_paths=(paths["half1"], paths["half2"]),
+        filtered_map_path=paths["filt"],
+        fsc_path=paths["fsc"],
+        fsc_plot_path=paths["fsc_png"],
+        slices_path=paths["slices"],
+        freq=freq,
+        fsc=curve,
+        resolution_0143=res143,
+        resolution_05=res05,
+        lowpass=float(cutoff),
+        density_sign=sign,
+        density_contrast=contrast,
+        suggestion=_density_suggestion(sign, invert),
+        n_particles=n_particles,
+        n_images=n_images,
+        pixel_size=apix,
+        box_size=box_size,
+        flip_hand=flip_hand,
+        reference_check=check,
+        reference_check_path=check_path,
+    )
+
+
 def backproject(
     star: str | Path | ParticleSeries,
     outdir: str | Path,
@@ -239,11 +365,7 @@ def backproject(
     _check_options(ctf, insertion, wiener_constant, lowpass)
     ref = load_reference(reference, reference_pixel_size) if reference is not None else None  # checked up front
     outdir = Path(outdir)
-    series = (
-        star
-        if isinstance(star, ParticleSeries)
-        else read_particles(star, pixel_size=pixel_size, datadir=datadir, tomograms_star=tomograms_star)
-    )
+    series = _read_series(star, pixel_size, datadir, tomograms_star)
     particles = _particles_to_use(series.n_particles, indices, first)
     prepare_output_dir(outdir, overwrite)
     options = dict(ctf=ctf, invert=invert, insertion=insertion, dose_weight=dose_weight, tilt_weight=tilt_weight)
@@ -251,54 +373,6 @@ def backproject(
     half_maps, full, total = _reconstruct(series, particles, seed, _device(device), batch_size, reg, progress, options)
     if flip_hand:
         half_maps, full = [mirror(h) for h in half_maps], mirror(full)
-
-    d, apix = series.box_size, series.pixel_size
-    freq, curve = fsc(half_maps[0], half_maps[1], apix, mask=spherical_mask(d))
-    res143, res05 = resolution_at(freq, curve, 0.143), resolution_at(freq, curve, 0.5)
-    cutoff = lowpass if lowpass is not None else res143
-    filtered = lowpass_volume(full, apix, cutoff)
-    contrast = density_contrast(full, apix)
-    sign = density_sign(contrast)
-    other = "" if name == "backproject" else f"{name}_"  # the FSC and slice files of a map named otherwise
-    paths = {
-        "map": write_mrc(outdir / f"{name}.mrc", full, apix),
-        "half1": write_mrc(outdir / f"{name}_half1.mrc", half_maps[0], apix),
-        "half2": write_mrc(outdir / f"{name}_half2.mrc", half_maps[1], apix),
-        "filt": write_mrc(outdir / f"{name}_filt.mrc", filtered, apix),
-        "fsc": write_fsc_table(outdir / f"{other}fsc.txt", freq, curve),
-        "fsc_png": plot_fsc(
-            {"half maps": (freq, curve)}, outdir / f"{other}fsc.png", title=f"half-map FSC: {res143:.1f} Å at 0.143"
-        ),
-        "slices": plot_central_slices(
-            filtered, outdir / f"{other}slices.png", title=f"{name}_filt.mrc ({cutoff:.1f} Å), density {sign}"
-        ),
-    }
-    check = check_path = None
-    if ref is not None:
-        lowpass_a = max(float(cutoff), 3.0 * apix)
-        check = check_against_reference(full, apix, ref, lowpass=lowpass_a, invert=invert, flip_hand_used=flip_hand)
-        check_path = write_reference_check(outdir / "reference_check.txt", check)
-    suggestion = _density_suggestion(sign, invert)
-    return BackprojectResult(
-        map_path=paths["map"],
-        half_map_paths=(paths["half1"], paths["half2"]),
-        filtered_map_path=paths["filt"],
-        fsc_path=paths["fsc"],
-        fsc_plot_path=paths["fsc_png"],
-        slices_path=paths["slices"],
-        freq=freq,
-        fsc=curve,
-        resolution_0143=res143,
-        resolution_05=res05,
-        lowpass=float(cutoff),
-        density_sign=sign,
-        density_contrast=contrast,
-        suggestion=suggestion,
-        n_particles=len(particles),
-        n_images=total,
-        pixel_size=apix,
-        box_size=d,
-        flip_hand=flip_hand,
-        reference_check=check,
-        reference_check_path=check_path,
+    return _assess_and_write(
+        outdir, name, half_maps, full, series, len(particles), total, lowpass, invert, flip_hand, ref
     )

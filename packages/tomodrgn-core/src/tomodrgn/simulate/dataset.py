@@ -8,7 +8,14 @@ Outputs under ``outdir``:
   particles and stacks as a RELION 5 / WarpTools 2-D stack set (:mod:`tomodrgn.simulate.relion5`);
 - ``volumes/class_XX.mrc``: ground-truth volumes (one per class; for ``continuous`` one per path bin, at its centre);
 - ``labels.txt``: one integer label per particle (STAR particle order);
-- ``truth.npz``: per-particle and per-image ground truth (see :func:`simulate_dataset`).
+- ``truth.npz``: per-particle and per-image ground truth. Per particle: ``particle_names``, ``tomogram``,
+  ``position_px`` (x, y, z), ``rotation`` (n, 3, 3), ``label``, ``coordinate`` (continuous path position in [0, 1],
+  NaN for discrete presets), ``amplitudes``, ``offsets`` (component weights/translations in box fractions),
+  ``defocus_u/v/angle``, ``n_tilts``; per image (STAR row order): ``image_particle``, ``image_tilt_index``
+  (acquisition index), ``image_tilt``, ``image_dose``, ``image_rotation``, ``image_shift`` (Å),
+  ``image_defocus_u/v/angle``; ``origin_angstrom`` (n, 3) (3-D origins, zero for "warp"), ``format``; and
+  ``tilt_scheme``, ``dose_scheme``, ``pixel_size``, ``box_size``, ``noise_std`` (σ₀), ``snr``, ``preset``, ``seed``,
+  ``tomogram_names``, ``tomogram_shape``.
 
 Default pixel size: 419.2 Å / D (a 419.2 Å box: 13.1 Å at D = 32, 6.55 Å at D = 64), as in ``docs/architecture.md``,
 "Physics".
@@ -114,13 +121,7 @@ def simulate_dataset(
     - ``float16``: particle stacks in MRC mode 12 (half the disk; as RELION writes with ``--float16``); the rounding
       (relative 2⁻¹¹) is far below the noise. Ground-truth volumes stay float32.
 
-    truth.npz holds per particle: ``particle_names``, ``tomogram``, ``position_px`` (x, y, z), ``rotation`` (n, 3, 3),
-    ``label``, ``coordinate`` (continuous path position in [0, 1], NaN for discrete presets), ``amplitudes``,
-    ``offsets`` (component weights/translations in box fractions), ``defocus_u/v/angle``, ``n_tilts``; per image
-    (STAR row order): ``image_particle``, ``image_tilt_index`` (acquisition index), ``image_tilt``, ``image_dose``,
-    ``image_rotation``, ``image_shift`` (Å), ``image_defocus_u/v/angle``; ``origin_angstrom`` (n, 3) (3-D origins,
-    zero for "warp"), ``format``; and ``tilt_scheme``, ``dose_scheme``, ``pixel_size``, ``box_size``,
-    ``noise_std`` (σ₀), ``snr``, ``preset``, ``seed``, ``tomogram_names``, ``tomogram_shape``.
+    The files written, and the keys of ``truth.npz``, are listed in the module docstring.
     """
     outdir = check_output_dir(outdir, overwrite, what="output folder")  # before the work: a used folder is refused
     spec = SimulationSpec(
@@ -132,6 +133,18 @@ def simulate_dataset(
         float16=float16,
     ).resolved()  # fmt: skip
     truth = draw_truth(spec)
+    return _write_dataset(spec, truth, outdir, overwrite, progress)
+
+
+def _write_dataset(
+    spec: SimulationSpec,
+    truth: Truth,
+    outdir: Path,
+    overwrite: bool,
+    progress: Callable[[int, int], None] | None,
+) -> SimulatedDataset:
+    """Prepare ``outdir`` (a non-empty folder needs ``overwrite``), then write the ground-truth volumes, the
+    particle stacks (``progress(done, total)`` after each batch) and the metadata of the drawn ``truth``."""
     prepare_output_dir(outdir, overwrite, what="output folder")  # a non-empty folder needs overwrite
     ref_vols = reference_volumes(spec, truth)
     volume_paths = write_reference_volumes(spec, ref_vols, outdir)
@@ -279,7 +292,7 @@ def write_metadata(
     spec: SimulationSpec, truth: Truth, images: _Images, outdir: Path, volume_paths: list[Path]
 ) -> SimulatedDataset:
     """``particles.star`` (optics + one row per image), the RELION 5 set (``format="relion5"``), ``labels.txt`` and
-    ``truth.npz`` (see :func:`simulate_dataset`)."""
+    ``truth.npz`` (see the module docstring)."""
     d, apix, names = spec.box_size, spec.pixel_size, truth.names
     extraction = (
         truth.positions + truth.origins / apix
@@ -328,6 +341,7 @@ def write_metadata(
 
 
 def _write_truth(spec: SimulationSpec, truth: Truth, images: _Images, path: Path) -> Path:
+    """``truth.npz`` at ``path`` (its keys: see the module docstring); returns ``path``."""
     p_of, t_of = images.particle, images.tilt
     ctf, conf = truth.ctf[p_of, t_of], truth.conf
     np.savez(

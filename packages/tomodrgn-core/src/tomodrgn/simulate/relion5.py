@@ -49,6 +49,157 @@ def _vectors(rows: np.ndarray) -> list[str]:
     return ["[" + ",".join(f"{v:.13g}" for v in r) + "]" for r in rows]
 
 
+def _global_table(
+    tomogram_names: list[str],
+    n_tilts: int,
+    tomogram_shape: tuple[int, int, int],
+    pixel_size: float,
+    voltage: float,
+    cs: float,
+    amplitude_contrast: float,
+) -> pd.DataFrame:
+    """``data_global`` of ``tomograms.star``: one row per tomogram (optics, hand, pixel size Å, size X/Y/Z px from
+    ``tomogram_shape`` (Z, Y, X), frame count)."""
+    z, y, x = tomogram_shape
+    return pd.DataFrame(
+        {
+            "rlnTomoName": tomogram_names,
+            "rlnVoltage": float(voltage),
+            "rlnSphericalAberration": float(cs),
+            "rlnAmplitudeContrast": float(amplitude_contrast),
+            "rlnMicrographOriginalPixelSize": float(pixel_size),
+            "rlnTomoHand": HAND,
+            "rlnOpticsGroupName": "opticsGroup1",
+            "rlnTomoTiltSeriesPixelSize": float(pixel_size),
+            "rlnTomoSizeX": int(x),
+            "rlnTomoSizeY": int(y),
+            "rlnTomoSizeZ": int(z),
+            "rlnTomoFrameCount": n_tilts,
+        }
+    )
+
+
+def _tilt_table(
+    proj: np.ndarray, tilt_deg: np.ndarray, pre: np.ndarray, defocus: np.ndarray, phase_shift: float
+) -> pd.DataFrame:
+    """``data_<tomogram>`` of ``tomograms.star``: one row per tilt in acquisition order: projection matrix rows
+    ``proj`` (T, 4, 4), stage tilt −θ (°), defocus U, V (Å) and angle (°) ``defocus`` (T, 3), phase shift (°) and
+    pre-exposure ``pre`` (e⁻/Å², dose at the start of the tilt)."""
+    t = len(tilt_deg)
+    table = {f"rlnTomoProj{a}": _vectors(proj[:, k]) for k, a in enumerate("XYZW")}
+    table.update(
+        {
+            "rlnTomoNominalStageTiltAngle": -tilt_deg,
+            "rlnTomoXTilt": np.zeros(t),
+            "rlnTomoYTilt": -tilt_deg,
+            "rlnTomoZRot": np.zeros(t),
+            "rlnTomoXShiftAngst": np.zeros(t),
+            "rlnTomoYShiftAngst": np.zeros(t),
+            "rlnDefocusU": defocus[:, 0],
+            "rlnDefocusV": defocus[:, 1],
+            "rlnDefocusAngle": defocus[:, 2],
+            "rlnPhaseShift": np.full(t, float(phase_shift)),
+            "rlnCtfScalefactor": np.cos(np.deg2rad(tilt_deg)),
+            "rlnMicrographPreExposure": pre,
+        }
+    )
+    return pd.DataFrame(table)
+
+
+def _tomograms_blocks(
+    tomogram_names: list[str],
+    tilt_deg: np.ndarray,
+    dose: np.ndarray,
+    tilt_defocus: np.ndarray,
+    tomogram_shape: tuple[int, int, int],
+    pixel_size: float,
+    voltage: float,
+    cs: float,
+    amplitude_contrast: float,
+    phase_shift: float,
+) -> dict[str, pd.DataFrame]:
+    """The blocks of ``tomograms.star``: ``data_global``, then one tilt table per tomogram, all with the tilt
+    scheme ``tilt_deg`` (°) and pre-exposures (e⁻/Å²) from the cumulative end doses ``dose``; ``tilt_defocus``
+    (n_tomograms, T, 3): defocus U, V (Å) and angle (°)."""
+    proj = projection_matrices(tilt_deg, tomogram_shape)
+    step = np.diff(np.concatenate([[0.0], dose]))
+    pre = dose - step  # dose at the start of each tilt
+    blocks: dict[str, pd.DataFrame] = {}
+    blocks["global"] = _global_table(
+        tomogram_names, len(tilt_deg), tomogram_shape, pixel_size, voltage, cs, amplitude_contrast
+    )
+    for g, name in enumerate(tomogram_names):
+        blocks[name] = _tilt_table(proj, tilt_deg, pre, tilt_defocus[g], phase_shift)
+    return blocks
+
+
+def _local_numbers(tomogram_of: np.ndarray, n_tomograms: int, n_particles: int) -> np.ndarray:
+    """1-based number of each particle within its tomogram (in particle order), as in ``<tomogram>/<number>``."""
+    local = np.empty(n_particles, dtype=np.int64)
+    for g in range(n_tomograms):
+        members = np.flatnonzero(tomogram_of == g)
+        local[members] = np.arange(1, len(members) + 1)
+    return local
+
+
+def _particles_table(
+    particle_names: list[str],
+    tomogram_names: list[str],
+    tomogram_of: np.ndarray,
+    centred: np.ndarray,
+    origin: np.ndarray,
+    rotation: np.ndarray,
+    keep: np.ndarray,
+    stack_names: list[str],
+) -> pd.DataFrame:
+    """The particle rows of ``relion5_particles.star``: one per particle, with its position relative to the
+    tomogram centre ``centred`` (n, 3) Å, pose Euler angles (°), 3-D ``origin`` (n, 3) Å, 2-D stack and visible
+    frames (``keep`` (n, T) bool as ``[1,0,…]``), and alternating random subsets 1, 2."""
+    rot, tilt, psi = matrix_to_euler(rotation)
+    local = _local_numbers(tomogram_of, len(tomogram_names), len(particle_names))
+    return pd.DataFrame(
+        {
+            "rlnTomoName": [tomogram_names[g] for g in tomogram_of],
+            "rlnTomoParticleName": [f"{tomogram_names[g]}/{k}" for g, k in zip(tomogram_of, local)],
+            "rlnCenteredCoordinateXAngst": centred[:, 0],
+            "rlnCenteredCoordinateYAngst": centred[:, 1],
+            "rlnCenteredCoordinateZAngst": centred[:, 2],
+            "rlnAngleRot": rot,
+            "rlnAngleTilt": tilt,
+            "rlnAnglePsi": psi,
+            "rlnOriginXAngst": origin[:, 0],
+            "rlnOriginYAngst": origin[:, 1],
+            "rlnOriginZAngst": origin[:, 2],
+            "rlnOpticsGroup": 1,
+            "rlnImageName": stack_names,
+            "rlnTomoVisibleFrames": ["[" + ",".join(str(int(v)) for v in row) + "]" for row in keep],
+            "rlnRandomSubset": np.arange(len(particle_names)) % 2 + 1,
+        }
+    )
+
+
+def _optics_table(
+    pixel_size: float, box_size: int, voltage: float, cs: float, amplitude_contrast: float
+) -> pd.DataFrame:
+    """The single optics group of ``relion5_particles.star``: 2-D stacks of ``box_size`` px at ``pixel_size`` Å/px
+    (binning 1), not CTF-premultiplied; voltage kV, Cs mm."""
+    return pd.DataFrame(
+        {
+            "rlnOpticsGroup": [1],
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnSphericalAberration": [float(cs)],
+            "rlnVoltage": [float(voltage)],
+            "rlnAmplitudeContrast": [float(amplitude_contrast)],
+            "rlnTomoTiltSeriesPixelSize": [float(pixel_size)],
+            "rlnCtfDataAreCtfPremultiplied": [0],
+            "rlnImageDimensionality": [2],
+            "rlnTomoSubtomogramBinning": [1.0],
+            "rlnImagePixelSize": [float(pixel_size)],
+            "rlnImageSize": [int(box_size)],
+        }
+    )
+
+
 def write_relion5(
     outdir: Path,
     *,
@@ -79,89 +230,17 @@ def write_relion5(
     visible frames; ``tilt_defocus`` (n_tomograms, T, 3): defocus U, V (Å) and angle (°) at the tomogram centre.
     """
     outdir = Path(outdir)
-    t = len(tilt_deg)
-    proj = projection_matrices(tilt_deg, tomogram_shape)
-    step = np.diff(np.concatenate([[0.0], dose]))
-    pre = dose - step  # dose at the start of each tilt
-    blocks: dict[str, pd.DataFrame] = {}
-    z, y, x = tomogram_shape
-    blocks["global"] = pd.DataFrame(
-        {
-            "rlnTomoName": tomogram_names,
-            "rlnVoltage": float(voltage),
-            "rlnSphericalAberration": float(cs),
-            "rlnAmplitudeContrast": float(amplitude_contrast),
-            "rlnMicrographOriginalPixelSize": float(pixel_size),
-            "rlnTomoHand": HAND,
-            "rlnOpticsGroupName": "opticsGroup1",
-            "rlnTomoTiltSeriesPixelSize": float(pixel_size),
-            "rlnTomoSizeX": int(x),
-            "rlnTomoSizeY": int(y),
-            "rlnTomoSizeZ": int(z),
-            "rlnTomoFrameCount": t,
-        }
-    )
-    for g, name in enumerate(tomogram_names):
-        table = {f"rlnTomoProj{a}": _vectors(proj[:, k]) for k, a in enumerate("XYZW")}
-        table.update(
-            {
-                "rlnTomoNominalStageTiltAngle": -tilt_deg,
-                "rlnTomoXTilt": np.zeros(t),
-                "rlnTomoYTilt": -tilt_deg,
-                "rlnTomoZRot": np.zeros(t),
-                "rlnTomoXShiftAngst": np.zeros(t),
-                "rlnTomoYShiftAngst": np.zeros(t),
-                "rlnDefocusU": tilt_defocus[g, :, 0],
-                "rlnDefocusV": tilt_defocus[g, :, 1],
-                "rlnDefocusAngle": tilt_defocus[g, :, 2],
-                "rlnPhaseShift": np.full(t, float(phase_shift)),
-                "rlnCtfScalefactor": np.cos(np.deg2rad(tilt_deg)),
-                "rlnMicrographPreExposure": pre,
-            }
-        )
-        blocks[name] = pd.DataFrame(table)
-    write_star(blocks, outdir / "tomograms.star")
+    tomograms = _tomograms_blocks(
+        tomogram_names, tilt_deg, dose, tilt_defocus, tomogram_shape, pixel_size, voltage, cs, amplitude_contrast,
+        phase_shift,
+    )  # fmt: skip
+    write_star(tomograms, outdir / "tomograms.star")
 
     centred = (extraction_px - tomogram_centre(tomogram_shape)) * pixel_size
-    rot, tilt, psi = matrix_to_euler(rotation)
-    local = np.empty(len(particle_names), dtype=np.int64)
-    for g in range(len(tomogram_names)):
-        members = np.flatnonzero(tomogram_of == g)
-        local[members] = np.arange(1, len(members) + 1)
-    particles = pd.DataFrame(
-        {
-            "rlnTomoName": [tomogram_names[g] for g in tomogram_of],
-            "rlnTomoParticleName": [f"{tomogram_names[g]}/{k}" for g, k in zip(tomogram_of, local)],
-            "rlnCenteredCoordinateXAngst": centred[:, 0],
-            "rlnCenteredCoordinateYAngst": centred[:, 1],
-            "rlnCenteredCoordinateZAngst": centred[:, 2],
-            "rlnAngleRot": rot,
-            "rlnAngleTilt": tilt,
-            "rlnAnglePsi": psi,
-            "rlnOriginXAngst": origin[:, 0],
-            "rlnOriginYAngst": origin[:, 1],
-            "rlnOriginZAngst": origin[:, 2],
-            "rlnOpticsGroup": 1,
-            "rlnImageName": stack_names,
-            "rlnTomoVisibleFrames": ["[" + ",".join(str(int(v)) for v in row) + "]" for row in keep],
-            "rlnRandomSubset": np.arange(len(particle_names)) % 2 + 1,
-        }
+    particles = _particles_table(
+        particle_names, tomogram_names, tomogram_of, centred, origin, rotation, keep, stack_names
     )
-    optics = pd.DataFrame(
-        {
-            "rlnOpticsGroup": [1],
-            "rlnOpticsGroupName": ["opticsGroup1"],
-            "rlnSphericalAberration": [float(cs)],
-            "rlnVoltage": [float(voltage)],
-            "rlnAmplitudeContrast": [float(amplitude_contrast)],
-            "rlnTomoTiltSeriesPixelSize": [float(pixel_size)],
-            "rlnCtfDataAreCtfPremultiplied": [0],
-            "rlnImageDimensionality": [2],
-            "rlnTomoSubtomogramBinning": [1.0],
-            "rlnImagePixelSize": [float(pixel_size)],
-            "rlnImageSize": [int(box_size)],
-        }
-    )
+    optics = _optics_table(pixel_size, box_size, voltage, cs, amplitude_contrast)
     general = {"rlnTomoSubTomosAre2DStacks": 1}
     write_star({"general": general, "optics": optics, "particles": particles}, outdir / "relion5_particles.star")
     entries = {"rlnTomoParticlesFile": "relion5_particles.star", "rlnTomoTomogramsFile": "tomograms.star"}
