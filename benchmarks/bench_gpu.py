@@ -90,7 +90,7 @@ def torchrun_run(star: Path, outdir: Path, amp: bool, batch_size: int) -> dict:
     """The same training under ``torchrun --nproc_per_node 2``: particles/s from its epoch line."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "tomodrgn.cli", "train_vae",
            str(star), "-o", str(outdir), "--epochs", "1", "--batch-size", str(batch_size), "--dec-arch", "256x3",
-           "--device", "cuda", *(["--amp"] if amp else [])]  # fmt: skip
+           "--device", "cuda", "--amp" if amp else "--no-amp"]  # fmt: skip
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
     found = re.findall(r"([\d.]+) particles/s", res.stdout)

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from tomodrgn import api
-from tomodrgn.training import TrainConfig, iter_train
+from tomodrgn.runs import TrainConfig
+from tomodrgn.training import iter_train
 from tomodrgn.training.loop import EpochEvent
 
 NARROW_TILT = dict(

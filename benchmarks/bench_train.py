@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import platform
 import resource
 import shutil
@@ -24,7 +23,7 @@ from tomodrgn import api
 from tomodrgn.kernels import half_lattice
 from tomodrgn.models import HartleyDecoder, parse_arch
 from tomodrgn.physics.dose import dose_per_tilt
-from tomodrgn.training.huge_pages import huge_pages_on
+from tomodrgn.runtime.precision import precision_note
 
 
 def points_per_particle(series: api.ParticleSeries) -> tuple[float, float]:
@@ -130,7 +129,7 @@ def bench_device(star: Path, outdir: Path, device: str, args) -> dict:
         batch_size=args.batch_size,
         device=device,
         backend=args.backend,
-        amp=device.startswith("cuda") and args.amp,
+        amp=args.amp,
         seed=0,
         checkpoint_every=args.epochs,
         n_tilts=args.train_tilts,
@@ -162,13 +161,13 @@ def bench_device(star: Path, outdir: Path, device: str, args) -> dict:
         "wall_seconds": wall,
         "final_loss": epochs[-1].loss,
         "peak_rss_mb": peak_rss_mb(),
-        # allocation churn: page faults of a step of the last epoch (median), with or without huge pages
+        # allocation churn: page faults of a step of the last epoch (median)
         "minor_faults_per_step": float(np.median([f for e, f in faults if e == faults[-1][0]])),
         # flat when there is no churn: the median of each epoch (the first holds the warm-up)
         "minor_faults_per_step_by_epoch": [
             float(np.median([f for e, f in faults if e == ep])) for ep in sorted({e for e, _ in faults})
         ],
-        "huge_pages": huge_pages_on(os.environ),
+        "precision": precision_note(config.amp, torch.device(device)),
     }
     if device.startswith("cuda"):
         out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -194,12 +193,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--train-tilts", type=int, default=None, help="tilts sampled per particle in training (all)")
     p.add_argument("--backend", default="auto")
-    p.add_argument("--amp", action="store_true")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 where native (default)")
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda where present")
     p.add_argument("--no-profile", dest="profile", action="store_false", help="skip the per-stage time breakdown")
     args = p.parse_args(argv)
-    if argv is None:
-        api.restart_with_huge_pages(sys.argv)  # as the tomodrgn command runs: large buffers on huge pages
 
     star = args.workdir / "data" / "particles.star"
     if not star.exists():

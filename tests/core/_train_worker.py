@@ -7,7 +7,7 @@ Usage: python _train_worker.py STAR OUTDIR [--resume] [--epochs N] [--batch-size
 
 import argparse
 
-from tomodrgn.training import TrainConfig
+from tomodrgn.runs import TrainConfig
 from tomodrgn.training.loop import StepEvent, iter_train
 
 if __name__ == "__main__":
@@ -36,6 +36,7 @@ if __name__ == "__main__":
         device="cpu",
         backend="torch",
         val_tilts=args.val_tilts,
+        amp=False,  # fp32: one and N processes sum in different orders, which bf16 rounding would magnify
     )
     for ev in iter_train(args.star, args.outdir, None if args.resume else cfg, resume=args.resume):
         if isinstance(ev, StepEvent):

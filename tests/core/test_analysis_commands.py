@@ -14,8 +14,9 @@ from tomodrgn.analysis.volumes import list_epochs
 from tomodrgn.cli import main
 from tomodrgn.io.index_lists import read_index_list
 from tomodrgn.io.mrc import mrc_pixel_size, read_mrc
+from tomodrgn.runs import TrainConfig, load_model
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig, load_model, train
+from tomodrgn.training import train
 
 TINY = dict(enc_arch_a="16x1", enc_arch_b="16x1", embed_dim=8, dec_arch="32x2", device="cpu", backend="torch")
 

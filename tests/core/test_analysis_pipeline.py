@@ -169,7 +169,8 @@ def test_fsc_confusion_and_latent_plots_are_not_blank(tmp_path):
 def test_analyze_trained_run_with_default_decoder(tmp_path):
     """End to end with the real trainer: load_model(run).decode is the default decoder; convergence across epochs."""
     from tomodrgn.analysis.volumes import convergence
-    from tomodrgn.training import TrainConfig, load_model, train
+    from tomodrgn.runs import TrainConfig, load_model
+    from tomodrgn.training import train
 
     ds = simulate_dataset(tmp_path / "sim", n_particles=16, box_size=D, n_tilts=5, seed=3)
     cfg = TrainConfig(

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from tomodrgn.runs import TrainConfig, load_model
+from tomodrgn.runs.checkpoint import load_checkpoint
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig, iter_train, load_model, train
+from tomodrgn.training import iter_train, train
 from tomodrgn.training.averaging import averaging_horizon, ema_weight, weight_average
-from tomodrgn.training.checkpoint import load_checkpoint
 from tomodrgn.training.loop import StepEvent
 
 TINY = dict(enc_arch_a="16x1", enc_arch_b="16x1", embed_dim=8, dec_arch="32x2", device="cpu", backend="torch")

@@ -15,9 +15,10 @@ import torch
 from _cli_inprocess import assert_user_error, run_cli
 
 from tomodrgn.io.errors import InputError
+from tomodrgn.runs import TrainConfig
+from tomodrgn.runtime.batch_size import MARGIN, MAX_GROWTH, _linux_rss_peak_reset, _status_kib, choose_batch_size
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig, train
-from tomodrgn.training.batch_size import MARGIN, MAX_GROWTH, _linux_rss_peak_reset, _status_kib, choose_batch_size
+from tomodrgn.training import train
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak memory via Linux /proc")
 MIB = 2**20
@@ -61,9 +62,10 @@ def test_auto_batch_size_respects_the_memory_limit(sim, tmp_path):
 _HOLES = """
 import json, sys, torch
 from pathlib import Path
-from tomodrgn.training import TrainConfig, train
-from tomodrgn.training.batch_size import _linux_rss_peak_reset, _status_kib
-from tomodrgn.training.mmap_threshold import fix_mmap_threshold
+from tomodrgn.runs import TrainConfig
+from tomodrgn.training import train
+from tomodrgn.runtime.batch_size import _linux_rss_peak_reset, _status_kib
+from tomodrgn.runtime.mmap_threshold import fix_mmap_threshold
 star, out, n_blocks = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 fix_mmap_threshold()  # blocks under 4 MiB come from the heap
 keep, blocks = [], []
@@ -137,8 +139,8 @@ def test_a_step_out_of_memory_is_one_line_naming_batch_and_box(sim, tmp_path):
         import resource
         from pathlib import Path
         from tomodrgn.io.errors import InputError
-        from tomodrgn.training import TrainConfig
-        from tomodrgn.training.distributed import init_distributed
+        from tomodrgn.runs import TrainConfig
+        from tomodrgn.runtime.distributed import init_distributed
         from tomodrgn.training.trainer import Trainer
         cfg = TrainConfig(zdim=2, epochs=1, batch_size=32, dec_arch="256x3", enc_arch_a="32x2", device="cpu",
                           backend="torch", weight_average_steps=0)

@@ -18,8 +18,9 @@ import torch
 from tomodrgn.demo import run_demo
 from tomodrgn.io.mrc import read_mrc
 from tomodrgn.models.decoder import HartleyDecoder
+from tomodrgn.runs import TrainConfig, load_model
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig, load_model, train
+from tomodrgn.training import train
 
 
 def residual_map(vol: np.ndarray, truth: np.ndarray) -> np.ndarray:

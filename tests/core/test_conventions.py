@@ -17,7 +17,8 @@ from _render_check import render_error
 from tomodrgn.io.particles import read_particles
 from tomodrgn.physics.ctf import compute_ctf
 from tomodrgn.physics.pose import euler_to_matrix, matrix_to_euler
-from tomodrgn.training import TrainConfig, load_model, train
+from tomodrgn.runs import TrainConfig, load_model
+from tomodrgn.training import train
 
 
 def _fsc(a: np.ndarray, b: np.ndarray) -> np.ndarray:

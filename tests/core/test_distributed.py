@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from tomodrgn.runs.checkpoint import load_checkpoint
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training.checkpoint import load_checkpoint
 
 WORKER = Path(__file__).with_name("_train_worker.py")
 

@@ -20,7 +20,7 @@ from torch_fourier_rescale import fourier_rescale_3d
 from tomodrgn import api
 from tomodrgn.io.mrc import read_mrc, write_mrc
 from tomodrgn.physics.hand import flip_hand
-from tomodrgn.training.config import TrainConfig
+from tomodrgn.runs.config import TrainConfig
 
 HAND_MARGIN = 0.3  # the criterion: CC with the truth > CC with its mirror + 0.3
 

@@ -16,10 +16,11 @@ from tomodrgn.api import heldout_scores
 from tomodrgn.data import collate
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.particles import read_particles
+from tomodrgn.runs import TrainConfig
+from tomodrgn.runs.model import make_dataset
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig, iter_train
+from tomodrgn.training import iter_train
 from tomodrgn.training.loop import EpochEvent
-from tomodrgn.training.setup import make_dataset
 from tomodrgn.training.validation import heldout_set, heldout_split
 
 WORKER = Path(__file__).with_name("_train_worker.py")
@@ -115,7 +116,9 @@ def test_heldout_error_rises_when_a_tiny_noisy_dataset_is_overtrained(tmp_path):
     assert val[-1] > 1.02 * val[best]  # held-out error rose …
     assert mse[-1] < mse[best] - 0.03  # … while training error kept falling
     line = heldout_verdict(parse_train_log(tmp_path / "run" / "train.log"))
-    assert line.startswith(f"held-out error minimal at epoch {best} ") and "overfitting" in line
+    assert line.startswith("held-out error minimal at epoch ") and "overfitting" in line
+    named = int(line.split()[5])  # the log's minimum: train.log keeps 6 decimals, so a near-tie may name its twin
+    assert abs(named - best) <= 2 and val[named] - val[best] < 1e-5, (named, best)
 
 
 def test_torchrun_two_processes_give_the_same_heldout_numbers(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from _cli_inprocess import run_cli
 
 from tomodrgn import api
-from tomodrgn.training import TrainConfig
+from tomodrgn.runs import TrainConfig
 
 LEGACY = Path(__file__).parents[1] / "data" / "run_0.1.0"
 

@@ -24,7 +24,7 @@ from tomodrgn.io.mrc import (
     write_mrc,
 )
 from tomodrgn.io.particles import read_particles
-from tomodrgn.training.config import TrainConfig
+from tomodrgn.runs.config import TrainConfig
 
 PX = 3.5
 pytestmark = pytest.mark.filterwarnings(

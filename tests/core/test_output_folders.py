@@ -23,7 +23,8 @@ def sim(tmp_path_factory):
 @pytest.fixture(scope="module")
 def subset_run(sim, tmp_path_factory):
     """A VAE run trained on the first 10 of the 16 particles."""
-    from tomodrgn.training import TrainConfig, train
+    from tomodrgn.runs import TrainConfig
+    from tomodrgn.training import train
 
     out = tmp_path_factory.mktemp("of") / "run"
     cfg = TrainConfig(

@@ -24,8 +24,9 @@ from tomodrgn.io.particles import read_particles
 from tomodrgn.models.encoder import phase_flip
 from tomodrgn.physics.ctf import compute_ctf
 from tomodrgn.physics.lattice import Lattice
+from tomodrgn.runs import TrainConfig, load_model
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig, load_model, train
+from tomodrgn.training import train
 
 D = 32
 

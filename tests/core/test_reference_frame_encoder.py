@@ -11,8 +11,9 @@ from tomodrgn.models import ReferenceFrameEncoder, TomoDRGN
 from tomodrgn.models.encoder import reference_frame_radius
 from tomodrgn.physics.hartley import ht3_center
 from tomodrgn.physics.lattice import Lattice
+from tomodrgn.runs import TrainConfig, load_model
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig, load_model, train
+from tomodrgn.training import train
 
 D = 16
 RADIUS = 5

@@ -15,8 +15,9 @@ from tomodrgn.export.selections import filter_star
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.particles import read_particles
+from tomodrgn.runs import TrainConfig, load_model
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig, load_model, train
+from tomodrgn.training import train
 
 TS_PX, IMG_PX, D = 2.0, 4.0, 8
 TOMOS = {  # name: (nominal tilts, x tilt, z rot, pre-exposure, hand, size x/y/z)

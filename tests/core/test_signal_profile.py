@@ -13,9 +13,10 @@ import torch
 from tomodrgn.io.mrc import read_mrc
 from tomodrgn.models.decoder import HartleyDecoder
 from tomodrgn.physics.hartley import ht3_center
+from tomodrgn.runs import TrainConfig, load_model
+from tomodrgn.runs.model import make_dataset
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig, load_model, train
-from tomodrgn.training.setup import make_dataset
+from tomodrgn.training import train
 from tomodrgn.training.signal_profile import envelope_profile, signal_profile
 
 

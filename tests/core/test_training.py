@@ -14,10 +14,11 @@ from tomodrgn.data import TiltSeriesDataset, collate
 from tomodrgn.io.mrc import read_mrc
 from tomodrgn.io.particles import read_particles
 from tomodrgn.kernels import half_lattice, masked_lattice
+from tomodrgn.runs import TrainConfig, load_model, write_volume
+from tomodrgn.runs.checkpoint import list_checkpoints, load_checkpoint
 from tomodrgn.simulate import simulate_dataset
 from tomodrgn.simulate.forward import sample_spectra, volume_spectra
-from tomodrgn.training import TrainConfig, iter_train, load_model, train, write_volume
-from tomodrgn.training.checkpoint import list_checkpoints, load_checkpoint
+from tomodrgn.training import iter_train, train
 from tomodrgn.training.loop import EpochEvent, StepEvent
 from tomodrgn.training.loss import gather_image_pixels, render_pixels
 from tomodrgn.training.step import particle_noise
@@ -232,7 +233,7 @@ def test_beta_schedule_and_default():
 def test_encoder_images_dose_order_and_phase_flip():
     from tomodrgn.physics.ctf import compute_ctf
     from tomodrgn.physics.lattice import Lattice
-    from tomodrgn.training.step import encoder_images
+    from tomodrgn.runs.model import encoder_images
 
     torch.manual_seed(0)
     lat = half_lattice(16, 2.0)  # 2 Å pixels: the CTF changes sign inside the box

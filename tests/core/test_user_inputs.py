@@ -23,8 +23,9 @@ from tomodrgn.io.errors import InputError
 from tomodrgn.io.index_lists import read_index_list, read_labels, read_values
 from tomodrgn.io.particles import read_particles
 from tomodrgn.io.user_warnings import warnings_to
+from tomodrgn.runs import TrainConfig
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig, train
+from tomodrgn.training import train
 
 PY_WARNING = re.compile(r"\.py:\d+:|Warning: |^\s+\w+ = ", re.M)  # Python's display: path:line: Category: + source
 
@@ -279,7 +280,7 @@ def test_first_and_ind_follow_one_rule_everywhere(tmp_path):
     and back-projection (io.selection.chosen_indices), with errors naming the option or file."""
     from tomodrgn.io.selection import chosen_indices
     from tomodrgn.reconstruct.pipeline import _particles_to_use
-    from tomodrgn.training.config import TrainConfig
+    from tomodrgn.runs.config import TrainConfig
 
     assert chosen_indices(10, first=2, ind=np.array([5, 3, 7])).tolist() == [5, 3]
     assert chosen_indices(10, first=3).tolist() == [0, 1, 2]

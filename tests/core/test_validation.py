@@ -18,8 +18,9 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from tomodrgn.io.mrc import read_mrc
+from tomodrgn.runs import TrainConfig, load_model
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig, load_model, train
+from tomodrgn.training import train
 
 pytestmark = pytest.mark.slow
 DEVICE = os.environ.get("TOMODRGN_TEST_DEVICE", "auto")

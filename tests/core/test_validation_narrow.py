@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tomodrgn.training import TrainConfig, iter_train
+from tomodrgn.runs import TrainConfig
+from tomodrgn.training import iter_train
 from tomodrgn.training.loop import EpochEvent
 
 pytestmark = pytest.mark.slow

@@ -17,8 +17,9 @@ from tomodrgn.analysis.metrics import cc
 from tomodrgn.analysis.traversal import truth_volumes_along
 from tomodrgn.cli import main
 from tomodrgn.io.mrc import read_mrc
+from tomodrgn.runs import TrainConfig
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig, train
+from tomodrgn.training import train
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,9 @@ import pytest
 from tomodrgn.data.dataset import TiltSeriesDataset, soft_window
 from tomodrgn.io.particles import read_particles
 from tomodrgn.physics.hartley import ht2_center, iht2_center
+from tomodrgn.runs import TrainConfig
+from tomodrgn.runs.config import WINDOW_RADII
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training import TrainConfig
-from tomodrgn.training.config import WINDOW_RADII
 
 
 def test_soft_window_profile():

@@ -107,7 +107,7 @@ def sim_dataset(tmp_path_factory):
 
 def tiny_config(**kw):
     """A TrainConfig small enough to train in seconds on CPU."""
-    from tomodrgn.training.config import TrainConfig
+    from tomodrgn.runs.config import TrainConfig
 
     base = dict(
         mode="vae", zdim=2, enc_arch_a="16x1", enc_arch_b="16x1", embed_dim=8, dec_arch="16x1", epochs=2,

@@ -79,7 +79,7 @@ def test_reader_run_folder_in_viewer(make_napari_viewer, tmp_path, tiny_star):
 
 def test_reader_training_run_folder(trained_run, sim_dataset):
     """A training run folder gives the volume at the mean z (model pixel size) and the training particles."""
-    from tomodrgn.training.evaluate import load_model
+    from tomodrgn.runs.trained import load_model
 
     layers = get_reader(str(trained_run))(str(trained_run))
     assert [k for _, _, k in layers] == ["image", "points", "vectors"]

@@ -19,7 +19,7 @@ from napari_tomodrgn._widget_overlay import OverlayWidget
 from napari_tomodrgn._widget_train import VOLUME_LAYER as TRAIN_VOLUME
 from napari_tomodrgn._widget_train import TrainWidget
 from tomodrgn.analysis.overlay import reference_z_axis
-from tomodrgn.training.evaluate import load_model
+from tomodrgn.runs.trained import load_model
 
 pytestmark = pytest.mark.gui
 MAIN = threading.main_thread().ident

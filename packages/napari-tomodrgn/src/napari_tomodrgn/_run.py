@@ -14,7 +14,7 @@ import numpy as np
 
 @dataclass
 class LoadedRun:
-    """Model (:class:`tomodrgn.training.evaluate.TrainedModel`), z (n, zdim) in STAR particle order, particles."""
+    """Model (:class:`tomodrgn.runs.trained.TrainedModel`), z (n, zdim) in STAR particle order, particles."""
 
     run_dir: Path
     model: Any

@@ -196,7 +196,7 @@ class TrainWidget(Container):
             self.confirm_box = None
 
     def config(self) -> Any:
-        """The :class:`tomodrgn.training.config.TrainConfig` of the current settings (checkpoint every epoch)."""
+        """The :class:`tomodrgn.runs.config.TrainConfig` of the current settings (checkpoint every epoch)."""
         from tomodrgn.api import TrainConfig
 
         return TrainConfig(

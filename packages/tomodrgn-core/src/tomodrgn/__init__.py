@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """``tomodrgn.RunFolder`` without importing torch (the plugin's file readers ask it of every folder opened)."""
     if name == "RunFolder":
-        from tomodrgn.training.run_folder import RunFolder
+        from tomodrgn.runs.folder import RunFolder
 
         return RunFolder
     raise AttributeError(f"module 'tomodrgn' has no attribute {name!r}")

@@ -12,11 +12,11 @@ from tomodrgn.analysis.latent import kmeans
 from tomodrgn.analysis.pipeline import AnalysisResult, TruthEvaluation, analyze_run, evaluate_against_truth
 from tomodrgn.demo_defaults import DEMO_DEFAULTS, DEMO_TRAIN_DEFAULTS
 from tomodrgn.io.mrc import read_mrc
+from tomodrgn.runs.config import TrainConfig
+from tomodrgn.runs.folder import RunFolder
+from tomodrgn.runs.trained import load_model
 from tomodrgn.simulate import simulate_dataset
-from tomodrgn.training.config import TrainConfig
-from tomodrgn.training.evaluate import load_model
 from tomodrgn.training.loop import train
-from tomodrgn.training.run_folder import RunFolder
 
 
 @dataclass

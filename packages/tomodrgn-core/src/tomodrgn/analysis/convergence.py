@@ -35,7 +35,7 @@ from tomodrgn.analysis.metrics import cc, fsc, named_mask, resolution_at
 from tomodrgn.analysis.volumes import Decoder, latent_convergence, list_epochs
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.output_dir import check_output_dir
-from tomodrgn.training.run_folder import RunFolder
+from tomodrgn.runs.folder import RunFolder
 
 DEFAULT_THRESHOLDS = {"knn_preservation": 0.4, "cca_mean": 0.9, "volume_cc": 0.95}
 """Minimum value of each criterion for a pair of epochs to count as stable (criteria absent from a row are skipped)."""
@@ -207,7 +207,7 @@ def convergence_vae(
     ``--ground-truth``)."""
     from tomodrgn.analysis import plots
     from tomodrgn.analysis.report import image, table, write_report
-    from tomodrgn.training.evaluate import load_model
+    from tomodrgn.runs.trained import load_model
 
     run_dir = Path(run_dir)
     if outdir is not None:
@@ -291,8 +291,8 @@ def convergence_nn(
     from tomodrgn.analysis import plots
     from tomodrgn.analysis.report import image, table, write_report
     from tomodrgn.io.mrc import read_mrc, write_mrc
-    from tomodrgn.training.checkpoint import list_checkpoints
-    from tomodrgn.training.evaluate import load_model
+    from tomodrgn.runs.checkpoint import list_checkpoints
+    from tomodrgn.runs.trained import load_model
 
     run_dir = Path(run_dir)
     if outdir is not None:

@@ -13,7 +13,7 @@ Outputs of ``analyze_run`` under ``<run_dir>/analyze.<epoch>/`` (``docs/architec
     report.md                                               links to all of the above
 
 The decoder is an argument (``z (n, zdim) -> volumes (n, D, D, D)``), by default
-``tomodrgn.training.evaluate.load_model(run_dir, epoch).decode``.
+``tomodrgn.runs.trained.load_model(run_dir, epoch).decode``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from tomodrgn.export.selections import write_index_list
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.io.output_dir import check_output_dir, prepare_output_dir
-from tomodrgn.training.run_folder import RunFolder
-from tomodrgn.training.run_particles import apply_run_selection
+from tomodrgn.runs.folder import RunFolder
+from tomodrgn.runs.particles import apply_run_selection
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``, called as each stage advances."""
@@ -67,7 +67,7 @@ def _run_metadata(run_dir: Path, epoch: int | None) -> tuple[dict, dict]:
     cfg = RunFolder(run_dir).load_config()
     dataset: dict = {}
     try:
-        from tomodrgn.training.checkpoint import find_checkpoint, load_checkpoint
+        from tomodrgn.runs.checkpoint import find_checkpoint, load_checkpoint
 
         dataset = dict(load_checkpoint(find_checkpoint(run_dir, epoch)).get("dataset") or {})
     except FileNotFoundError:
@@ -228,7 +228,7 @@ def _run_decoder(run_dir: Path, epoch, decode: Decoder | None, flip_hand: bool, 
     """(decoder, config dict, dataset metadata, pixel size of the volumes): the run's model unless ``decode`` is
     given; the pixel size from the checkpoint's metadata first, then the config."""
     if decode is None:
-        from tomodrgn.training.evaluate import load_model
+        from tomodrgn.runs.trained import load_model
 
         model = load_model(run_dir, epoch, flip_hand=flip_hand)
         decode = model.decode

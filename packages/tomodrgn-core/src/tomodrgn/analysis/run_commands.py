@@ -18,7 +18,7 @@ from tomodrgn.analysis.volume_space import VolumeSpaceResult, analyze_volumes
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.index_lists import read_labels, read_values
 from tomodrgn.io.output_dir import check_output_dir
-from tomodrgn.training.run_folder import RunFolder
+from tomodrgn.runs.folder import RunFolder
 
 if TYPE_CHECKING:
     from tomodrgn.reconstruct.reference_check import Reference
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 def load_vae_run(run_dir: str | Path, epoch: int | None = None, device: str = "cpu", flip_hand: bool = False):
     """(TrainedModel, z (n, zdim) of that epoch, epoch) of a VAE run; z from ``z.{epoch}.npy`` (latest if None);
-    ``flip_hand``: the model decodes mirrored volumes (:class:`~tomodrgn.training.evaluate.TrainedModel`)."""
-    from tomodrgn.training.evaluate import load_model
+    ``flip_hand``: the model decodes mirrored volumes (:class:`~tomodrgn.runs.trained.TrainedModel`)."""
+    from tomodrgn.runs.trained import load_model
 
     run_dir = Path(run_dir)
     z, epoch = RunFolder(run_dir).load_z(epoch)
@@ -62,7 +62,7 @@ def analyze_volumes_run(
     volumes (a ``mask`` file must then be in the mirrored hand too). ``resume``: continue an interrupted call in the
     same folder, keeping the volumes it decoded from the same run, epoch and hand."""
     from tomodrgn.io.mrc import read_mrc
-    from tomodrgn.training.run_particles import training_particles
+    from tomodrgn.runs.particles import training_particles
 
     model, z, epoch = load_vae_run(run_dir, epoch, device, flip_hand)
     m = mask
@@ -136,7 +136,7 @@ def check_run_against_reference(
     (``reference_check.<epoch>.txt`` for an earlier epoch). The map: a homogeneous run's; for a VAE run the volume
     of the particle whose z is nearest the mean z. Returns the :class:`ReferenceCheck`."""
     from tomodrgn.reconstruct.reference_check import check_against_reference, write_reference_check
-    from tomodrgn.training.evaluate import load_model
+    from tomodrgn.runs.trained import load_model
 
     run_dir = Path(run_dir)
     model = load_model(run_dir, epoch, device)
@@ -199,7 +199,7 @@ def subtomo2chimerax(
     from tomodrgn.export.chimerax import quantity_colors, write_chimerax_scripts
     from tomodrgn.io.mrc import mrc_pixel_size, read_mrc, write_mrc
     from tomodrgn.io.particles import read_particles
-    from tomodrgn.training.run_particles import training_particles
+    from tomodrgn.runs.particles import training_particles
 
     out = check_output_dir(outdir, overwrite, what="output folder")
     model = z = None
@@ -268,7 +268,7 @@ def decode_volumes(
     (:func:`postprocess_volume`)."""
     from tomodrgn.io.mrc import write_mrc
     from tomodrgn.io.output_dir import prepare_output_dir
-    from tomodrgn.training.evaluate import load_model
+    from tomodrgn.runs.trained import load_model
 
     check_output_dir(outdir, overwrite)
     model = load_model(run_dir, epoch, device=device, flip_hand=flip_hand)
@@ -319,8 +319,8 @@ def embed_particles(
     2-D stack set given by its particles STAR ``star`` (the training STAR, given again, is read with the run's)."""
     from tomodrgn.io.particles import ParticleSeries
     from tomodrgn.io.selection import read_particles_checked, select_particles
-    from tomodrgn.training.evaluate import load_model
-    from tomodrgn.training.run_particles import training_particles
+    from tomodrgn.runs.particles import training_particles
+    from tomodrgn.runs.trained import load_model
 
     if n_tilts is not None and (isinstance(n_tilts, bool) or n_tilts < 1):
         raise InputError(f"--n-tilts must be ≥ 1, got {n_tilts}")

@@ -15,7 +15,7 @@ import numpy as np
 from tomodrgn.analysis.latent import kmeans, nearest_to_centres
 from tomodrgn.analysis.metrics import adjusted_rand_index, cc
 from tomodrgn.io.errors import InputError
-from tomodrgn.training.run_folder import RunFolder
+from tomodrgn.runs.folder import RunFolder
 
 Decoder = Callable[[np.ndarray], np.ndarray]
 Progress = Callable[[int, int], None]

@@ -4,9 +4,8 @@ One module per command family registers its sub-commands (``register(sub)``); ha
 ``--help`` and argument errors answer without loading torch. A user error (bad input, missing file, no space, no
 permission) prints one line naming the culprit and exits with status 2; ``--debug`` shows the traceback. A warning
 is one line, ``warning: <message>``, each kind once (:func:`tomodrgn.io.user_warnings.warnings_to`).
-The command starts itself once more with glibc's huge pages for the large buffers of training and decoding
-(:mod:`tomodrgn.training.huge_pages`; ``TOMODRGN_HUGE_PAGES=0`` turns it off), and fixes glibc's mmap threshold so
-that freed large buffers leave the resident set (:mod:`tomodrgn.training.mmap_threshold`).
+The command fixes glibc's mmap threshold so that freed large buffers leave the resident set
+(:mod:`tomodrgn.runtime.mmap_threshold`).
 The published tomoDRGN's command lines run too: each command's "tomoDRGN-compatible options" group
 (:mod:`tomodrgn.cli.tomodrgn_compat`, docs/coming-from-tomodrgn.md).
 Run ``tomodrgn COMMAND --help``. Under ``torchrun``: ``torchrun --nproc_per_node N -m tomodrgn.cli train_vae ...``.
@@ -109,8 +108,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def entry() -> None:
-    """The ``tomodrgn`` command and ``python -m tomodrgn.cli``: restart once so that glibc gives large buffers huge
-    pages (:func:`tomodrgn.api.restart_with_huge_pages`; glibc reads its tunables only at start), then :func:`main`."""
-    api.restart_with_huge_pages(["-m", "tomodrgn.cli", *sys.argv[1:]])
+    """The ``tomodrgn`` command and ``python -m tomodrgn.cli``: glibc's mmap threshold fixed, then :func:`main`."""
     api.fix_mmap_threshold()
     main()

@@ -38,7 +38,7 @@ TRAIN_HELP = {
     " latents written); e.g. to time a large set",
     "dose_filter": "multiply decoded slices by the exposure filter exp(-N/2Ne)",
     "amp": "mixed precision: bf16 autocast of the networks on CUDA and on CPUs with native bf16 (loss, reductions and"
-    " optimiser state fp32); elsewhere fp32, with a warning",
+    " optimiser state fp32); elsewhere fp32. --no-amp: fp32 everywhere",
     "preload": "load all images into RAM (default: memory-mapped, read lazily)",
     "invert": "invert image contrast",
     "first": "train on the first N particles only (STAR particle order; the first N of --ind when given)",

@@ -2,7 +2,7 @@
 
 The project rule: a command never writes into a folder that already holds something (another run's or command's
 output) unless the user says so with ``--overwrite``; it never replaces an existing output file without it either.
-Training runs have their own rules (:mod:`tomodrgn.training.run_dir`: resume, and an overwrite that deletes only
+Training runs have their own rules (:mod:`tomodrgn.runs.create`: resume, and an overwrite that deletes only
 the run's files). Default output folders inside a run (``RUN/analyze.N`` …) are the command's own and are reused.
 """
 

@@ -42,7 +42,7 @@ from torch.profiler import record_function
 from tomodrgn.models.mlp import ResidLinear
 
 #: on the CPU the MLP runs over the points in blocks whose activations (points × nodes, float32) stay below this:
-#: glibc serves blocks under its mmap threshold (fixed at 4 MiB, :mod:`tomodrgn.training.mmap_threshold`) from the
+#: glibc serves blocks under its mmap threshold (fixed at 4 MiB, :mod:`tomodrgn.runtime.mmap_threshold`) from the
 #: heap, reused block after block instead of mapped and faulted in afresh, and the elementwise work between the matrix
 #: products (ReLU, its backward, the residual adds) runs in cache. One training step at D = 64, 41 tilts, 256×3, one
 #: core: 4.75 → 6.4 particles/s, the decoder from 68 % to 93 % of the measured matmul peak, minor page faults per step

@@ -1,5 +1,5 @@
 """Names and architecture strings of the networks, without importing torch (the CLI parser and
-:class:`~tomodrgn.training.config.TrainConfig` validate options with these, so ``tomodrgn --help`` stays fast)."""
+:class:`~tomodrgn.runs.config.TrainConfig` validate options with these, so ``tomodrgn --help`` stays fast)."""
 
 from __future__ import annotations
 

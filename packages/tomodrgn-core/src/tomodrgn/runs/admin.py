@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tomodrgn.io.errors import InputError
-from tomodrgn.training import checkpoint as ck
-from tomodrgn.training.run_folder import RunFolder
+from tomodrgn.runs import checkpoint as ck
+from tomodrgn.runs.folder import RunFolder
 
 
 def view_config(run_dir: str | Path) -> str:

@@ -1,6 +1,6 @@
 """Checkpoints and latents written atomically, the latest-links, and the resume search.
 
-File names are those of :mod:`tomodrgn.training.run_folder`. Every file is written as ``*.tmp`` and renamed, so a
+File names are those of :mod:`tomodrgn.runs.folder`. Every file is written as ``*.tmp`` and renamed, so a
 killed process never leaves a half-written ``*.pt``.
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from tomodrgn.io.errors import InputError
-from tomodrgn.training.run_dir import atomic_write_bytes, write_error
-from tomodrgn.training.run_folder import RunFolder, checkpoint_name
+from tomodrgn.runs.create import atomic_write_bytes, write_error
+from tomodrgn.runs.folder import RunFolder, checkpoint_name
 
 __all__ = [
     "atomic_np_save",

@@ -12,6 +12,7 @@ from pathlib import Path
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.pixel_size import check_pixel_size
 from tomodrgn.models.names import ENCODERS, POOLING_MODES, parse_arch
+from tomodrgn.runs.create import atomic_write_bytes
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -76,9 +77,11 @@ class TrainConfig:
     ``weight_average_steps``: the saved model for evaluation is an exponential moving average of the weights over
     about this many optimiser steps, in runs of at least ten times as many steps (:mod:`tomodrgn.training.averaging`);
     0: off (runs saved before the option).
+    ``amp``: bf16 autocast of the networks where bf16 is native (CUDA, CPUs with ``avx512_bf16`` / ``amx_bf16``),
+    fp32 elsewhere or when False (:mod:`tomodrgn.runtime.precision`).
     ``batch_size`` ``"auto"``: the largest batch whose trial step fits ``memory_limit`` GiB (None: the device's free
     memory on CUDA, the available RAM on CPU), chosen at set-up and saved as a number
-    (:mod:`tomodrgn.training.batch_size`).
+    (:mod:`tomodrgn.runtime.batch_size`).
     """
 
     mode: str = "vae"
@@ -108,7 +111,7 @@ class TrainConfig:
     checkpoint_every: int = 1
     backend: str = "auto"
     num_workers: int = 0
-    amp: bool = False
+    amp: bool = True
     box_size: int | None = None
     pixel_size: float | None = None
     preload: bool = False
@@ -207,8 +210,6 @@ class TrainConfig:
         return cls(**d)
 
     def save(self, path: str | Path) -> Path:
-        from tomodrgn.training.run_dir import atomic_write_bytes
-
         return atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
 
     @classmethod

@@ -1,6 +1,6 @@
 """Run folders: one training run per folder, and files that are either complete or absent (torch-free).
 
-A training run writes the files of :mod:`tomodrgn.training.run_folder` (config, log, checkpoints, latents and
+A training run writes the files of :mod:`tomodrgn.runs.folder` (config, log, checkpoints, latents and
 their latest-links); ``tomodrgn analyze`` writes ``analyze*/`` folders into it. Training into
 a folder that already holds anything is refused unless the run is resumed (``resume``) or the old run's files are
 removed first (``overwrite``: only the files above are deleted; anything else in the folder is kept).
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.output_dir import check_writable, folder_listing
-from tomodrgn.training.run_folder import RunFolder
+from tomodrgn.runs.folder import RunFolder
 
 
 def check_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = False) -> None:
@@ -43,7 +43,7 @@ def check_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = Fa
 def prepare_run_dir(outdir: str | Path, resume: bool = False, overwrite: bool = False) -> list[Path]:
     """Make ``outdir`` ready for a run (see :func:`check_run_dir`); returns what was deleted.
 
-    ``overwrite`` deletes the entries that match :data:`~tomodrgn.training.run_folder.RUN_FILE` (config, log,
+    ``overwrite`` deletes the entries that match :data:`~tomodrgn.runs.folder.RUN_FILE` (config, log,
     checkpoints, latents, their links,
     ``analyze*`` folders and ``*.tmp`` leftovers); other files in the folder are kept.
     """

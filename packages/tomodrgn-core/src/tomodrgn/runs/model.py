@@ -1,20 +1,26 @@
-"""Run set-up: the model a :class:`TrainConfig` describes, the dataset it trains on, and the dataset facts a
-checkpoint records (see :mod:`tomodrgn.training.loop` for the loop itself)."""
+"""A run's model and data: the model a :class:`TrainConfig` describes, the dataset it trains on, the dataset facts a
+checkpoint records, and how particles go through its encoder (images → encoder input → μ, log σ²)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
-from tomodrgn.data.dataset import TiltSeriesDataset
+from tomodrgn.data.dataset import TiltSeriesDataset, collate
+from tomodrgn.data.heldout import heldout_split
 from tomodrgn.io.particles import ParticleSeries
 from tomodrgn.io.selection import read_particles_checked
+from tomodrgn.kernels import HalfLattice
+from tomodrgn.models.encoder import phase_flip
 from tomodrgn.models.mlp import parse_arch
 from tomodrgn.models.vae import TomoDRGN
-from tomodrgn.training.config import TrainConfig
-from tomodrgn.training.signal_profile import envelope_profile, signal_profile
-from tomodrgn.training.validation import heldout_split
+from tomodrgn.physics.lattice import Lattice
+from tomodrgn.physics.pose import center_hartley_images
+from tomodrgn.runs.config import TrainConfig
 
 
 def build_model(config: TrainConfig, D: int, n_tilts: int) -> TomoDRGN:
@@ -71,22 +77,57 @@ def dataset_metadata(ds: TiltSeriesDataset, voltage: float) -> dict:
     }
 
 
-def set_decoder_envelope(model: TomoDRGN, ds: TiltSeriesDataset, config: TrainConfig, voltage: float) -> str:
-    """Give a new model's decoder the envelope ``config.decoder_envelope`` asks for (see
-    :mod:`tomodrgn.training.signal_profile`); returns a line for the training log saying what was used."""
-    dec = model.decoder
-    if config.decoder_envelope == "none":
-        dec.envelope_gain.fill_(1.0)
-        return "decoder envelope: none"
-    if config.decoder_envelope == "measured":
-        amplitude, measured = signal_profile(ds, voltage, config.dose_filter, seed=config.seed)
-        profile = envelope_profile(amplitude, measured)
-        if profile is not None:
-            dec.set_envelope_profile(profile)
-            last = int(np.flatnonzero(measured)[-1])
-            return (
-                f"decoder envelope: measured, signal to shell {last} of {ds.box_size // 2} "
-                f"({ds.pixel_size * ds.box_size / last:.1f} Å); per shell: " + " ".join(f"{v:.3g}" for v in profile)
-            )
-        return "decoder envelope: fixed (no shell with measurable signal in the half-set back-projections)"
-    return "decoder envelope: fixed"
+@functools.lru_cache(maxsize=8)
+def _lattice_freqs(D: int, pixel_size: float) -> torch.Tensor:
+    """((D+1)², 2) float32 (kx, ky) in Å⁻¹ of the full lattice, built once per (D, pixel size), not every step."""
+    return torch.from_numpy(Lattice(D).freqs2d(pixel_size)).to(torch.float32)
+
+
+def encoder_images(
+    images: torch.Tensor,
+    ctf: torch.Tensor,
+    lattice: HalfLattice,
+    config: TrainConfig,
+    dose: torch.Tensor | None = None,
+    origin: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The encoder's input: images (B, T, D+1, D+1), centred by their RELION origins ``origin`` (B, T, 2) Å (as the
+    published tomoDRGN does before encoding), then phase-flipped by the CTF when ``config.phase_flip``.
+
+    With the per-tilt encoder and ``concatenate`` pooling the tilts of each particle are put in order of cumulative
+    dose (acquisition order), so that each slot of the concatenated embedding has a consistent meaning however the
+    tilts were sampled.
+    """
+    freqs = _lattice_freqs(lattice.D, lattice.pixel_size).to(images.device)
+    if origin is not None and bool(torch.any(origin != 0)):
+        images = center_hartley_images(images, freqs, origin.to(images.dtype))
+    if config.phase_flip:
+        images = phase_flip(images, ctf, freqs)
+    if config.encoder == "per-tilt" and config.pooling == "concatenate" and dose is not None:
+        order = torch.argsort(dose, dim=1, stable=True)
+        images = torch.take_along_dim(images, order[:, :, None, None], dim=1)
+    return images
+
+
+@torch.no_grad()
+def encode_particles(
+    model: TomoDRGN,
+    ds: TiltSeriesDataset,
+    indices: list[int] | np.ndarray,
+    lattice: HalfLattice,
+    config: TrainConfig,
+    device: torch.device | str,
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encoder pass (no sampling) over particles ``indices`` of ``ds``: (indices, μ, log σ²) as numpy arrays."""
+    loader = DataLoader(ds, batch_size=batch_size, sampler=list(indices), collate_fn=collate, num_workers=num_workers)
+    idx, mus, lvs = [], [], []
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        images = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"], batch["shift"])
+        mu, lv = model.encode(images, batch["rotation"])
+        idx.append(batch["index"].cpu().numpy())
+        mus.append(mu.float().cpu().numpy())
+        lvs.append(lv.float().cpu().numpy())
+    return np.concatenate(idx), np.concatenate(mus), np.concatenate(lvs)

@@ -15,6 +15,7 @@ from typing import Any
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.particles import ParticleSeries, read_particles
 from tomodrgn.io.selection import select_particles
+from tomodrgn.runs import checkpoint as ck
 
 
 def _as_dict(config: Any) -> dict:
@@ -39,12 +40,10 @@ def run_selection_note(config: Any) -> str:
 
 
 def training_particles(run: Any, epoch: int | None = None) -> ParticleSeries:
-    """The training particles of ``run`` (a run folder or a :class:`~tomodrgn.training.evaluate.TrainedModel`):
+    """The training particles of ``run`` (a run folder or a :class:`~tomodrgn.runs.trained.TrainedModel`):
     the STAR recorded in its checkpoint (stack pixel size as in training), restricted to the run's ``--first`` /
     ``--ind`` selection. Particle i is the one of latent row i. ``epoch``: checkpoint to read (default latest)."""
     if isinstance(run, (str, Path)):
-        from tomodrgn.training import checkpoint as ck
-
         state = ck.load_checkpoint(ck.find_checkpoint(run, epoch))
         config, meta, where = dict(state["config"]), dict(state.get("dataset") or {}), Path(run)
     else:

@@ -15,12 +15,12 @@ from tomodrgn.io.particles import ParticleSeries
 from tomodrgn.kernels import half_lattice
 from tomodrgn.physics.hand import flip_hand as mirror
 from tomodrgn.physics.hartley import iht3_center
-from tomodrgn.training import checkpoint as ck
-from tomodrgn.training.config import TrainConfig
-from tomodrgn.training.distributed import resolve_device
-from tomodrgn.training.mmap_threshold import fix_mmap_threshold
-from tomodrgn.training.setup import build_model, make_dataset
-from tomodrgn.training.step import encode_particles
+from tomodrgn.runs import checkpoint as ck
+from tomodrgn.runs.config import TrainConfig
+from tomodrgn.runs.model import build_model, encode_particles, make_dataset
+from tomodrgn.runs.particles import training_particles
+from tomodrgn.runtime.device import resolve_device
+from tomodrgn.runtime.mmap_threshold import fix_mmap_threshold
 
 
 @dataclass
@@ -91,7 +91,7 @@ class TrainedModel:
         """(μ, log σ²) (n_particles, zdim) for every particle (STAR order), from ``n_tilts`` tilts each.
 
         ``star_or_series`` None: the run's training particles (its ``--first`` / ``--ind`` selection applied,
-        :func:`~tomodrgn.training.run_particles.training_particles`), in the order of its ``z.npy``.
+        :func:`~tomodrgn.runs.particles.training_particles`), in the order of its ``z.npy``.
 
         ``n_tilts`` None: all tilts (the minimum tilt count) when the run wrote its latents from all tilts
         (``z_all_tilts``, e.g. the reference-frame encoder), else the training value. With the per-tilt encoder and
@@ -101,8 +101,6 @@ class TrainedModel:
         if self.zdim == 0:
             raise InputError("this model is homogeneous (no encoder): nothing to embed")
         if star_or_series is None:
-            from tomodrgn.training.run_particles import training_particles
-
             star_or_series = training_particles(self)
         if n_tilts is None and not self.config.resolved_z_all_tilts:
             n_tilts = self.metadata["n_tilts"]
@@ -123,7 +121,7 @@ def load_model(
 ) -> TrainedModel:
     """Load ``weights.{epoch}.pt`` (latest when None) from a training run directory; ``flip_hand``: decode mirrored
     volumes (:class:`TrainedModel`)."""
-    fix_mmap_threshold()  # freed large buffers leave the resident set (training/mmap_threshold.py)
+    fix_mmap_threshold()  # freed large buffers leave the resident set (runtime/mmap_threshold.py)
     path = ck.find_checkpoint(run_dir, epoch)
     state = ck.load_checkpoint(path)
     config = TrainConfig.from_dict(state["config"])

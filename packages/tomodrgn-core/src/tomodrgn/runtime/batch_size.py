@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from tomodrgn.io.errors import InputError
-from tomodrgn.training.mmap_threshold import trim_heap
+from tomodrgn.runtime.mmap_threshold import trim_heap
 
 MARGIN = 0.85  # the chosen batch's measured peak stays under this fraction of the limit
 MAX_GROWTH = 4  # a trial's batch is at most this many times the largest batch that fitted
@@ -156,32 +156,6 @@ def choose_batch_size(
         else:
             over = guess
     return BatchChoice(choice, limit, str(device), trials, capped=choice == cap)
-
-
-def training_trial(model, decoder_fm, lattice, ds, config, device: torch.device) -> Callable[[int], None]:
-    """``trial(b)``: forward + backward of ``model`` on the first ``b`` particles of ``ds``, for memory only: no
-    optimiser step; gradients and random states are put back."""
-    from tomodrgn.data.dataset import collate
-    from tomodrgn.training.checkpoint import rng_state, set_rng_state
-    from tomodrgn.training.loss import combine
-    from tomodrgn.training.step import batch_forward, particle_noise
-
-    def trial(b: int) -> None:
-        state = rng_state()
-        try:
-            batch = collate([ds[i] for i in range(min(b, len(ds)))])
-            eps = None
-            if config.latent_dim:
-                eps = particle_noise(config.seed, 0, batch["index"].numpy(), config.latent_dim).to(device)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            terms, _, _ = batch_forward(model, decoder_fm, lattice, batch, config, eps, config.backend)
-            loss, _, _ = combine(terms, terms.wsum.detach(), terms.wsum.new_tensor(float(b)), 1.0)
-            loss.backward()
-        finally:
-            model.zero_grad(set_to_none=True)
-            set_rng_state(state)
-
-    return trial
 
 
 def is_out_of_memory(error: BaseException) -> bool:

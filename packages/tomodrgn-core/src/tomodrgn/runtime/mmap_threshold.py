@@ -13,7 +13,7 @@ stops its rise) it stayed at 1.3 GB and was no slower.
 :func:`~tomodrgn.training.load_model`; it changes nothing but where glibc puts blocks of 4 MiB and more, for the whole
 process. :func:`trim_heap` (``malloc_trim``) gives the free memory inside the heaps back to the system, so that the
 resident set counts only memory in use: ``--batch-size auto`` measures its trial steps from there
-(training/batch_size.py).
+(runtime/batch_size.py).
 """
 
 from __future__ import annotations

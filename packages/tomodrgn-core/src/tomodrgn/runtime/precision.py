@@ -1,15 +1,16 @@
-"""Mixed precision (``--amp``): the model's forward pass under bf16 autocast; everything that accumulates stays fp32.
+"""Mixed precision, on by default where it is native: the model's forward pass under bf16 autocast on CUDA and on CPUs
+with native bf16 arithmetic; everything that accumulates stays fp32. ``--no-amp`` trains in fp32 everywhere.
 
-bf16 autocast runs the encoder's and decoder's matrix products in bfloat16 on CUDA and on CPUs with native bf16
-(``avx512_bf16`` or ``amx_bf16``; elsewhere bf16 is slower than fp32, so ``--amp`` trains in fp32 there and says so
-once). The decoded Hartley values, μ and log σ² are cast back to fp32 before the CTF, the loss and the KL term; the
-weights, gradients and optimiser state are fp32 throughout (autocast never changes them).
+Elsewhere (a CPU without ``avx512_bf16`` / ``amx_bf16``, where bf16 matrix products ran 2.4× slower than fp32) the
+networks run in fp32 with no message; the training log says which precision a run had (:func:`precision_note`).
+The decoded Hartley values, μ and log σ² are cast back to fp32 before the CTF, the loss and the KL term; the weights,
+gradients and optimiser state are fp32 throughout (autocast never changes them). Accuracy and speed against fp32:
+docs/benchmarks.md, "Mixed precision".
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 
 import torch
 
@@ -26,20 +27,16 @@ def cpu_has_bf16() -> bool:
 
 
 def amp_enabled(amp: bool, device: torch.device) -> bool:
-    """Whether ``--amp`` runs bf16 autocast on ``device``: CUDA, or a CPU with native bf16 (:func:`cpu_has_bf16`)."""
+    """Whether ``amp`` (``--amp``, the default) runs bf16 autocast on ``device``: CUDA, or a CPU with native bf16."""
     if not amp:
         return False
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
 
 
-def amp_note(amp: bool, device: torch.device) -> str | None:
-    """One line for the log when ``--amp`` is asked for but trains in fp32 here (None otherwise)."""
-    if amp and not amp_enabled(amp, device):
-        return f"--amp: no native bf16 on this {device.type} (avx512_bf16 / amx_bf16): training in fp32"
-    return None
-
-
-def warn_if_fp32(amp: bool, device: torch.device) -> None:
-    note = amp_note(amp, device)
-    if note is not None:
-        warnings.warn(note, stacklevel=3)
+def precision_note(amp: bool, device: torch.device) -> str:
+    """One line for the training log: the precision the networks run in on ``device``, and why."""
+    if amp_enabled(amp, device):
+        return f"precision: bf16 autocast of the networks on {device.type} (native bf16), loss and weights fp32"
+    if not amp:
+        return "precision: fp32 (--no-amp)"
+    return f"precision: fp32 (no native bf16 on this {device.type})"

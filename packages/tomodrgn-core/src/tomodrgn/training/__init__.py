@@ -1,6 +1,7 @@
-"""Training: configuration, loss, the loop (one process or torchrun), checkpoints, evaluation of trained runs.
+"""Training: the loop (one process or torchrun), its steps, loss, held-out validation and weight averaging.
 
-Names are imported lazily (on first use), so ``tomodrgn.training.config`` can be imported without torch.
+What a run leaves on disk, its settings and loading a trained model are in :mod:`tomodrgn.runs`; the device,
+precision, batch-size search and process set-up in :mod:`tomodrgn.runtime`. Names are imported lazily (on first use).
 """
 
 from __future__ import annotations
@@ -9,16 +10,11 @@ import importlib
 
 _WHERE = {
     "EpochEvent": "events",
-    "RunFolder": "run_folder",
     "RunResult": "events",
     "StepEvent": "events",
     "Trainer": "trainer",
-    "TrainConfig": "config",
-    "TrainedModel": "evaluate",
     "iter_train": "loop",
-    "load_model": "evaluate",
     "train": "loop",
-    "write_volume": "evaluate",
 }
 __all__ = sorted(_WHERE)
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from tomodrgn.io.errors import InputError
-from tomodrgn.training.config import TrainConfig
-from tomodrgn.training.distributed import DistContext, all_gather_objects
-from tomodrgn.training.run_dir import prepare_run_dir
-from tomodrgn.training.run_folder import RunFolder
+from tomodrgn.runs.config import TrainConfig
+from tomodrgn.runs.create import prepare_run_dir
+from tomodrgn.runs.folder import RunFolder
+from tomodrgn.runtime.distributed import DistContext, all_gather_objects
 
 
 class TrainingDiverged(InputError):

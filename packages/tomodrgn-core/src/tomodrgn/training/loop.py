@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tomodrgn.io.particles import ParticleSeries
-from tomodrgn.training import checkpoint as ck
-from tomodrgn.training.config import TrainConfig
-from tomodrgn.training.distributed import barrier, init_distributed, shutdown
+from tomodrgn.runs import checkpoint as ck
+from tomodrgn.runs.config import TrainConfig
+from tomodrgn.runs.create import check_run_dir
+from tomodrgn.runs.folder import RunFolder
+from tomodrgn.runtime.distributed import barrier, init_distributed, shutdown
 from tomodrgn.training.events import EpochEvent, RunResult, StepEvent
-from tomodrgn.training.run_dir import check_run_dir
-from tomodrgn.training.run_folder import RunFolder
 from tomodrgn.training.trainer import Trainer
 
 __all__ = ["EpochEvent", "RunResult", "StepEvent", "epoch_line", "iter_train", "train"]
@@ -43,7 +43,7 @@ def iter_train(
     Works unchanged under ``torchrun`` (one DistributedSampler replica per process).
 
     A non-empty ``outdir`` is refused unless ``resume`` or ``overwrite`` (which first deletes the old run's files:
-    :func:`tomodrgn.training.run_dir.prepare_run_dir`). The options and the STAR file are checked before anything is
+    :func:`tomodrgn.runs.create.prepare_run_dir`). The options and the STAR file are checked before anything is
     written; a run that fails before its first checkpoint removes the files it wrote (and the folder it made).
     A NaN or infinite loss stops training with :class:`TrainingDiverged` before the bad step is taken, so the
     last checkpoint written stays the last good one.

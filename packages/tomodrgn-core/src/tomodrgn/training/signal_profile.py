@@ -15,12 +15,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from tomodrgn.data.dataset import TiltSeriesDataset, collate
+from tomodrgn.models.vae import TomoDRGN
 from tomodrgn.physics.ctf import image_ctf
 from tomodrgn.physics.dose import dose_weights
 from tomodrgn.physics.lattice import Lattice
 from tomodrgn.physics.pose import center_hartley_images, slice_coords
 from tomodrgn.reconstruct.backproject import insert_slices, zero_accumulators
 from tomodrgn.reconstruct.report import radial_distance
+from tomodrgn.runs.config import TrainConfig
 
 MAX_PARTICLES = 1000  # particles back-projected (at random, seeded): enough for the profile, cheap on large sets
 FLOOR_RATIO = 0.1  # the envelope beyond the information limit: at least this fraction of the last measured amplitude
@@ -127,3 +129,24 @@ def envelope_profile(
     dc = amplitude[0]
     profile[0] = max(dc, profile[1]) if np.isfinite(dc) else profile[1]
     return profile
+
+
+def set_decoder_envelope(model: TomoDRGN, ds: TiltSeriesDataset, config: TrainConfig, voltage: float) -> str:
+    """Give a new model's decoder the envelope ``config.decoder_envelope`` asks for (see
+    :mod:`tomodrgn.training.signal_profile`); returns a line for the training log saying what was used."""
+    dec = model.decoder
+    if config.decoder_envelope == "none":
+        dec.envelope_gain.fill_(1.0)
+        return "decoder envelope: none"
+    if config.decoder_envelope == "measured":
+        amplitude, measured = signal_profile(ds, voltage, config.dose_filter, seed=config.seed)
+        profile = envelope_profile(amplitude, measured)
+        if profile is not None:
+            dec.set_envelope_profile(profile)
+            last = int(np.flatnonzero(measured)[-1])
+            return (
+                f"decoder envelope: measured, signal to shell {last} of {ds.box_size // 2} "
+                f"({ds.pixel_size * ds.box_size / last:.1f} Å); per shell: " + " ".join(f"{v:.3g}" for v in profile)
+            )
+        return "decoder envelope: fixed (no shell with measurable signal in the half-set back-projections)"
+    return "decoder envelope: fixed"

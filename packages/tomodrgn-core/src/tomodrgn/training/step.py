@@ -1,24 +1,22 @@
-"""One training step's forward model: the encoder's input, the encoder pass over particles, and the decoder + loss
-terms of a batch (see :mod:`tomodrgn.training.loop` for the loop that calls them)."""
+"""One training step's forward model: the latent noise, the decoder + loss terms of a batch, and a memory-only
+trial step for the batch-size search (the encoder's input: :mod:`tomodrgn.runs.model`; the loop that calls them:
+:mod:`tomodrgn.training.loop`)."""
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch.profiler import record_function
-from torch.utils.data import DataLoader
 
-from tomodrgn.data.dataset import TiltSeriesDataset, collate
+from tomodrgn.data.dataset import collate
 from tomodrgn.kernels import HalfLattice, MaskedLattice, masked_lattice
-from tomodrgn.models.encoder import phase_flip
-from tomodrgn.models.vae import TomoDRGN
-from tomodrgn.physics.lattice import Lattice
-from tomodrgn.physics.pose import center_hartley_images
-from tomodrgn.training.config import TrainConfig
-from tomodrgn.training.loss import gather_image_pixels, loss_terms, render_pixels
-from tomodrgn.training.precision import amp_enabled
+from tomodrgn.runs.checkpoint import rng_state, set_rng_state
+from tomodrgn.runs.config import TrainConfig
+from tomodrgn.runs.model import encoder_images
+from tomodrgn.runtime.precision import amp_enabled
+from tomodrgn.training.loss import combine, gather_image_pixels, loss_terms, render_pixels
 
 
 def particle_noise(seed: int, epoch: int, index: np.ndarray, zdim: int) -> torch.Tensor:
@@ -39,62 +37,6 @@ def particle_noise(seed: int, epoch: int, index: np.ndarray, zdim: int) -> torch
     u = ((x >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
     u1, u2 = u[:, :zdim], u[:, zdim:]
     return torch.from_numpy(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).to(torch.float32)
-
-
-@functools.lru_cache(maxsize=8)
-def _lattice_freqs(D: int, pixel_size: float) -> torch.Tensor:
-    """((D+1)², 2) float32 (kx, ky) in Å⁻¹ of the full lattice, built once per (D, pixel size), not every step."""
-    return torch.from_numpy(Lattice(D).freqs2d(pixel_size)).to(torch.float32)
-
-
-def encoder_images(
-    images: torch.Tensor,
-    ctf: torch.Tensor,
-    lattice: HalfLattice,
-    config: TrainConfig,
-    dose: torch.Tensor | None = None,
-    origin: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The encoder's input: images (B, T, D+1, D+1), centred by their RELION origins ``origin`` (B, T, 2) Å (as the
-    published tomoDRGN does before encoding), then phase-flipped by the CTF when ``config.phase_flip``.
-
-    With the per-tilt encoder and ``concatenate`` pooling the tilts of each particle are put in order of cumulative
-    dose (acquisition order), so that each slot of the concatenated embedding has a consistent meaning however the
-    tilts were sampled.
-    """
-    freqs = _lattice_freqs(lattice.D, lattice.pixel_size).to(images.device)
-    if origin is not None and bool(torch.any(origin != 0)):
-        images = center_hartley_images(images, freqs, origin.to(images.dtype))
-    if config.phase_flip:
-        images = phase_flip(images, ctf, freqs)
-    if config.encoder == "per-tilt" and config.pooling == "concatenate" and dose is not None:
-        order = torch.argsort(dose, dim=1, stable=True)
-        images = torch.take_along_dim(images, order[:, :, None, None], dim=1)
-    return images
-
-
-@torch.no_grad()
-def encode_particles(
-    model: TomoDRGN,
-    ds: TiltSeriesDataset,
-    indices: list[int] | np.ndarray,
-    lattice: HalfLattice,
-    config: TrainConfig,
-    device: torch.device | str,
-    batch_size: int = 64,
-    num_workers: int = 0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Encoder pass (no sampling) over particles ``indices`` of ``ds``: (indices, μ, log σ²) as numpy arrays."""
-    loader = DataLoader(ds, batch_size=batch_size, sampler=list(indices), collate_fn=collate, num_workers=num_workers)
-    idx, mus, lvs = [], [], []
-    for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        images = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"], batch["shift"])
-        mu, lv = model.encode(images, batch["rotation"])
-        idx.append(batch["index"].cpu().numpy())
-        mus.append(mu.float().cpu().numpy())
-        lvs.append(lv.float().cpu().numpy())
-    return np.concatenate(idx), np.concatenate(mus), np.concatenate(lvs)
 
 
 def batch_forward(
@@ -170,3 +112,25 @@ def rendered_and_observed(
         dose if config.dose_filter else None,
     )
     return pred, gather_image_pixels(images.reshape(n, *images.shape[2:]), lattice, ml)
+
+
+def training_trial(model, decoder_fm, lattice, ds, config, device: torch.device) -> Callable[[int], None]:
+    """``trial(b)``: forward + backward of ``model`` on the first ``b`` particles of ``ds``, for memory only: no
+    optimiser step; gradients and random states are put back."""
+
+    def trial(b: int) -> None:
+        state = rng_state()
+        try:
+            batch = collate([ds[i] for i in range(min(b, len(ds)))])
+            eps = None
+            if config.latent_dim:
+                eps = particle_noise(config.seed, 0, batch["index"].numpy(), config.latent_dim).to(device)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            terms, _, _ = batch_forward(model, decoder_fm, lattice, batch, config, eps, config.backend)
+            loss, _, _ = combine(terms, terms.wsum.detach(), terms.wsum.new_tensor(float(b)), 1.0)
+            loss.backward()
+        finally:
+            model.zero_grad(set_to_none=True)
+            set_rng_state(state)
+
+    return trial

@@ -6,14 +6,13 @@ the log; :meth:`Trainer.epochs` yields the progress events of every epoch. What 
 step, global step, the latents of a stopped epoch, the last good checkpoint) is the small :class:`TrainState`;
 everything else is fixed at set-up. One code path for one process and for ``torchrun``: each step batches all
 particles × tilts of the local batch, and the loss is normalised by the weight sum all-reduced over processes.
-Rank 0 writes the run folder's files (:mod:`tomodrgn.training.run_folder`).
+Rank 0 writes the run folder's files (:mod:`tomodrgn.runs.folder`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import random
 import threading
 import time
@@ -33,26 +32,25 @@ from tomodrgn.io.errors import InputError
 from tomodrgn.io.particles import ParticleSeries
 from tomodrgn.io.selection import read_particles_checked, select_particles
 from tomodrgn.kernels import half_lattice
-from tomodrgn.training import checkpoint as ck
-from tomodrgn.training.averaging import averaging_horizon, weight_average
-from tomodrgn.training.batch_size import (
+from tomodrgn.runs import checkpoint as ck
+from tomodrgn.runs.config import TrainConfig
+from tomodrgn.runs.folder import RunFolder
+from tomodrgn.runs.model import build_model, dataset_metadata, encode_particles, make_dataset
+from tomodrgn.runtime.batch_size import (
     BatchChoice,
     choose_batch_size,
     is_out_of_memory,
     out_of_memory_message,
-    training_trial,
 )
-from tomodrgn.training.config import TrainConfig
-from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum
+from tomodrgn.runtime.distributed import DistContext, all_gather_objects, all_reduce_sum
+from tomodrgn.runtime.mmap_threshold import fix_mmap_threshold, threshold_note
+from tomodrgn.runtime.precision import precision_note
+from tomodrgn.training.averaging import averaging_horizon, weight_average
 from tomodrgn.training.events import EpochEvent, StepEvent
 from tomodrgn.training.guard import TrainingDiverged, all_finite, divergence_message, prepare_outdir, remove_created
-from tomodrgn.training.huge_pages import allocator_note
 from tomodrgn.training.loss import beta_at, combine, default_beta
-from tomodrgn.training.mmap_threshold import fix_mmap_threshold, threshold_note
-from tomodrgn.training.precision import warn_if_fp32
-from tomodrgn.training.run_folder import RunFolder
-from tomodrgn.training.setup import build_model, dataset_metadata, make_dataset, set_decoder_envelope
-from tomodrgn.training.step import batch_forward, encode_particles, particle_noise
+from tomodrgn.training.signal_profile import set_decoder_envelope
+from tomodrgn.training.step import batch_forward, particle_noise, training_trial
 from tomodrgn.training.validation import evaluate_heldout, heldout_set, write_heldout
 
 #: the options a resumed run may change; every other one comes from its checkpoint
@@ -97,7 +95,7 @@ class Trainer:
         resume: bool,
         ctx: DistContext,
     ) -> None:
-        fix_mmap_threshold()  # freed large buffers leave the resident set (training/mmap_threshold.py)
+        fix_mmap_threshold()  # freed large buffers leave the resident set (runtime/mmap_threshold.py)
         self.outdir, self.ctx, self.run = Path(outdir), ctx, RunFolder(outdir)
         saved = self._resume_state() if resume else None
         self.config = config = self._resolved_config(config, saved)
@@ -105,7 +103,6 @@ class Trainer:
         np.random.seed(config.seed % 2**32)
         random.seed(config.seed)
         self.device = ctx.device
-        warn_if_fp32(config.amp, self.device)
         self._set_up_data(star_or_series, saved)
         self._set_up_model(saved)
         self.batch_choice = None
@@ -215,7 +212,7 @@ class Trainer:
             f"# start epoch {s.epoch} step {s.step}: {len(self.ds)} particles, D={self.ds.box_size}, "
             f"{ctx.world_size} process(es), device {self.device}, beta {self.beta:.3g}"
         )
-        self._log(f"# {allocator_note(os.environ)}; {threshold_note()}")
+        self._log(f"# {precision_note(self.config.amp, self.device)}; {threshold_note()}")
         if self.envelope_note is not None:
             self._log(f"# {self.envelope_note}")
         if self.batch_choice is not None:
@@ -431,7 +428,7 @@ class Trainer:
         """Particles per batch of the all-tilt encoder pass: as many tilt images as four training batches (the pass is
         forward only), not 4 × batch particles of every tilt (at D = 64, 41 tilts, batch 32 of 11: 5,248 images, 34
         particles now). Its memory over the whole pass is bounded by the fixed mmap threshold
-        (training/mmap_threshold.py), without which it grew batch after batch whatever the batch."""
+        (runtime/mmap_threshold.py), without which it grew batch after batch whatever the batch."""
         return max(1, 4 * self.local_bs * self.ds.n_tilts // self.ds_all.n_tilts)  # n_tilts ≥ 1 (dataset)
 
     def validate(self, epoch: int, z: tuple | None, write: bool) -> float:

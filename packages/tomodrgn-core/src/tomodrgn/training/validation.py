@@ -16,7 +16,6 @@ beyond noise); ``rel_score`` divides it by the mean-z error.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,36 +24,14 @@ import pandas as pd
 import torch
 
 from tomodrgn.data.dataset import TiltSeriesDataset, collate
+from tomodrgn.data.heldout import heldout_split
 from tomodrgn.io.errors import InputError
-from tomodrgn.io.particles import ParticleSeries
-from tomodrgn.kernels import HalfLattice
-from tomodrgn.training.distributed import DistContext, all_gather_objects, all_reduce_sum
-
-SEED_TAG = 0x76616C  # mixed into the held-out choice's seed ("val")
-
-
-def heldout_split(series: ParticleSeries, k: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(training rows, held-out rows) per particle: K held-out images spread over the tilt range (module doc).
-
-    Rows index ``series.images``; both lists keep each particle's file order. Every particle needs more than K tilts.
-    """
-    if k < 1:
-        raise InputError(f"--val-tilts must be ≥ 1 to hold tilts out, got {k}")
-    train_rows, held_rows = [], []
-    for p, rows in enumerate(series.image_indices):
-        n = len(rows)
-        if n <= k:
-            raise InputError(
-                f"{series.star_path}: particle {series.particle_names[p]!r} has {n} tilt images; --val-tilts {k} "
-                "must leave at least one for training"
-            )
-        u = np.random.default_rng([seed, SEED_TAG, zlib.crc32(series.particle_names[p].encode())]).random()
-        order = np.argsort(series.tilt[rows], kind="stable")
-        held = np.zeros(n, dtype=bool)
-        held[order[np.floor((u + np.arange(k)) * n / k).astype(np.int64)]] = True
-        train_rows.append(rows[~held])
-        held_rows.append(rows[held])
-    return train_rows, held_rows
+from tomodrgn.kernels import HalfLattice, half_lattice
+from tomodrgn.runs.folder import RunFolder
+from tomodrgn.runs.model import encoder_images, make_dataset
+from tomodrgn.runs.trained import load_model
+from tomodrgn.runtime.distributed import DistContext, all_gather_objects, all_reduce_sum
+from tomodrgn.training.step import batch_lattice, rendered_and_observed
 
 
 @dataclass
@@ -96,7 +73,6 @@ def particle_errors(
     of ``mu_all`` (n_particles, zdim) when given: latents already computed from the same tilts), or the single latent
     ``z`` (zdim,) if given (then no μ is returned).
     """
-    from tomodrgn.training.step import batch_lattice, encoder_images, rendered_and_observed
 
     device = torch.device(device)
     fm = model.decoder.feature_matrix
@@ -177,7 +153,6 @@ def evaluate_heldout(
 
 def write_heldout(table: pd.DataFrame, outdir: Path, epoch: int) -> Path:
     """``heldout.{epoch}.csv`` (atomic) in the run directory."""
-    from tomodrgn.training.run_folder import RunFolder
 
     path = RunFolder(outdir).heldout(epoch)
     tmp = path.with_name(path.name + ".tmp")
@@ -201,9 +176,6 @@ def heldout_scores(
     the particle's latent explains its unseen images better than the average structure) and ``rel_score`` =
     score / err_mean_z. ``star``: the particles (default: the STAR file the run was trained on).
     """
-    from tomodrgn.kernels import half_lattice
-    from tomodrgn.training.evaluate import load_model
-    from tomodrgn.training.setup import make_dataset  # set-up imports this module
 
     tm = load_model(run_dir, epoch, device)
     cfg = tm.config
