@@ -2,6 +2,14 @@
 
 Viewer tests use napari's ``make_napari_viewer`` fixture (pytest plugin shipped with napari) under Xvfb
 (``pytest-xvfb`` starts it when ``xvfb`` is installed; see ``.ci/install-gui-deps.sh``).
+
+napari's DeprecationWarning and FutureWarning are errors in these tests (:data:`NAPARI_DEPRECATIONS_AS_ERRORS`,
+added to every test collected under this folder): the plugin must use only napari's public, non-deprecated API.
+napari attributes a deprecation to the code that calls the deprecated API (or to its caller: its warnings'
+``stacklevel``), so the filters match warnings attributed to napari itself, to the plugin (``napari_tomodrgn``) and
+to these tests, and napari's messages for deprecated ``Viewer`` attributes and private attribute access wherever they
+are attributed; other libraries' own deprecations (pydantic, npe2, vispy, numpy, …, attributed to their modules) stay
+warnings.
 """
 
 from __future__ import annotations
@@ -16,6 +24,31 @@ import starfile
 
 from tomodrgn.io.mrc import write_mrc
 from tomodrgn.physics.pose import euler_to_matrix, matrix_to_euler, tilt_about_y
+
+HERE = Path(__file__).resolve().parent
+# pytest "action:message:category:module" filters (message and module: regexes matched at the start)
+NAPARI_DEPRECATIONS_AS_ERRORS = (
+    # attributed to napari.*, the plugin (napari_tomodrgn.*) or these tests (test_*.py, conftest.py)
+    r"error::DeprecationWarning:(napari|test_|conftest)",
+    r"error::FutureWarning:(napari|test_|conftest)",
+    # napari's deprecated Viewer attributes (viewer.scale_bar, …) and private attributes through the proxy napari
+    # gives plugin widgets, wherever they are attributed (napari 0.9 attributes viewer.scale_bar to the caller of
+    # the code that reads it, which can be a library calling back into the plugin)
+    r"error:viewer\.\w+ is a deprecated attribute:DeprecationWarning",
+    r"error:Private attribute access:FutureWarning",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """napari's deprecations as errors in the plugin tests (only these: conftest hooks see the whole session).
+
+    Added first, so a test's own ``filterwarnings`` mark (applied after it) can still relax it.
+    """
+    mark = pytest.mark.filterwarnings(*NAPARI_DEPRECATIONS_AS_ERRORS)
+    for item in items:
+        if HERE in Path(item.path).resolve().parents:
+            item.add_marker(mark, append=False)
+
 
 # Euler angles (rot, tilt, psi) in degrees of the particles in the tiny STAR file
 EULERS = np.array([[0.0, 0.0, 0.0], [0.0, 90.0, 0.0], [0.0, 90.0, 90.0], [30.0, 45.0, -60.0], [120.0, 150.0, 10.0]])

@@ -149,9 +149,9 @@ def test_overlay_star_not_matching_run_shows_message(make_napari_viewer, qtbot, 
 
 def test_tabbed_dock_fits_a_1280x800_window(make_napari_viewer):
     viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1280, 800)
+    viewer.window.resize(1280, 800)
     dock = TomoDRGNDock(viewer)
     viewer.window.add_dock_widget(dock, name="tomoDRGN", area="right")
     assert [dock.tabText(i) for i in range(dock.count())] == ["Train", "Latent", "Overlay"]
     assert dock.minimumSizeHint().height() < 700 and dock.minimumSizeHint().width() < 500
-    assert viewer.scale_bar.visible
+    assert viewer.canvas.overlays.scale_bar.visible

@@ -73,7 +73,7 @@ def test_reader_run_folder_in_viewer(make_napari_viewer, tmp_path, tiny_star):
     assert "stack" in names  # the stack next to the STAR is an image with the pixel size on every axis
     np.testing.assert_allclose(viewer.layers["stack"].scale, [2.0, 2.0, 2.0])
     # Å units, z/y/x axes, scale bar in Å
-    assert viewer.scale_bar.visible
+    assert viewer.canvas.overlays.scale_bar.visible
     assert str(points.units[0]) == "angstrom" and viewer.dims.axis_labels[-3:] in (("z", "y", "x"), ("image", "y", "x"))
 
 

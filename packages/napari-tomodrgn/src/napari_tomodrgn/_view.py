@@ -12,10 +12,17 @@ centre and the camera centres it.
 In 3-D a decoded volume is drawn as an iso-surface (napari ``iso`` rendering); in 2-D as a slice. Its level comes
 from the viewer's iso setting (:func:`set_iso`: mean + σ·std of the decoded volume, or the level enclosing a mass,
 with :func:`tomodrgn.api.surface_threshold`), applied to every decoded layer and kept when a layer is updated.
+
+The plugin's per-viewer settings (the iso setting; whether the viewer's units are set up) live in this module
+(:func:`viewer_state`: a :class:`ViewerState` per napari viewer, held weakly), not as attributes on napari's
+``Viewer``. Only napari's public API is used (``viewer.canvas.overlays.scale_bar``, ``viewer.scene.camera``,
+``viewer.canvas.size``: napari >= 0.9).
 """
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,19 +34,39 @@ AXIS_LABELS = ("z", "y", "x")
 CAMERA_ORIENTATION = ("towards", "up", "right")
 
 
+@dataclass
+class ViewerState:
+    """What the plugin keeps per napari viewer."""
+
+    units_set_up: bool = False  # camera orientation set and the axis-label hook connected (once per viewer)
+    iso: dict[str, float] = field(default_factory=dict)  # {"sigma": k} or {"mass_kda": m}; empty: the default σ
+
+
+_STATES: weakref.WeakKeyDictionary[Any, ViewerState] = weakref.WeakKeyDictionary()
+
+
+def viewer_state(viewer: Any) -> ViewerState:
+    """The plugin's state for ``viewer`` (created on first use; dropped with the viewer).
+
+    A plugin widget gets the viewer wrapped in a napari proxy (a new wrapper per widget, with wrapt's public
+    ``__wrapped__``), so the state is keyed by the viewer it wraps: every widget and the reader share one state.
+    """
+    return _STATES.setdefault(getattr(viewer, "__wrapped__", viewer), ViewerState())
+
+
 def camera_of(viewer: Any) -> Any:
     """The viewer's camera: ``viewer.scene.camera`` (napari >= 0.9; ``viewer.camera`` is deprecated there)."""
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+    return viewer.scene.camera
 
 
 def setup_viewer(viewer: Any) -> None:
     """Scale bar in Å, visible; axes named z, y, x (re-applied when layers change the number of dimensions); the
     camera in :data:`CAMERA_ORIENTATION` (x right, y up, z towards the viewer: maps in their own hand, not mirrored),
     set once per viewer (a user's later change is kept)."""
-    viewer.scale_bar.visible = True
-    if not getattr(viewer, "_tomodrgn_units", False):
-        viewer._tomodrgn_units = True  # connect once per viewer
+    viewer.canvas.overlays.scale_bar.visible = True
+    state = viewer_state(viewer)
+    if not state.units_set_up:
+        state.units_set_up = True  # connect once per viewer
         camera_of(viewer).orientation = CAMERA_ORIENTATION
         viewer.layers.events.inserted.connect(lambda e: _label_axes(viewer))
     _label_axes(viewer)
@@ -99,7 +126,7 @@ def iso_setting(viewer: Any) -> dict:
     """The viewer's iso setting for decoded volumes: ``{"sigma": k}`` (mean + k·std) or ``{"mass_kda": m}``."""
     from tomodrgn.api import DEFAULT_SIGMA
 
-    return dict(getattr(viewer, "_tomodrgn_iso", {"sigma": DEFAULT_SIGMA}))
+    return dict(viewer_state(viewer).iso or {"sigma": DEFAULT_SIGMA})
 
 
 def iso_level(layer: Any, sigma: float | None = None, mass_kda: float | None = None) -> float:
@@ -118,10 +145,11 @@ def iso_level(layer: Any, sigma: float | None = None, mass_kda: float | None = N
 def set_iso(viewer: Any, sigma: float | None = None, mass_kda: float | None = None) -> None:
     """Set the viewer's iso setting (σ above the mean, or a mass in kDa when ``mass_kda`` > 0) and apply it to every
     decoded layer; layers decoded later use it too."""
-    viewer._tomodrgn_iso = {"mass_kda": float(mass_kda)} if mass_kda else {"sigma": float(sigma)}
+    setting = {"mass_kda": float(mass_kda)} if mass_kda else {"sigma": float(sigma)}
+    viewer_state(viewer).iso = setting
     for layer in viewer.layers:
         if is_decoded(layer):
-            _apply_iso(layer, viewer._tomodrgn_iso)
+            _apply_iso(layer, setting)
 
 
 def _apply_iso(layer: Any, setting: dict) -> None:
@@ -141,8 +169,7 @@ def focus(viewer: Any, center: np.ndarray, extent: float) -> None:
         viewer.dims.set_point(nd - 3, float(center[-3]))
     camera = camera_of(viewer)
     camera.center = tuple(float(c) for c in center[-3:])
-    canvas = getattr(getattr(viewer.window, "_qt_viewer", None), "canvas", None)
-    size = min(canvas.size) if canvas is not None else 600
+    size = min(viewer.canvas.size)  # canvas pixels (height, width), kept up to date by napari's Qt canvas
     target = 0.8 * size / max(extent, 1e-6)
     if size > 0 and not target / 4 <= camera.zoom <= target:
         camera.zoom = target
