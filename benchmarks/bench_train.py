@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import resource
 import shutil
@@ -23,6 +24,7 @@ from tomodrgn import api
 from tomodrgn.kernels import half_lattice
 from tomodrgn.models import HartleyDecoder, parse_arch
 from tomodrgn.physics.dose import dose_per_tilt
+from tomodrgn.runtime.huge_pages import huge_pages_on
 from tomodrgn.runtime.precision import precision_note
 
 
@@ -168,6 +170,7 @@ def bench_device(star: Path, outdir: Path, device: str, args) -> dict:
             float(np.median([f for e, f in faults if e == ep])) for ep in sorted({e for e, _ in faults})
         ],
         "precision": precision_note(config.amp, torch.device(device)),
+        "huge_pages": huge_pages_on(os.environ),
     }
     if device.startswith("cuda"):
         out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -197,6 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda where present")
     p.add_argument("--no-profile", dest="profile", action="store_false", help="skip the per-stage time breakdown")
     args = p.parse_args(argv)
+    if argv is None:
+        api.restart_with_huge_pages(sys.argv)  # as tomodrgn train_vae runs: large buffers on huge pages
 
     star = args.workdir / "data" / "particles.star"
     if not star.exists():

@@ -178,7 +178,7 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 #: What each room may import (besides itself and the package's top module): the process below the runs, the runs
-#: below the loop. Nothing under them imports them.
+#: below the loop. The rooms below import no run and no loop (the process, which needs only io, they may use).
 ROOMS_MAY_IMPORT = {
     "runtime": {"io"},
     "runs": {"io", "physics", "kernels", "models", "data", "runtime"},
@@ -206,7 +206,7 @@ def test_no_import_circle_and_rooms_import_downwards():
                 continue
             if room(m) in ROOMS_MAY_IMPORT and room(d) not in ROOMS_MAY_IMPORT[room(m)]:
                 wrong.append(f"{m} → {d}")
-            if room(m) in BELOW_THE_ROOMS and room(d) in ROOMS_MAY_IMPORT:
+            if room(m) in BELOW_THE_ROOMS and room(d) in ("runs", "training"):
                 wrong.append(f"{m} → {d}")
     assert wrong == []
     assert {room(m) for m in graph} >= set(ROOMS_MAY_IMPORT)

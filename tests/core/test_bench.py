@@ -18,7 +18,11 @@ def test_bench_writes_throughput_memory_points_and_profile(tmp_path):
     (run,) = result["runs"]
     for key in ("particles_per_s", "seconds_per_epoch", "peak_rss_mb", "decoder_gflops", "matmul_peak_gflops"):
         assert run[key] > 0, key
-    assert run["minor_faults_per_step"] >= 0 and run["precision"].startswith("precision: ")
+    assert (
+        run["minor_faults_per_step"] >= 0
+        and run["precision"].startswith("precision: ")
+        and isinstance(run["huge_pages"], bool)
+    )
     stages = run["profile"]["stages_ms_per_step"]
     assert {"decoder", "backward", "lattice_mask", "encoder"} <= set(stages)
     assert stages["decoder"] >= stages["featurize"] > 0  # inclusive ranges: featurisation is inside the decoder

@@ -218,8 +218,8 @@ def make_relion5(folder: Path, with_dose_columns: bool = True, box: int = 8):
 @pytest.mark.parametrize("with_dose_columns", [True, False])
 def test_relion5_2d_stacks(tmp_path, with_dose_columns):
     star, tomograms = make_relion5(tmp_path, with_dose_columns)
-    if not with_dose_columns:
-        with pytest.raises(InputError, match="_rlnMicrographPreExposure"):
+    if not with_dose_columns:  # the tilt angles are required (a missing dose alone turns dose weighting off)
+        with pytest.raises(InputError, match="no tilt angle: required column _rlnCtfScalefactor or _rlnTomoNominal"):
             read_particles(star)
     s = read_particles(star, tilt_series_star=None if with_dose_columns else tomograms)
     assert s.flavour == "relion5" and s.particle_names == ["TS_1/1", "TS_1/2"]
@@ -316,7 +316,7 @@ def test_nextpyp(tmp_path):
     assert read_particles(out).flavour == "nextpyp"
 
 
-@pytest.mark.parametrize("column", ["rlnCtfBfactor", "rlnCtfScalefactor", "rlnGroupNumber"])
+@pytest.mark.parametrize("column", ["rlnCtfScalefactor", "rlnGroupNumber"])
 def test_nextpyp_missing_column_named(tmp_path, column):
     star = make_nextpyp(tmp_path, drop=[column])
     with pytest.raises(InputError, match="_" + column):
@@ -332,13 +332,27 @@ def _rewrite(star: Path, fn) -> Path:
     return star
 
 
-@pytest.mark.parametrize("column", ["rlnGroupName", "rlnImageName", "rlnAngleTilt", "rlnDefocusU", "rlnCtfBfactor"])
+@pytest.mark.parametrize("column", ["rlnGroupName", "rlnImageName", "rlnAngleTilt", "rlnDefocusU"])
 def test_missing_required_column_named(tmp_path, column):
     star, _, _ = make_warp(tmp_path)
     _rewrite(star, lambda df: df.drop(columns=[column]))
     with pytest.raises(InputError, match=f"_{column}") as e:
         read_particles(star, source="warp")
     assert str(star) in str(e.value)
+
+
+@pytest.mark.parametrize("flavour", ["warp", "nextpyp"])
+def test_missing_dose_column_turns_dose_weighting_off(tmp_path, flavour):
+    """Without _rlnCtfBfactor the dose is 0 (no dose weighting, no dose mask), said once; not an error."""
+    if flavour == "warp":
+        star = _rewrite(make_warp(tmp_path)[0], lambda df: df.drop(columns=["rlnCtfBfactor"]))
+    else:
+        star = make_nextpyp(tmp_path, drop=["rlnCtfBfactor"])
+    with pytest.warns(
+        UserWarning, match=r"no dose columns \(_rlnCtfBfactor\): dose weighting and the dose mask are off"
+    ):
+        s = read_particles(star)
+    assert not s.has_dose and (s.dose == 0).all() and s.has_ctf
 
 
 def test_stack_index_out_of_range(tmp_path):

@@ -219,8 +219,8 @@ def test_errors_name_file_column_particle(tmp_path):
         read_particles(opt)
     opt, _, _ = make_set(tmp_path)
     _edit(tomograms, "TS_01", lambda df: df.drop(columns=["rlnMicrographPreExposure"]))
-    with pytest.raises(InputError, match="_rlnMicrographPreExposure is missing"):
-        read_particles(opt)
+    with pytest.warns(UserWarning, match=r"no dose columns \(_rlnMicrographPreExposure\): dose weighting .* off"):
+        assert not read_particles(opt).has_dose
     opt, _, _ = make_set(tmp_path)
     _edit(particles, "general", lambda g: {"rlnTomoSubTomosAre2DStacks": 0})
     with pytest.raises(InputError, match="_rlnTomoSubTomosAre2DStacks is 0: RELION 4/5 3-D pseudo-subtomograms"):

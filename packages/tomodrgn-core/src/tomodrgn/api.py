@@ -139,6 +139,8 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "check_output_file": ("tomodrgn.io.output_dir", "check_output_file"),
         "check_run_dir": ("tomodrgn.runs.create", "check_run_dir"),
         "fix_mmap_threshold": ("tomodrgn.runtime.mmap_threshold", "fix_mmap_threshold"),
+        "resolve_device": ("tomodrgn.runtime.device", "resolve_device"),
+        "restart_with_huge_pages": ("tomodrgn.runtime.huge_pages", "restart_with_huge_pages"),
         "user_error_message": ("tomodrgn.io.errors", "user_error_message"),
         "warnings_to": ("tomodrgn.io.user_warnings", "warnings_to"),
     },

@@ -104,7 +104,7 @@ def run_demo(
     analysis = None
     if analyze:
         t0 = time.perf_counter()
-        analysis = analyze_run(run_dir, k=min(20, n_particles), umap=True)
+        analysis = analyze_run(run_dir, k=min(20, n_particles), umap=True, overwrite=True)  # the demo's own folder
         times["analyze"] = time.perf_counter() - t0
     return DemoResult(
         outdir=outdir,

@@ -32,9 +32,9 @@ from sklearn.neighbors import NearestNeighbors
 
 from tomodrgn.analysis.latent import kmeans, nearest_to_centres
 from tomodrgn.analysis.metrics import cc, fsc, named_mask, resolution_at
+from tomodrgn.analysis.outputs import CONVERGENCE_NN, CONVERGENCE_VAE, output_folder
 from tomodrgn.analysis.volumes import Decoder, latent_convergence, list_epochs
 from tomodrgn.io.errors import InputError
-from tomodrgn.io.output_dir import check_output_dir
 from tomodrgn.runs.folder import RunFolder
 
 DEFAULT_THRESHOLDS = {"knn_preservation": 0.4, "cca_mean": 0.9, "volume_cc": 0.95}
@@ -200,9 +200,10 @@ def convergence_vae(
     overwrite: bool = False,
     ground_truth: Sequence[str | Path] | None = None,
 ) -> ConvergenceResult:
-    """Convergence analysis of a VAE run; writes into ``outdir`` (default ``<run>/convergence``; one given must be
-    new or empty unless ``overwrite``): ``convergence.csv``, ``latent_stability.png``, ``volume_stability.png`` (with
-    ``decode``), ``loss.png``, ``report.md``; with ``ground_truth`` maps (and ``decode``) ``ground_truth_cc.csv``:
+    """Convergence analysis of a VAE run; writes into ``outdir`` (default ``<run>/convergence``; new or empty unless
+    ``overwrite``, which removes an earlier call's files first: :mod:`tomodrgn.analysis.outputs`):
+    ``convergence.csv``, ``latent_stability.png``, ``volume_stability.png`` (with ``decode``), ``loss.png``,
+    ``report.md``; with ``ground_truth`` maps (and ``decode``) ``ground_truth_cc.csv``:
     per epoch and map, the best CC of the compared particles' volumes with it (the published tomoDRGN's
     ``--ground-truth``)."""
     from tomodrgn.analysis import plots
@@ -210,8 +211,8 @@ def convergence_vae(
     from tomodrgn.runs.trained import load_model
 
     run_dir = Path(run_dir)
-    if outdir is not None:
-        check_output_dir(outdir, overwrite)
+    where = Path(outdir) if outdir is not None else RunFolder(run_dir).output("convergence", None)
+    folder = output_folder(where, outdir is not None, CONVERGENCE_VAE, overwrite, ground_truth or ())
     epochs = list_epochs(run_dir) if epochs is None else sorted(epochs)
     if len(epochs) < 2:
         raise InputError(f"convergence_vae needs ≥ 2 saved epochs (z.N.npy) in {run_dir}, found {epochs}")
@@ -224,8 +225,7 @@ def convergence_vae(
         pixel_size = load_model(run_dir, epochs[-1], device).pixel_size
         dec = lambda e: load_model(run_dir, e, device).decode  # noqa: E731
     rows, picks = epoch_rows(zs, dec, pixel_size, k, n_volumes, seed, progress=progress)
-    out = Path(outdir) if outdir is not None else RunFolder(run_dir).output("convergence", None)
-    out.mkdir(parents=True, exist_ok=True)
+    out = folder.prepare()
     df = pd.DataFrame(rows)
     files = {"table": out / "convergence.csv"}
     df.to_csv(files["table"], index=False)
@@ -282,7 +282,8 @@ def convergence_nn(
 ) -> ConvergenceResult:
     """Convergence of a homogeneous run: FSC between consecutive checkpoints' maps and (``reference`` MRC given)
     against the reference. Writes ``convergence_nn.csv``, ``fsc_epochs.png``, ``fsc_reference.png``, ``report.md``
-    and each epoch's map ``map.N.mrc`` into ``outdir`` (default ``<run>/convergence_nn``). ``mask``: a mask of
+    and each epoch's map ``map.N.mrc`` into ``outdir`` (default ``<run>/convergence_nn``; new or empty unless
+    ``overwrite``, which removes an earlier call's files first). ``mask``: a mask of
     the last map applied to every FSC (True or "soft", "sphere", "tight": :func:`named_mask`); ``max_epoch``: the
     checkpoints of epochs < ``max_epoch`` only. Verdict: stable from the first epoch whose FSC = 0.5 with the next
     epoch's map
@@ -295,14 +296,13 @@ def convergence_nn(
     from tomodrgn.runs.trained import load_model
 
     run_dir = Path(run_dir)
-    if outdir is not None:
-        check_output_dir(outdir, overwrite)
+    where = Path(outdir) if outdir is not None else RunFolder(run_dir).output("convergence_nn", None)
+    folder = output_folder(where, outdir is not None, CONVERGENCE_NN, overwrite, [reference] if reference else [])
     epochs = [key[0] - 1 for key, _ in list_checkpoints(run_dir) if key[1] == 0] if run_dir.is_dir() else []
     epochs = [e for e in epochs if max_epoch is None or e < max_epoch]
     if len(epochs) < 2:
         raise InputError(f"convergence_nn needs ≥ 2 epoch checkpoints (weights.N.pt) in {run_dir}")
-    out = Path(outdir) if outdir is not None else RunFolder(run_dir).output("convergence_nn", None)
-    out.mkdir(parents=True, exist_ok=True)
+    out = folder.prepare()
     maps, px = {}, 1.0
     for e in epochs:
         model = load_model(run_dir, e, device, flip_hand=flip_hand)

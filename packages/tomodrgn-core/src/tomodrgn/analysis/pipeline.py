@@ -29,12 +29,12 @@ import pandas as pd
 from tomodrgn.analysis import plots
 from tomodrgn.analysis.latent import PCAResult, kmeans, nearest_to_centres, pc_traversal, pca, umap_embed
 from tomodrgn.analysis.metrics import ConfusionResult, adjusted_rand_index, cc, confusion_matrix
+from tomodrgn.analysis.outputs import ANALYZE, output_folder
 from tomodrgn.analysis.report import image, link, table, write_report
 from tomodrgn.analysis.volumes import Decoder
 from tomodrgn.export.selections import write_index_list
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import write_mrc
-from tomodrgn.io.output_dir import check_output_dir, prepare_output_dir
 from tomodrgn.runs.folder import RunFolder
 from tomodrgn.runs.particles import apply_run_selection
 
@@ -166,28 +166,30 @@ def analyze_run(
     chunk_size: int = 8,
     overwrite: bool = False,
     flip_hand: bool = False,
+    device: str = "cpu",
 ) -> AnalysisResult:
     """Standard analysis of a training run (see the module docstring for the files written).
 
-    ``epoch`` None: the latest (``z.npy``). ``k`` is clipped to the particle count. ``pixel_size`` (Å) of written
+    ``epoch`` None: the latest (``z.npy``). ``k`` is clipped to the particle count. ``device``: where the run's model
+    decodes volumes (:func:`tomodrgn.runtime.device.resolve_device`). ``pixel_size`` (Å) of written
     volumes defaults to the model's, else the run's metadata. ``star`` (default: the training STAR recorded in the
     run, restricted to the run's ``--first`` / ``--ind`` particles; a STAR given must match z row for row) enables
-    per-cluster filtered STAR files; a STAR that cannot be read is reported and skipped. An ``outdir`` given
-    must be new or empty unless ``overwrite``; the default ``<run>/analyze.<epoch>`` is reused. ``flip_hand``: every
+    per-cluster filtered STAR files; a STAR that cannot be read is reported and skipped. The output folder
+    (``outdir``, default ``<run>/analyze.<epoch>``) must be new or empty unless ``overwrite``, which removes what an
+    earlier analyze wrote there first (:mod:`tomodrgn.analysis.outputs`). ``flip_hand``: every
     volume written mirrored (z → −z about voxel D/2, :func:`tomodrgn.physics.hand.flip_hand`); the ChimeraX scripts
     then place mirrored maps at the particles' poses, so for placement in the tomograms analyse without it.
     """
     run_dir = Path(run_dir).absolute()
-    if outdir is not None:
-        check_output_dir(outdir, overwrite)
     run = RunFolder(run_dir)
     z, epoch = run.load_z(epoch)
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2:
         raise InputError(f"latents in {run_dir} have shape {z.shape}, expected (n_particles, zdim)")
-    decode, cfg, dataset, pixel_size = _run_decoder(run_dir, epoch, decode, flip_hand, pixel_size)
-    out = Path(outdir) if outdir is not None else run.analysis(epoch)
-    prepare_output_dir(out, overwrite=True)  # checked above when given; the default folder is the command's own
+    where = Path(outdir) if outdir is not None else run.analysis(epoch)
+    folder = output_folder(where, outdir is not None, ANALYZE, overwrite, inputs=[star] if star is not None else [])
+    decode, cfg, dataset, pixel_size = _run_decoder(run_dir, epoch, decode, flip_hand, pixel_size, device)
+    out = folder.prepare()
     a = _Analysis(out, z, decode, pixel_size, chunk_size, progress)
     k_eff = min(k, len(z))
     if k_eff < k:
@@ -224,13 +226,15 @@ class _Analysis:
         _decode_to_files(self.decode, z, paths, self.pixel_size, self.chunk_size, stage, self.progress)
 
 
-def _run_decoder(run_dir: Path, epoch, decode: Decoder | None, flip_hand: bool, pixel_size: float | None):
+def _run_decoder(
+    run_dir: Path, epoch, decode: Decoder | None, flip_hand: bool, pixel_size: float | None, device: str = "cpu"
+):
     """(decoder, config dict, dataset metadata, pixel size of the volumes): the run's model unless ``decode`` is
     given; the pixel size from the checkpoint's metadata first, then the config."""
     if decode is None:
         from tomodrgn.runs.trained import load_model
 
-        model = load_model(run_dir, epoch, flip_hand=flip_hand)
+        model = load_model(run_dir, epoch, device=device, flip_hand=flip_hand)
         decode = model.decode
         cfg, dataset = model.config.to_dict(), dict(model.metadata)
     else:

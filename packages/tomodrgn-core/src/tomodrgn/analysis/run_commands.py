@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tomodrgn.analysis.metrics import named_mask
-from tomodrgn.analysis.traversal import Traversal, graph_traversal_run, pc_traversal_run
+from tomodrgn.analysis.outputs import ANALYZE_VOLUMES, GRAPH_TRAVERSAL, PC_TRAVERSAL, OutputFolder, output_folder
+from tomodrgn.analysis.traversal import Traversal, graph_path, graph_traversal_run, pc_traversal_run
 from tomodrgn.analysis.volume_space import VolumeSpaceResult, analyze_volumes
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.index_lists import read_labels, read_values
-from tomodrgn.io.output_dir import check_output_dir
+from tomodrgn.io.output_dir import CommandOutputs, check_output_dir
 from tomodrgn.runs.folder import RunFolder
 
 if TYPE_CHECKING:
@@ -37,11 +38,14 @@ def load_vae_run(run_dir: str | Path, epoch: int | None = None, device: str = "c
     return model, z, epoch
 
 
-def _out(run_dir: Path, outdir, name: str, epoch, overwrite: bool = False) -> Path:
-    """``outdir`` (refused when not empty, unless ``overwrite``), else the command's own ``<run>/<name>.<epoch>``."""
+def _out(run_dir: Path, outdir, outputs: CommandOutputs, epoch, overwrite: bool, inputs=()) -> OutputFolder:
+    """The command's output folder, ``outdir`` or its default ``<run>/<command>.<epoch>`` (``epoch`` None: that of
+    the run's latest z), checked before any work (:func:`~tomodrgn.analysis.outputs.output_folder`: a used folder
+    needs ``overwrite``)."""
     if outdir is not None:
-        return check_output_dir(outdir, overwrite)
-    return RunFolder(run_dir).output(name, epoch)
+        return output_folder(outdir, True, outputs, overwrite, inputs)
+    _, epoch = RunFolder(run_dir).load_z(epoch)
+    return output_folder(RunFolder(run_dir).output(outputs.command, epoch), False, outputs, overwrite, inputs)
 
 
 def analyze_volumes_run(
@@ -60,10 +64,16 @@ def analyze_volumes_run(
     ``"sphere"`` / ``"tight"`` (:func:`~tomodrgn.analysis.metrics.named_mask` of the map at the mean z);
     the per-cluster STAR subsets are written when the run's training STAR is readable. ``flip_hand``: mirrored
     volumes (a ``mask`` file must then be in the mirrored hand too). ``resume``: continue an interrupted call in the
-    same folder, keeping the volumes it decoded from the same run, epoch and hand."""
+    same folder, keeping the volumes it decoded from the same run, epoch and hand; ``overwrite``: remove what an
+    earlier call wrote there first (not both)."""
     from tomodrgn.io.mrc import read_mrc
     from tomodrgn.runs.particles import training_particles
 
+    if resume and overwrite:
+        raise InputError("give --resume or --overwrite, not both")
+    mask_file = [] if mask is None or str(mask) in ("auto", "sphere", "tight") else [mask]
+    inputs = [] if resume else [*(kwargs.get("volume_paths") or []), *mask_file]  # what --overwrite must keep
+    folder = _out(Path(run_dir), outdir, ANALYZE_VOLUMES, epoch, overwrite or resume, inputs)
     model, z, epoch = load_vae_run(run_dir, epoch, device, flip_hand)
     m = mask
     if str(mask) in ("sphere", "tight"):
@@ -76,7 +86,7 @@ def analyze_volumes_run(
         series = training_particles(model)  # restricted to the run's --first / --ind particles
         if series.n_particles != len(z):
             series = None
-    out = _out(Path(run_dir), outdir, "analyze_volumes", epoch, overwrite or resume)
+    out = folder.path if resume else folder.prepare()  # --resume keeps what is there
     source = {"run": str(Path(run_dir).absolute()), "epoch": epoch, "flip_hand": flip_hand}
     return analyze_volumes(
         model.decode, z, out, model.pixel_size, mask=m, star=series, progress=progress, resume=resume, source=source,
@@ -99,8 +109,12 @@ def pc_traversal_for_run(
 ) -> dict[int, Traversal]:
     """Volumes along latent PCs of a run (``<out>/pcN/vol_NNN.mrc``, ``z_values.txt``, ``path.png``);
     ``flip_hand``: mirrored volumes."""
+    folder = _out(Path(run_dir), outdir, PC_TRAVERSAL, epoch, overwrite)
     model, z, epoch = load_vae_run(run_dir, epoch, device, flip_hand)
-    out = _out(Path(run_dir), outdir, "pc_traversal", epoch, overwrite)
+    missing = [pc for pc in pcs if not 1 <= pc <= min(np.shape(z))]
+    if missing:  # before --overwrite removes anything
+        raise InputError(f"PC{missing[0]} does not exist: z has {min(np.shape(z))} principal components")
+    out = folder.prepare()
     return pc_traversal_run(
         model.decode, z, out, model.pixel_size, pcs, n_points, lo_percentile, hi_percentile, progress
     )
@@ -119,9 +133,11 @@ def graph_traversal_for_run(
 ) -> Traversal:
     """Volumes along the k-NN-graph shortest path in z through particles ``anchors`` (0-based, STAR order);
     ``flip_hand``: mirrored volumes."""
+    folder = _out(Path(run_dir), outdir, GRAPH_TRAVERSAL, epoch, overwrite)
     model, z, epoch = load_vae_run(run_dir, epoch, device, flip_hand)
-    out = _out(Path(run_dir), outdir, "graph_traversal", epoch, overwrite)
-    return graph_traversal_run(model.decode, z, anchors, out, model.pixel_size, k, progress)
+    path = graph_path(z, anchors, k)  # a path that cannot be found fails before --overwrite removes anything
+    out = folder.prepare()
+    return graph_traversal_run(model.decode, z, anchors, out, model.pixel_size, k, progress, path)
 
 
 def check_run_against_reference(
@@ -311,12 +327,14 @@ def embed_particles(
     first: int | None = None,
     ind: str | Path | np.ndarray | None = None,
     tomograms_star: str | Path | None = None,
+    datadir: str | Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Latent (μ, log σ²) of every particle of ``star`` (a STAR path or a ParticleSeries; default: the run's
     training particles, its ``--first`` / ``--ind`` selection applied), from ``n_tilts`` tilts each (default: all
     tilts when the run wrote all-tilt latents, else the training value; see ``TrainedModel.embed``). ``first`` /
     ``ind``: a subset (:func:`tomodrgn.io.selection.select_particles`). ``tomograms_star``: the tomograms STAR of a
-    2-D stack set given by its particles STAR ``star`` (the training STAR, given again, is read with the run's)."""
+    2-D stack set given by its particles STAR ``star`` (the training STAR, given again, is read with the run's, and
+    with the run's ``datadir`` unless ``datadir`` is given: the folder the STAR's image paths are relative to)."""
     from tomodrgn.io.particles import ParticleSeries
     from tomodrgn.io.selection import read_particles_checked, select_particles
     from tomodrgn.runs.particles import training_particles
@@ -329,9 +347,12 @@ def embed_particles(
         star = training_particles(model)
     elif not isinstance(star, ParticleSeries):
         trained_on = model.metadata.get("star_path")
-        if tomograms_star is None and trained_on and Path(star).absolute() == Path(trained_on).absolute():
-            tomograms_star = model.config.tomograms_star
-        star = read_particles_checked(star, pixel_size=model.config.pixel_size, tomograms_star=tomograms_star)
+        if trained_on and Path(star).absolute() == Path(trained_on).absolute():
+            tomograms_star = tomograms_star if tomograms_star is not None else model.config.tomograms_star
+            datadir = datadir if datadir is not None else model.config.datadir
+        star = read_particles_checked(
+            star, pixel_size=model.config.pixel_size, tomograms_star=tomograms_star, datadir=datadir
+        )
     return model.embed(select_particles(star, first=first, ind=ind), n_tilts=n_tilts, sequential=sequential)
 
 

@@ -51,6 +51,13 @@ class ClusterSurface:
     vertex_particle: np.ndarray  # (n_vertices,) int32: which of particle_indices each vertex belongs to
 
 
+def sigma_level(volume: np.ndarray, sigma: float = DEFAULT_SIGMA) -> float:
+    """Mean + ``sigma`` standard deviations of ``volume`` (the level :func:`surface_threshold` then keeps inside the
+    value range)."""
+    v = np.asarray(volume, dtype=np.float32)
+    return float(v.mean() + sigma * v.std())
+
+
 def surface_threshold(
     volume: np.ndarray, pixel_size: float | None = None, mass_kda: float | None = None, sigma: float = DEFAULT_SIGMA
 ) -> float:
@@ -71,7 +78,7 @@ def surface_threshold(
         frac = min(max(n_vox / v.size, 1.0 / v.size), 1.0 - 1.0 / v.size)
         level = float(np.quantile(v, 1.0 - frac))
     else:
-        level = float(v.mean() + sigma * v.std())
+        level = sigma_level(v, sigma)
     eps = 1e-6 * (hi - lo)
     return float(min(max(level, lo + eps), hi - eps))
 

@@ -154,10 +154,12 @@ def graph_traversal_run(
     pixel_size: float,
     k: int = 10,
     progress: Callable[[int, int], None] | None = None,
+    path: np.ndarray | None = None,
 ) -> Traversal:
-    """Volumes at the particles on the k-NN-graph shortest path through ``anchors`` (:func:`graph_path`)."""
+    """Volumes at the particles on the k-NN-graph shortest path through ``anchors`` (:func:`graph_path`; ``path``:
+    that path, found before)."""
     z = _as_z(z)
-    idx = graph_path(z, anchors, k)
+    idx = graph_path(z, anchors, k) if path is None else np.asarray(path, dtype=np.int64)
     steps = np.linalg.norm(np.diff(z[idx], axis=0), axis=1)
     values = np.concatenate([[0.0], np.cumsum(steps)])
     title = "graph path " + " → ".join(str(int(a)) for a in anchors)

@@ -4,8 +4,9 @@ One module per command family registers its sub-commands (``register(sub)``); ha
 ``--help`` and argument errors answer without loading torch. A user error (bad input, missing file, no space, no
 permission) prints one line naming the culprit and exits with status 2; ``--debug`` shows the traceback. A warning
 is one line, ``warning: <message>``, each kind once (:func:`tomodrgn.io.user_warnings.warnings_to`).
-The command fixes glibc's mmap threshold so that freed large buffers leave the resident set
-(:mod:`tomodrgn.runtime.mmap_threshold`).
+The training commands start themselves once more with glibc's huge pages for their large buffers
+(:mod:`tomodrgn.runtime.huge_pages`; ``TOMODRGN_HUGE_PAGES=0`` turns it off), and every command fixes glibc's mmap
+threshold so that freed large buffers leave the resident set (:mod:`tomodrgn.runtime.mmap_threshold`).
 The published tomoDRGN's command lines run too: each command's "tomoDRGN-compatible options" group
 (:mod:`tomodrgn.cli.tomodrgn_compat`, docs/coming-from-tomodrgn.md).
 Run ``tomodrgn COMMAND --help``. Under ``torchrun``: ``torchrun --nproc_per_node N -m tomodrgn.cli train_vae ...``.
@@ -57,10 +58,21 @@ COMMAND_MODULES = (
 
 class OneLineErrorParser(argparse.ArgumentParser):
     """An argument error (bad value, missing or unknown argument) is one line naming the culprit, exit 2, instead of
-    argparse's usage block followed by the message. Sub-command parsers are made of the same class."""
+    argparse's usage block followed by the message. Sub-command parsers are made of the same class. Options are taken
+    only as spelled (no abbreviations: ``--epoch`` is not ``--epochs``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The sub-command parser of ``command`` (its own ``--help``)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,9 +99,14 @@ def _print_warning(line: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    parser = build_parser()
+    args, unknown = parser.parse_known_args([a for a in argv if a != "--debug"])
+    if unknown:  # named by the command's own parser, which lists what it takes
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         with api.warnings_to(_print_warning):
+            if getattr(args, "device", None) is not None:  # an unusable device: one line, before any folder is made
+                api.resolve_device(args.device)
             compat.translate(args, _print_warning)  # its note: lines go where warnings go
             args.func(args)
     except compat.CompatUsageError as e:
@@ -107,7 +124,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
 
 
+#: the commands whose steps gain from huge pages (docs/benchmarks.md): training, and the demo that trains
+HUGE_PAGE_COMMANDS = ("train_vae", "train_nn", "demo")
+
+
 def entry() -> None:
-    """The ``tomodrgn`` command and ``python -m tomodrgn.cli``: glibc's mmap threshold fixed, then :func:`main`."""
+    """The ``tomodrgn`` command and ``python -m tomodrgn.cli``: the training commands restart once so that glibc gives
+    large buffers huge pages (:func:`tomodrgn.api.restart_with_huge_pages`; glibc reads its tunables only at start);
+    glibc's mmap threshold fixed; then :func:`main`."""
+    if sys.argv[1:2] and sys.argv[1] in HUGE_PAGE_COMMANDS and not {"-h", "--help"} & set(sys.argv):
+        api.restart_with_huge_pages(["-m", "tomodrgn.cli", *sys.argv[1:]])
     api.fix_mmap_threshold()
     main()

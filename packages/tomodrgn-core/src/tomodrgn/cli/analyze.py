@@ -19,6 +19,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         outdir=args.outdir,
         overwrite=args.overwrite,
         flip_hand=args.flip_hand,
+        device=args.device,
     )
     print(f"analysis written to {res.outdir}; report: {res.report}")
 
@@ -43,7 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ksample", type=int, default=20, help="k-means clusters")
     p.add_argument("--no-umap", action="store_true")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze.E)")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
+        " first",
+    )
+    p.add_argument("--device", default="cpu", help="decode volumes on: cpu, cuda[:i], mps or auto (default: cpu)")
     add_hand_options(p)
     p.set_defaults(func=cmd_analyze)
 

@@ -64,7 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--invert", action="store_true", help="invert image contrast (particles dark on light)")
     add_hand_options(p)
     add_reference_options(p)
-    p.add_argument("--ctf", default="phase-flip", choices=["phase-flip", "wiener", "none"], help="CTF correction")
+    p.add_argument(
+        "--ctf",
+        default="phase-flip",
+        choices=["phase-flip", "wiener", "none"],
+        help="CTF correction; none: the images are taken as free of any CTF and the STAR's CTF columns are not read"
+        " (a STAR without CTF columns is taken so anyway, with a warning)",
+    )
     p.add_argument(
         "--wiener-constant", type=float, default=1.0, help="Wiener constant (units of one image's CTF² weight)"
     )

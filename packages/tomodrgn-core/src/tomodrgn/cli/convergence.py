@@ -46,7 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="training run directory")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/convergence)")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
+        " first",
+    )
     p.add_argument(
         "--k", type=int, default=None, help="nearest neighbours per particle for the preservation score (default 5%%)"
     )
@@ -72,7 +77,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="training run directory (train_nn)")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/convergence_nn)")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
+        " first",
+    )
     p.add_argument("--reference", type=Path, default=None, help="reference map (.mrc, same box) for FSC curves")
     p.add_argument(
         "--mask",

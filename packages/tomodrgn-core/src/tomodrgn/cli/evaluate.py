@@ -40,13 +40,14 @@ def _parse_z(args: argparse.Namespace, zdim: int):
 def cmd_eval_vol(args: argparse.Namespace) -> None:
     from tomodrgn import api
 
-    model = api.load_model(args.run, args.epoch)
+    model = api.load_model(args.run, args.epoch, device=args.device)
     z = _parse_z(args, model.zdim) if model.zdim else None
     if model.zdim and z is None:
         raise api.InputError("give z with --z, --zfile or --path (this model has a latent space)")
     paths = api.decode_volumes(
         args.run, z, args.outdir, epoch=args.epoch, prefix=args.prefix, overwrite=args.overwrite,
         flip_hand=args.flip_hand, box_size=args.box_size, lowpass=args.lowpass, invert=args.invert,
+        device=args.device,
     )  # fmt: skip
     print(f"wrote {len(paths)} volume(s) to {args.outdir} ({model.pixel_size:.3f} Å/px)")
 
@@ -68,6 +69,7 @@ def cmd_eval_images(args: argparse.Namespace) -> None:
         first=args.first,
         ind=args.ind,
         tomograms_star=args.tomograms_star,
+        datadir=args.datadir,
     )
     if out.suffix == ".pkl":  # as cryoDRGN / tomoDRGN write z: two pickles, μ then log σ²
         api.write_latents_pickle(out, mu, logvar)
@@ -93,6 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--lowpass", type=float, default=None, help="low-pass the volumes to this resolution (Å)")
     p.add_argument("--invert", action="store_true", help="write the volumes with inverted contrast")
+    p.add_argument("--device", default="cpu", help="decode on: cpu, cuda[:i], mps or auto (default: cpu)")
     add_hand_options(p)
     p.set_defaults(func=cmd_eval_vol)
 
@@ -116,5 +119,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epoch", type=int, default=None)
     p.add_argument("--first", type=int, default=None, help="embed the first N particles only (STAR particle order)")
     p.add_argument("--ind", default=None, help="embed the particles of this index list (0-based; text, .npy or .pkl)")
+    p.add_argument(
+        "--datadir",
+        type=Path,
+        default=None,
+        help="folder of the image stacks, where the STAR's image paths are relative to another folder (default: the"
+        " STAR's folder; for the training STAR, the run's --datadir)",
+    )
     add_tomograms_star(p)
     p.set_defaults(func=cmd_eval_images)

@@ -20,17 +20,15 @@ def cmd_filter_star(args: argparse.Namespace) -> None:
         labels = api.read_labels(args.labels)
     else:
         raise api.InputError("give --indices FILE, or --labels FILE with --keep")
-    star = args.star
-    if args.tomograms_star is not None:
-        star = api.read_particles(args.star, tomograms_star=args.tomograms_star)
     out = api.filter_star(
-        star,
+        args.star,
         args.output,
         indices=indices,
         labels=labels,
         keep=args.keep,
         invert=args.exclude,
         labels_name=f"--labels {args.labels}",
+        tomograms_star=args.tomograms_star,
     )
     print(f"wrote {out}")
 

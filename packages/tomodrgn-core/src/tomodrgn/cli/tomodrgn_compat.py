@@ -152,7 +152,6 @@ TRAIN_COMMON = [
     Option(("--verbose", "-v"), "more log lines", FLAG, **_note("train.log has the same lines either way")),
     PLOT_FORMAT,
     *READER,
-    DATADIR_REFUSED := Option(("--datadir",), "folder of the image stacks", {"type": Path}),
     Option(("--window-r",), "inner radius of the real-space window", {"type": float}),
     Option(("--window-r-outer",), "outer radius of the real-space window", {"type": float}),
     Option(("--sequential-tilt-sampling",), "= --sequential-tilts", FLAG, to="sequential_tilts", convert=_true),
@@ -273,7 +272,6 @@ OPTIONS: dict[str, list[Option]] = {
         *MASK_OPTIONS,
     ],
     "analyze": [
-        Option(("--device",), "GPU number", {"type": int}, **_note("volumes are decoded on the CPU here")),
         Option(("--skip-vol",), "no volumes", FLAG, **_note("the cluster and PC volumes are decoded (seconds each)")),
         Option(("--skip-umap",), "= --no-umap", FLAG, to="no_umap", convert=_true),
         PLOT_FORMAT,
@@ -299,7 +297,6 @@ OPTIONS: dict[str, list[Option]] = {
         Option(("-v", "--verbose"), "more log lines", FLAG, **_note("the same lines either way")),
         NO_AMP_ONLY,
         *READER,
-        DATADIR_REFUSED,
         *LOADER_NOTES,
     ],
     "analyze_volumes": [
@@ -620,9 +617,6 @@ def _arch_of(args: argparse.Namespace, dim: str, layers: str, defaults: tuple[in
 
 def _train(args: argparse.Namespace, note: Callable[[str], None]) -> None:
     _reader(args, args.star, first_tilts=True)
-    if args.td_datadir is not None:
-        raise _error(f"--datadir {args.td_datadir}: training reads the stacks where the STAR names them (relative to"
-                     " the STAR's folder); tomodrgn backproject / downsample take --datadir")  # fmt: skip
     for flag, dest in (("--recon-tilt-weight", "td_recon_tilt_weight"), ("--recon-dose-weight", "td_recon_dose_weight"),
                        ("--l-dose-mask", "td_l_dose_mask")):  # fmt: skip
         if getattr(args, dest):
@@ -725,8 +719,6 @@ def _eval_images(args: argparse.Namespace, note: Callable[[str], None]) -> None:
         args.star, (args.run, args.epoch) = args.run, found
     _required(args, "star", "star")
     _reader(args, args.star, first_tilts=True)
-    if args.td_datadir is not None:
-        raise _error(f"--datadir {args.td_datadir}: eval_images reads the stacks where the STAR names them")
     if args.td_uninvert_data or found is not None:
         note("note: particles are embedded with the contrast the run was trained with (its config.json invert)")
     if args.td_out_z is not None:

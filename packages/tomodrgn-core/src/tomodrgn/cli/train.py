@@ -37,9 +37,13 @@ TRAIN_HELP = {
     "max_steps": "end the run after N optimiser steps in all: the epoch in progress is the last (its checkpoint and"
     " latents written); e.g. to time a large set",
     "dose_filter": "multiply decoded slices by the exposure filter exp(-N/2Ne)",
+    "ctf": "model the CTF from the STAR's columns; --no-ctf: take the images as free of any CTF (simulations, data"
+    " CTF-corrected upstream); a STAR without CTF columns is taken so anyway, with a warning",
     "amp": "mixed precision: bf16 autocast of the networks on CUDA and on CPUs with native bf16 (loss, reductions and"
     " optimiser state fp32); elsewhere fp32. --no-amp: fp32 everywhere",
     "preload": "load all images into RAM (default: memory-mapped, read lazily)",
+    "datadir": "folder of the image stacks, where the STAR's image paths are relative to another folder (default: the"
+    " STAR's folder)",
     "invert": "invert image contrast",
     "first": "train on the first N particles only (STAR particle order; the first N of --ind when given)",
     "ind": "train on the particles of this index list (0-based; text, .npy or a cryoDRGN .pkl; e.g. .keep.txt)",
@@ -113,6 +117,12 @@ def _cmd_train(args: argparse.Namespace, mode: str) -> None:
         reference = api.load_reference(args.reference, args.reference_pixel_size)
 
     res = api.train(args.star, args.outdir, config, resume=args.resume, overwrite=args.overwrite)
+    if not res.history:  # a resumed run that had already finished
+        print(
+            f"nothing to do: {args.outdir} has finished its {res.epochs_completed} epochs (checkpoint "
+            f"{res.checkpoint}); resume with a larger --epochs to train on"
+        )
+        return
     state = "stopped early" if res.stopped else "finished"
     print(f"{state}: {res.epochs_completed} epochs, final loss {res.final_loss}, checkpoint {res.checkpoint}")
     if reference is not None:

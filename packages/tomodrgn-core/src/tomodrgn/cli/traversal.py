@@ -42,7 +42,12 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     )
     p.add_argument("--epoch", type=int, default=None, help="epoch (default: latest)")
     p.add_argument("-o", "--outdir", type=Path, default=None, help=f"output folder (default RUN/{name}.E)")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
+        " first",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
     add_hand_options(p)
 

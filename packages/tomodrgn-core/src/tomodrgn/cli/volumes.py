@@ -32,7 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, nargs="?", help="training run directory")
     p.add_argument("--epoch", type=int, default=None, help="epoch (default: latest)")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze_volumes.E)")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty -o folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
+        " first",
+    )
     p.add_argument(
         "--resume", action="store_true", help="continue an interrupted call in the same folder (its volumes are kept)"
     )

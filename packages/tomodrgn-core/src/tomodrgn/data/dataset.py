@@ -36,6 +36,8 @@ class TiltSeriesDataset(Dataset):
     ``norm``: (mean, std) of the Hartley images; default (0, std estimated from ≤ 1000 random images).
     Items: ``ctf`` (T, 8) is ``ParticleSeries.ctf_params(power=True)``: the 7 CTF parameters and the power the CTF
     enters each image with (1; 2 for CTF-premultiplied images, see :func:`tomodrgn.physics.ctf.image_ctf`).
+    ``ctf``: False takes the images as free of any CTF (``--no-ctf``): ``ctf`` items are then
+    :data:`tomodrgn.physics.ctf.NO_CTF` (CTF ≡ 1, phase flip a no-op), whatever the series holds.
     ``tilt_rows``: the image rows (into ``series.images``) each particle may draw from (default: all its tilts);
     held-out validation tilts are left out this way (also from the normalisation estimate).
     ``window``: (inner, outer) fractions of the box radius of a soft circular real-space window applied to every
@@ -56,6 +58,7 @@ class TiltSeriesDataset(Dataset):
         norm: tuple[float, float] | None = None,
         tilt_rows: list[np.ndarray] | None = None,
         window: tuple[float, float] | None = None,
+        ctf: bool = True,
     ) -> None:
         self.series = series
         if series.n_particles == 0:
@@ -82,7 +85,8 @@ class TiltSeriesDataset(Dataset):
             mid[rows] = series.dose[rows] - dose_per_tilt(series.dose[rows]) / 2.0
         self._rotation = torch.as_tensor(series.rotation, dtype=torch.float32)
         self._shift = torch.as_tensor(series.shift, dtype=torch.float32)
-        self._ctf = torch.as_tensor(series.ctf_params(power=True), dtype=torch.float32)  # (n, 8)
+        ctf_series = series if ctf else series.without_ctf()
+        self._ctf = torch.as_tensor(ctf_series.ctf_params(power=True), dtype=torch.float32)  # (n, 8)
         self._dose = torch.as_tensor(series.dose, dtype=torch.float32)
         self._mid_dose = torch.as_tensor(mid, dtype=torch.float32)
         self._tilt_weight = torch.as_tensor(np.cos(np.deg2rad(series.tilt)), dtype=torch.float32)

@@ -9,13 +9,14 @@ written under a temporary name and renamed when complete: an interrupted run lea
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tomodrgn.analysis.surfaces import DEFAULT_SIGMA, surface_threshold
+from tomodrgn.analysis.surfaces import DEFAULT_SIGMA, sigma_level, surface_threshold
 from tomodrgn.export.render import DEFAULT_COLOR, render_surface, surface_radius, view_rotation
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.mrc import read_mrc
@@ -163,6 +164,23 @@ def _check_movie_args(out: Path, size: int, n_frames: int, fps: float) -> None:
         raise InputError(f"movie size {size} px (>= 16), frames {n_frames} (>= 1) and fps {fps:g} (> 0) out of range")
 
 
+def _warn_if_nothing_visible(vols: np.ndarray, sigma: float) -> None:
+    """One warning when mean + ``sigma`` SD of ``vols`` (n, D, D, D) is at or above their maximum: no voxel reaches
+    the iso level, so the movie would show no surface (the level is kept just under the maximum: a speck at most)."""
+    level, lo, hi = sigma_level(vols, sigma), float(vols.min()), float(vols.max())
+    if level < hi:
+        return
+    std = float(vols.std())
+    below = (hi - float(vols.mean())) / std if std > 0 else 0.0
+    maps = "the map" if len(vols) == 1 else f"the {len(vols)} maps"
+    message = (
+        f"iso level {level:.4g} (mean + {sigma:g} SD) is above the maximum of {maps} (values {lo:.4g} to {hi:.4g}): "
+        f"the movie shows no surface; give a lower --sigma (below {below:.2f} here; default {DEFAULT_SIGMA:g}) or "
+        "--mass"
+    )
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def render_movie(
     volumes: np.ndarray,
     out: str | Path,
@@ -196,6 +214,8 @@ def render_movie(
         raise InputError(f"{out}: a movie needs 3-D volumes, got an array of shape {np.shape(volumes)}")
     n_vol = len(vols)
     level = surface_threshold(vols, pixel_size, mass_kda * n_vol if mass_kda else None, sigma)
+    if mass_kda is None:
+        _warn_if_nothing_visible(vols, sigma)
     radius = max(surface_radius(v, level) for v in vols)
     if n_vol == 1:
         order = [0] * n_frames

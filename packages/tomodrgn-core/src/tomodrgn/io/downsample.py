@@ -195,7 +195,10 @@ def downsample_particles(
     box = _check_box(box_size)
     star = Path(star).absolute()
     outdir = Path(outdir).absolute()
-    series = read_particles(star, pixel_size=pixel_size, source=source, datadir=datadir, tomograms_star=tomograms_star)
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"-o {outdir}: is a file, not a folder; give a folder for the new stacks and STAR")
+    series = read_particles(star, pixel_size=pixel_size, source=source, datadir=datadir, tomograms_star=tomograms_star,
+                            ctf="unused", dose="unused")  # fmt: skip
     if box >= series.box_size:
         raise InputError(f"new box size -D {box} must be smaller than the stacks' box {series.box_size}")
     rewrite = STAR_REWRITERS.get(series.flavour)
@@ -252,7 +255,7 @@ def collect_one_stack(set_star_dir: str | Path, stack: str | Path, star_out: str
     folder = Path(set_star_dir)
     record = json.loads((folder / MANIFEST).read_text())
     star = folder / record["star"]
-    series = read_particles(star)
+    series = read_particles(star, ctf="unused", dose="unused")
     rows = np.arange(len(series.images))
     write_mrc(stack, series.read_images(rows), series.pixel_size, is_stack=True)
     if star_out is None:

@@ -8,6 +8,9 @@ stay on disk: stacks are memory-mapped and read image by image (:meth:`ParticleS
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from tomodrgn.io.mrc import read_mrc_header
 from tomodrgn.io.pixel_size import choose_pixel_size
 from tomodrgn.io.stack_reader import READER
 from tomodrgn.io.star import Block, star_column
+from tomodrgn.physics.ctf import DEFAULT_VOLTAGE, NO_CTF
 
 
 @dataclass
@@ -51,6 +55,9 @@ class ParticleSeries:
     ``ctf_premultiplied`` (n_images,) bool: the image was multiplied by its CTF at extraction
     (``_rlnCtfDataAreCtfPremultiplied 1``, RELION 5 / WarpTools): it holds CTF² × projection, not CTF × projection
     (see :attr:`ctf_power`). None: no image is (Warp/M image series have no such column).
+    ``has_ctf``: False when the images are taken as free of any CTF (no CTF columns, or ``ctf="none"``): the CTF
+    fields then hold :data:`tomodrgn.physics.ctf.NO_CTF` (CTF ≡ 1). ``has_dose``: False when the file has no dose
+    columns: ``dose`` is then 0 (dose weighting and the dose mask have no effect).
     """
 
     star_path: Path
@@ -81,6 +88,8 @@ class ParticleSeries:
     datadir: Path | None = None
     stack_set: StackSet | None = None
     ctf_premultiplied: np.ndarray | None = None
+    has_ctf: bool = True
+    has_dose: bool = True
 
     @property
     def n_particles(self) -> int:
@@ -109,6 +118,12 @@ class ParticleSeries:
         if self.ctf_premultiplied is None:
             return np.ones(self.n_images)
         return np.where(np.asarray(self.ctf_premultiplied, dtype=bool), 2.0, 1.0)
+
+    def without_ctf(self) -> ParticleSeries:
+        """A copy whose images are taken as free of any CTF (CTF ≡ 1, ``--no-ctf``); ``self`` when already so."""
+        if not self.has_ctf:
+            return self
+        return dataclasses.replace(self, **no_ctf_columns(self.voltage), ctf_premultiplied=None, has_ctf=False)
 
     def read_images(self, rows: np.ndarray) -> np.ndarray:
         """Images of rows ``rows`` of ``images`` as float32 (len(rows), D, D); NaN/inf pixels raise InputError.
@@ -161,6 +176,84 @@ def _float_col(df: pd.DataFrame, name: str, path: Path, what: str, default: floa
     if default is None:
         raise InputError(f"{path}: required column {star_column(name)} is missing ({what})")
     return np.broadcast_to(np.asarray(default, dtype=np.float64), (len(df),)).copy()
+
+
+#: what a reader does with the CTF columns: ``auto`` reads them (none at all: CTF ≡ 1 with a warning; some: refused),
+#: ``none`` takes the images as free of any CTF without reading them (``--no-ctf``, ``--ctf none``), ``unused`` reads
+#: them when complete and asks for nothing (commands that use neither the CTF nor the dose)
+CTF_CHOICES = ("auto", "none", "unused")
+#: what a reader does without dose columns: ``auto`` warns that dose weighting and the dose mask are off, ``unused``
+#: says nothing (the command does not weight by dose)
+DOSE_CHOICES = ("auto", "unused")
+#: the columns that say a file has a CTF at all, and those a CTF needs (the others have defaults)
+DEFOCUS_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
+CTF_REQUIRED = ("rlnDefocusU", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
+_NO_CTF_HINT = "pass --no-ctf (backproject: --ctf none) to take the images as free of any CTF"
+
+
+def check_choice(value: str, choices: tuple[str, ...], name: str) -> str:
+    """``value`` when one of ``choices``, else :class:`InputError` naming the argument ``name``."""
+    if value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def use_ctf(columns: Collection[str], path: Path, ctf: str) -> bool:
+    """Whether to read the CTF from a file with ``columns`` (RELION names, every block that may hold them), by the
+    ``ctf`` choice (:data:`CTF_CHOICES`). No defocus column: the images are free of any CTF (with ``auto``, one
+    warning says so); a defocus column without the rest of :data:`CTF_REQUIRED`: :class:`InputError` naming them."""
+    if ctf == "none":
+        return False
+    if not any(c in columns for c in DEFOCUS_COLUMNS):
+        if ctf == "auto":
+            warnings.warn(
+                f"{path}: no CTF columns (_rlnDefocusU/V/Angle): the images are taken as free of any CTF (transfer "
+                "function 1); pass --no-ctf (backproject: --ctf none) to say so",
+                stacklevel=4,
+            )
+        return False
+    missing = [star_column(c) for c in CTF_REQUIRED if c not in columns]
+    if missing and ctf == "auto":
+        raise InputError(f"{path}: incomplete CTF: required column(s) {', '.join(missing)} missing; {_NO_CTF_HINT}")
+    return not missing
+
+
+def no_ctf_columns(voltage: np.ndarray) -> dict[str, np.ndarray]:
+    """The CTF fields of images free of any CTF (:data:`tomodrgn.physics.ctf.NO_CTF`, CTF ≡ 1), keyed as
+    :class:`ParticleSeries` fields, one value per entry of ``voltage`` (kV, kept: it scales the exposure filter)."""
+    n = len(voltage)
+    columns = {k: np.full(n, v, dtype=np.float64) for k, v in NO_CTF.items()}
+    columns["voltage"] = np.asarray(voltage, dtype=np.float64).copy()
+    return columns
+
+
+def voltage_or_default(df: pd.DataFrame, path: Path) -> np.ndarray:
+    """``_rlnVoltage`` (kV) per row, :data:`tomodrgn.physics.ctf.DEFAULT_VOLTAGE` where the file has none."""
+    return _float_col(df, "rlnVoltage", path, "", default=DEFAULT_VOLTAGE)
+
+
+def no_dose(n: int, path: Path, dose: str, columns: str) -> np.ndarray:
+    """Cumulative doses of ``n`` images of a file without dose ``columns`` (named in the warning): 0, so that dose
+    weighting and the dose mask have no effect; with ``dose="auto"`` one warning says so."""
+    if dose == "auto":
+        warnings.warn(f"{path}: no dose columns ({columns}): dose weighting and the dose mask are off", stacklevel=4)
+    return np.zeros(n)
+
+
+def check_image_size(df: pd.DataFrame, box: int, path: Path, pixel_size: float) -> None:
+    """One warning when ``_rlnImageSize`` (optics joined) differs from the stacks' box ``box`` px: the box is always
+    read from the stacks, so the images stay usable, but a STAR written before the stacks were rescaled has a stale
+    pixel size (the warning names the one used, ``pixel_size`` Å)."""
+    if "rlnImageSize" not in df:
+        return
+    sizes = np.unique(_float_col(df, "rlnImageSize", path, ""))
+    other = sizes[sizes != box]
+    if len(other):
+        warnings.warn(
+            f"{path}: column _rlnImageSize says {other[0]:g} px but the stacks are {box} px: using the stacks' {box} "
+            f"px at {pixel_size:g} Å/px (if the stacks were rescaled after the STAR was written, pass --pixel-size)",
+            stacklevel=4,
+        )
 
 
 def _premultiplied(df: pd.DataFrame, path: Path) -> np.ndarray | None:

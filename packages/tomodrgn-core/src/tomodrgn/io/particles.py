@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tomodrgn.io.errors import InputError
-from tomodrgn.io.particle_series import ParticleSeries, StackSet, resolve_stack
+from tomodrgn.io.particle_series import CTF_CHOICES, DOSE_CHOICES, ParticleSeries, StackSet, check_choice, resolve_stack
 from tomodrgn.io.pixel_size import check_pixel_size
 from tomodrgn.io.read_relion5 import is_optimisation_set, is_stack_set, read_stack_set
 from tomodrgn.io.read_rows import detect_flavour, read_image_rows
@@ -43,6 +43,8 @@ def read_particles(
     tomogram_pixel_size: float | None = None,
     tilt_series_star: str | Path | None = None,
     tomograms_star: str | Path | None = None,
+    ctf: str = "auto",
+    dose: str = "auto",
 ) -> ParticleSeries:
     """Read a particle STAR file: one row per tilt image (Warp/M, RELION 5 rows, nextPYP) or a RELION 5 /
     WarpTools 2-D stack set (an optimisation set, or its particles STAR).
@@ -56,8 +58,15 @@ def read_particles(
     whose rows lack them. ``tomograms_star``: the tomograms STAR of a 2-D stack set read from its particles STAR
     (default: found through an ``optimisation_set.star`` or a ``tomograms.star`` next to it).
     2-D stack sets: see ``docs/architecture.md`` ("RELION 5 / WarpTools 2-D stack sets: geometry").
+    ``ctf``: "auto" (the CTF columns; a file without any is taken as free of any CTF, CTF ≡ 1, with one warning; one
+    with only some is refused naming the missing), "none" (CTF ≡ 1, the columns not read: ``--no-ctf``,
+    ``--ctf none``) or "unused" (read when complete, else CTF ≡ 1 silently: commands that use no CTF).
+    ``dose``: "auto" (a file without dose columns gets dose 0, i.e. no dose weighting or dose mask, with one warning)
+    or "unused" (the same, silently). ``has_ctf`` / ``has_dose`` of the result say which.
     Unsupported: RELION 4/5 3-D pseudo-subtomograms.
     """
+    check_choice(ctf, CTF_CHOICES, "ctf")
+    check_choice(dose, DOSE_CHOICES, "dose")
     if pixel_size is not None:
         pixel_size = check_pixel_size(pixel_size, "pixel_size")
     path = Path(star).absolute()
@@ -65,7 +74,9 @@ def read_particles(
         raise InputError(f"unknown source {source!r}; expected one of auto, {', '.join(FLAVOURS)}")
     blocks = read_star(path)
     if is_optimisation_set(blocks) or (source in ("auto", "relion5") and is_stack_set(blocks)):
-        return read_stack_set(path, blocks, pixel_size=pixel_size, datadir=datadir, tomograms_star=tomograms_star)
+        return read_stack_set(
+            path, blocks, pixel_size=pixel_size, datadir=datadir, tomograms_star=tomograms_star, ctf=ctf, dose=dose
+        )
     image_block = find_particle_block(blocks, path)
     flavour = detect_flavour(blocks[image_block], path) if source == "auto" else source
     return read_image_rows(
@@ -78,6 +89,8 @@ def read_particles(
         datadir=datadir,
         tomogram_pixel_size=tomogram_pixel_size,
         tilt_series_star=tilt_series_star,
+        ctf=ctf,
+        dose=dose,
     )
 
 

@@ -35,10 +35,15 @@ from tomodrgn.io.particle_series import (
     _pixel_size,
     _premultiplied,
     _stack_shape,
+    check_image_size,
+    no_ctf_columns,
+    no_dose,
     resolve_stack,
+    use_ctf,
 )
 from tomodrgn.io.star import Block, find_optics_block, find_particle_block, join_optics, read_star
 from tomodrgn.io.tomograms import find_relative, global_table, projection_rotations, relion_y_tilt, tilt_table
+from tomodrgn.physics.ctf import DEFAULT_VOLTAGE
 from tomodrgn.physics.pose import euler_to_matrix
 
 OPTIMISATION_KEYS = ("rlnTomoParticlesFile", "rlnTomoTomogramsFile")
@@ -102,13 +107,15 @@ def _visible(value, where: str) -> np.ndarray:
     return flags.astype(bool)
 
 
-def _tilt_geometry(tomograms_blocks, tomograms_star: Path, tomogram: str) -> dict[str, np.ndarray]:
-    """Per-tilt rotation, defocus, dose, tilt and phase shift of one tomogram's tilt series."""
+def _tilt_geometry(tomograms_blocks, tomograms_star: Path, tomogram: str, with_ctf: bool) -> dict[str, np.ndarray]:
+    """Per-tilt rotation, defocus (0 unless ``with_ctf``), dose (NaN without ``_rlnMicrographPreExposure``), tilt and
+    phase shift of one tomogram's tilt series."""
     table = tilt_table(tomograms_blocks, tomograms_star, tomogram)
     where = f"{tomograms_star}: tilt series {tomogram!r}"
     rot = projection_rotations(table, tomograms_star, tomogram)
-    du = _float_col(table, "rlnDefocusU", tomograms_star, f"defocus per tilt of {where}")
-    pre = _float_col(table, "rlnMicrographPreExposure", tomograms_star, f"dose per tilt of {where}")
+    zero = np.zeros(len(table))
+    du = _float_col(table, "rlnDefocusU", tomograms_star, f"defocus per tilt of {where}") if with_ctf else zero
+    pre = _float_col(table, "rlnMicrographPreExposure", tomograms_star, "", default=np.nan)
     if "rlnTomoNominalStageTiltAngle" in table:
         tilt = _float_col(table, "rlnTomoNominalStageTiltAngle", tomograms_star, "")
     elif "rlnTomoYTilt" in table:
@@ -121,7 +128,7 @@ def _tilt_geometry(tomograms_blocks, tomograms_star: Path, tomogram: str) -> dic
         "defocus_v": _float_col(table, "rlnDefocusV", tomograms_star, "", default=du),
         "defocus_angle": _float_col(table, "rlnDefocusAngle", tomograms_star, "", default=0.0),
         "phase_shift": _float_col(table, "rlnPhaseShift", tomograms_star, "", default=0.0),
-        "dose": _end_dose(pre),
+        "dose": _end_dose(pre) if np.isfinite(pre).all() else np.full(len(pre), np.nan),
         "tilt": tilt,
     }
 
@@ -221,16 +228,17 @@ def _particle_geometry(df: pd.DataFrame, glob, tomo: np.ndarray, px: float, path
     )
 
 
-def _image_rows(df, names, tomo, path: Path, ddir, tomograms_blocks, tomograms_star):
+def _image_rows(df, names, tomo, path: Path, ddir, tomograms_blocks, tomograms_star, with_ctf: bool):
     """One row per visible tilt image: (particle, frame in its tilt series, stack path, index in the stack) arrays,
-    and each tilt series' per-frame values; a stack holds the visible frames or every frame of the series."""
+    and each tilt series' per-frame values (defocus only ``with_ctf``); a stack holds the visible frames or every
+    frame of the series."""
     tilts: dict[str, dict[str, np.ndarray]] = {}
     shapes: dict[str, tuple] = {}
     cols: dict[str, list] = {k: [] for k in ("p", "frame", "stack", "index")}
     for p in range(len(df)):
         where = f"{path}: particle {names[p]!r} (row {p})"
         if tomo[p] not in tilts:
-            tilts[tomo[p]] = _tilt_geometry(tomograms_blocks, tomograms_star, tomo[p])
+            tilts[tomo[p]] = _tilt_geometry(tomograms_blocks, tomograms_star, tomo[p], with_ctf)
         n_frames = len(tilts[tomo[p]]["dose"])
         visible = _visible(df["rlnTomoVisibleFrames"].iloc[p], where)
         if len(visible) != n_frames:
@@ -243,7 +251,7 @@ def _image_rows(df, names, tomo, path: Path, ddir, tomograms_blocks, tomograms_s
         found = resolve_stack(name, path.parent, ddir)
         if found is None:
             raise InputError(f"{where}: image stack {name} not found (looked next to {path} and its parents); "
-                             "pass datadir")  # fmt: skip
+                             "pass --datadir (the folder the image paths are relative to)")  # fmt: skip
         stack = str(found)
         if stack not in shapes:
             shapes[stack] = _stack_shape(stack)
@@ -300,14 +308,39 @@ def _particle_table(path: Path, blocks: dict[str, Block]) -> tuple[str, pd.DataF
 
 
 def _particle_optics(
-    df: pd.DataFrame, glob: pd.DataFrame, tomo: np.ndarray, path: Path
+    df: pd.DataFrame, glob: pd.DataFrame, tomo: np.ndarray, path: Path, with_ctf: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Voltage (kV), spherical aberration (mm) and amplitude contrast per particle, from the particle rows (optics
-    joined), else the tomogram's row of ``data_global``; each is required."""
-    voltage = _per_particle(df, glob, tomo, "rlnVoltage", None, path)
+    joined), else the tomogram's row of ``data_global``; each is required ``with_ctf``, else only the voltage is read
+    (default :data:`~tomodrgn.physics.ctf.DEFAULT_VOLTAGE`) and the others are NaN (not used)."""
+    voltage = _per_particle(df, glob, tomo, "rlnVoltage", None if with_ctf else DEFAULT_VOLTAGE, path)
+    if not with_ctf:
+        return voltage, np.full(len(df), np.nan), np.full(len(df), np.nan)
     cs = _per_particle(df, glob, tomo, "rlnSphericalAberration", None, path)
     w = _per_particle(df, glob, tomo, "rlnAmplitudeContrast", None, path)
     return voltage, cs, w
+
+
+def _stack_set_ctf(path: Path, df: pd.DataFrame, glob: pd.DataFrame, tomograms_blocks, tomograms_star, tomo, ctf):
+    """Whether to read the CTF of a 2-D stack set (:func:`~tomodrgn.io.particle_series.use_ctf` over the particle
+    rows, ``data_global`` and the first tomogram's tilt table)."""
+    columns = set(df.columns) | set(glob.columns)
+    if len(tomo) and ctf != "none":
+        columns |= set(tilt_table(tomograms_blocks, tomograms_star, tomo[0]).columns)
+    return use_ctf(columns, path, ctf)
+
+
+def _ctf_and_dose(per_image: dict, with_ctf: bool, voltage, cs, w, path: Path, dose: str) -> dict:
+    """The per-image CTF and dose fields of a stack set: ``per_image`` (:func:`_image_geometry`) with voltage, Cs
+    and amplitude contrast per image, or :data:`~tomodrgn.physics.ctf.NO_CTF` without a CTF; dose 0 (and
+    ``has_dose`` False) when a tilt series has no pre-exposures."""
+    out = {**per_image, "voltage": voltage, "cs": cs, "amplitude_contrast": w, "has_ctf": with_ctf}
+    if not with_ctf:
+        out.update(no_ctf_columns(voltage))
+    out["has_dose"] = bool(np.isfinite(out["dose"]).all())
+    if not out["has_dose"]:
+        out["dose"] = no_dose(len(out["dose"]), path, dose, "_rlnMicrographPreExposure")
+    return out
 
 
 def _image_geometry(
@@ -372,8 +405,11 @@ def read_stack_set(
     pixel_size: float | None = None,
     datadir: str | Path | None = None,
     tomograms_star: str | Path | None = None,
+    ctf: str = "auto",
+    dose: str = "auto",
 ) -> ParticleSeries:
-    """Read a 2-D stack set from its optimisation set or particles STAR (``blocks`` are ``path``'s blocks)."""
+    """Read a 2-D stack set from its optimisation set or particles STAR (``blocks`` are ``path``'s blocks; ``ctf``
+    and ``dose`` as :func:`tomodrgn.io.particles.read_particles`)."""
     path, blocks, tomograms_star, tomograms_blocks, optimisation_set, optimisation_blocks = _set_files(
         path, blocks, tomograms_star
     )
@@ -387,12 +423,15 @@ def read_stack_set(
     first_stack = resolve_stack(str(df["rlnImageName"].iloc[0]).rpartition("@")[2], path.parent, ddir) if n else None
     px = _pixel_size(df, pixel_size, path, first_stack)
     geo = _particle_geometry(df, glob, tomo, px, path)
-    voltage, cs, w = _particle_optics(df, glob, tomo, path)
+    with_ctf = _stack_set_ctf(path, df, glob, tomograms_blocks, tomograms_star, tomo, ctf)
+    voltage, cs, w = _particle_optics(df, glob, tomo, path, with_ctf)
     ip, frame, stack_path, stack_index, tilts = _image_rows(
-        df, names, tomo, path, ddir, tomograms_blocks, tomograms_star
+        df, names, tomo, path, ddir, tomograms_blocks, tomograms_star, with_ctf
     )
     box = _check_stacks(stack_path, stack_index, path, "relion5")
-    per_image = _image_geometry(geo, tilts, tomo, ip, frame)
+    check_image_size(df, box, path, px)
+    per_image = _ctf_and_dose(_image_geometry(geo, tilts, tomo, ip, frame), with_ctf, voltage[ip], cs[ip], w[ip],
+                              path, dose)  # fmt: skip
     starts = np.concatenate([[0], np.cumsum(np.bincount(ip, minlength=n))])
     images = _images_table(names, tomo, ip, frame, stack_path, stack_index)
     class_label = pd.to_numeric(df["rlnClassNumber"], errors="coerce").to_numpy() if "rlnClassNumber" in df else None
@@ -408,15 +447,12 @@ def read_stack_set(
         stack_path=stack_path,
         stack_index=stack_index,
         **per_image,
-        voltage=voltage[ip],
-        cs=cs[ip],
-        amplitude_contrast=w[ip],
         image_block=particle_block,
         position=geo.position,
         tomogram=[str(t) for t in tomo] if geo.position is not None else None,
         class_label=class_label,
         datadir=ddir,
-        ctf_premultiplied=premultiplied[ip] if premultiplied is not None else None,
+        ctf_premultiplied=premultiplied[ip] if premultiplied is not None and with_ctf else None,
         stack_set=StackSet(
             particles_star=path,
             tomograms_star=tomograms_star,

@@ -21,7 +21,12 @@ from tomodrgn.io.particle_series import (
     _pixel_size,
     _premultiplied,
     _stack_shape,
+    check_image_size,
+    no_ctf_columns,
+    no_dose,
     resolve_stack,
+    use_ctf,
+    voltage_or_default,
 )
 from tomodrgn.io.star import Block, join_optics, require_columns, split_image_name
 from tomodrgn.io.tomograms import read_tilt_series_star
@@ -59,7 +64,7 @@ def _group_keys(df: pd.DataFrame, flavour: str, path: Path) -> np.ndarray:
 
 
 def _dose_and_tilt(df, flavour, path, tilt_series: dict[str, pd.DataFrame] | None, stack_index):
-    """Cumulative dose (e⁻/Å², end of exposure) and tilt (°) per image."""
+    """Cumulative dose (e⁻/Å², end of exposure; None when the file has none) and tilt (°) per image."""
     dose = tilt = None
     if "rlnCtfBfactor" in df:
         dose = -_float_col(df, "rlnCtfBfactor", path, "") / 4.0
@@ -70,8 +75,6 @@ def _dose_and_tilt(df, flavour, path, tilt_series: dict[str, pd.DataFrame] | Non
         per_tilt = _relion5_tilt_info(df, path, tilt_series, stack_index)
         dose = per_tilt["dose"] if dose is None else dose
         tilt = per_tilt["tilt"] if tilt is None else tilt
-    if dose is None:
-        raise InputError(f"{path}: required column _rlnCtfBfactor is missing (dose = −_rlnCtfBfactor / 4)")
     if tilt is None:
         raise InputError(f"{path}: required column _rlnCtfScalefactor is missing (cos of the tilt angle)")
     return dose, tilt
@@ -107,11 +110,6 @@ def _relion5_tilt_info(df, path, tilt_series, stack_index) -> dict[str, np.ndarr
             out["dose"] = dose
         if out["tilt"] is None and np.isfinite(tilt).all():
             out["tilt"] = tilt
-    if out["dose"] is None:
-        raise InputError(
-            f"{path}: no dose: required column _rlnCtfBfactor or _rlnMicrographPreExposure is missing "
-            "(or pass the tomograms/tilt-series STAR as tilt_series_star)"
-        )
     if out["tilt"] is None:
         raise InputError(
             f"{path}: no tilt angle: required column _rlnCtfScalefactor or _rlnTomoNominalStageTiltAngle is missing "
@@ -163,6 +161,25 @@ def _shift(df: pd.DataFrame, path: Path, px: float) -> np.ndarray:
     return np.zeros((len(df), 2))
 
 
+def _ctf_columns(df: pd.DataFrame, path: Path, ctf: str) -> dict:
+    """Per-image CTF, keyed as :class:`ParticleSeries` fields: defocus U/V (Å) and angle (°), voltage (kV), Cs (mm),
+    amplitude contrast, phase shift (°) and ``has_ctf``; by the ``ctf`` choice
+    (:func:`~tomodrgn.io.particle_series.use_ctf`), :data:`~tomodrgn.physics.ctf.NO_CTF` (CTF ≡ 1) without one."""
+    if not use_ctf(df.columns, path, ctf):
+        return {**no_ctf_columns(voltage_or_default(df, path)), "has_ctf": False}
+    defocus_u = _float_col(df, "rlnDefocusU", path, "CTF")
+    return {
+        "defocus_u": defocus_u,
+        "defocus_v": _float_col(df, "rlnDefocusV", path, "CTF", default=defocus_u),
+        "defocus_angle": _float_col(df, "rlnDefocusAngle", path, "CTF", default=0.0),
+        "voltage": _float_col(df, "rlnVoltage", path, "CTF (kV)"),
+        "cs": _float_col(df, "rlnSphericalAberration", path, "CTF (mm)"),
+        "amplitude_contrast": _float_col(df, "rlnAmplitudeContrast", path, "CTF"),
+        "phase_shift": _float_col(df, "rlnPhaseShift", path, "CTF", default=0.0),
+        "has_ctf": True,
+    }
+
+
 def _image_columns(
     df: pd.DataFrame,
     flavour: str,
@@ -170,21 +187,22 @@ def _image_columns(
     px: float,
     stack_index: np.ndarray,
     tilt_series_star: str | Path | None,
-) -> dict[str, np.ndarray]:
+    ctf: str = "auto",
+    dose: str = "auto",
+) -> dict:
     """Per-image pose, CTF, dose and tilt, keyed as :class:`ParticleSeries` fields: ``rotation`` (n, 3, 3) from
-    ``_rlnAngleRot/Tilt/Psi``, ``shift`` (n, 2) Å, defocus U/V (Å) and angle (°), voltage (kV), Cs (mm),
-    amplitude contrast, phase shift (°), cumulative end-of-exposure dose (e⁻/Å²) and tilt (°)."""
+    ``_rlnAngleRot/Tilt/Psi``, ``shift`` (n, 2) Å, the CTF (:func:`_ctf_columns`, by the ``ctf`` choice),
+    cumulative end-of-exposure dose (e⁻/Å²; 0 and ``has_dose`` False without dose columns, warned by the ``dose``
+    choice) and tilt (°)."""
     angles = [_float_col(df, c, path, "particle pose") for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")]
-    columns = {"rotation": euler_to_matrix(*angles), "shift": _shift(df, path, px)}
-    columns["defocus_u"] = defocus_u = _float_col(df, "rlnDefocusU", path, "CTF")
-    columns["defocus_v"] = _float_col(df, "rlnDefocusV", path, "CTF", default=defocus_u)
-    columns["defocus_angle"] = _float_col(df, "rlnDefocusAngle", path, "CTF", default=0.0)
-    columns["voltage"] = _float_col(df, "rlnVoltage", path, "CTF (kV)")
-    columns["cs"] = _float_col(df, "rlnSphericalAberration", path, "CTF (mm)")
-    columns["amplitude_contrast"] = _float_col(df, "rlnAmplitudeContrast", path, "CTF")
-    columns["phase_shift"] = _float_col(df, "rlnPhaseShift", path, "CTF", default=0.0)
+    columns = {"rotation": euler_to_matrix(*angles), "shift": _shift(df, path, px), **_ctf_columns(df, path, ctf)}
     tilt_series = read_tilt_series_star(tilt_series_star) if tilt_series_star is not None else None
-    columns["dose"], columns["tilt"] = _dose_and_tilt(df, flavour, path, tilt_series, stack_index)
+    doses, columns["tilt"] = _dose_and_tilt(df, flavour, path, tilt_series, stack_index)
+    columns["has_dose"] = doses is not None
+    if doses is None:
+        names = "_rlnCtfBfactor" + (", _rlnMicrographPreExposure" if flavour == "relion5" else "")
+        doses = no_dose(len(df), path, dose, names)
+    columns["dose"] = doses
     return columns
 
 
@@ -196,7 +214,10 @@ def _resolve_stacks(stack_names: np.ndarray, star_dir: Path, ddir: Path | None, 
         found = resolve_stack(name, star_dir, ddir)
         if found is None:
             where = f"{ddir} or {star_dir}" if ddir else str(star_dir)
-            raise InputError(f"{path}: image stack {name} not found (looked in {where}); pass datadir")
+            raise InputError(
+                f"{path}: image stack {name} not found (looked in {where}); pass --datadir (the folder the image "
+                "paths are relative to)"
+            )
         resolved[name] = str(found)
     return np.array([resolved[n] for n in stack_names], dtype=object)
 
@@ -237,6 +258,8 @@ def read_image_rows(
     datadir: str | Path | None = None,
     tomogram_pixel_size: float | None = None,
     tilt_series_star: str | Path | None = None,
+    ctf: str = "auto",
+    dose: str = "auto",
 ) -> ParticleSeries:
     """Read a particle STAR with one row per tilt image (Warp/M, RELION 5 per-image rows, nextPYP).
 
@@ -256,9 +279,10 @@ def read_image_rows(
     # geometry, CTF, dose (before the stacks: opening thousands of files takes a while)
     first_stack = resolve_stack(str(stack_names[0]), star_dir, ddir) if len(stack_names) else None
     px = _pixel_size(df, pixel_size, path, first_stack)
-    columns = _image_columns(df, flavour, path, px, stack_index, tilt_series_star)
+    columns = _image_columns(df, flavour, path, px, stack_index, tilt_series_star, ctf, dose)
     stack_path = _resolve_stacks(stack_names, star_dir, ddir, path)
     box = _check_stacks(stack_path, stack_index, path, flavour)
+    check_image_size(df, box, path, px)
 
     first = np.array([r[0] for r in image_indices], dtype=np.int64)
     position, tomogram, class_label = _particle_metadata(df, first, path, px, tomogram_pixel_size)
@@ -279,5 +303,5 @@ def read_image_rows(
         tomogram=tomogram,
         class_label=class_label,
         datadir=ddir,
-        ctf_premultiplied=_premultiplied(df, path),
+        ctf_premultiplied=_premultiplied(df, path) if columns["has_ctf"] else None,
     )

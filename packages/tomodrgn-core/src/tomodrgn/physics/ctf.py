@@ -5,6 +5,10 @@ spherical aberration Cs in mm, amplitude contrast w (fraction), phase shift in d
 Frequencies in Å⁻¹. ``ctf = sqrt(1−w²)·sin γ + w·cos γ`` with ``γ = π·λ·Δf·k² − π/2·Cs·λ³·k⁴ + φ``: RELION's
 ``getCTF`` (``−sin(K1·Δf'·k² + K2·k⁴ − φ − atan(w/√(1−w²)))`` with Δf' = −Δf), positive (+w) at k = 0, as for
 contrast-inverted (white-particle) images. Checked against teamtomo's torch-ctf in the tests.
+
+"No CTF" (data without CTF columns, or ``--no-ctf`` / ``--ctf none``: simulations, data CTF-corrected upstream) is
+the parameter set :data:`NO_CTF`, under which this CTF is 1 at every frequency: the forward model, the phase flip
+(sign 1) and the Wiener filter then need no case of their own (``docs/architecture.md``, "Conventions").
 """
 
 from __future__ import annotations
@@ -12,6 +16,21 @@ from __future__ import annotations
 import math
 
 import torch
+
+#: voltage (kV) taken where a file gives none (it also scales the exposure filter's critical exposure)
+DEFAULT_VOLTAGE = 300.0
+
+#: CTF parameters (by :class:`~tomodrgn.io.particle_series.ParticleSeries` field) under which :func:`compute_ctf` is 1
+#: at every frequency, for any voltage: defocus, Cs and phase shift 0 give γ = 0, amplitude contrast 1 gives
+#: √(1 − 1²)·sin 0 + 1·cos 0 = 1 (exactly, also in float32)
+NO_CTF = {
+    "defocus_u": 0.0,
+    "defocus_v": 0.0,
+    "defocus_angle": 0.0,
+    "cs": 0.0,
+    "amplitude_contrast": 1.0,
+    "phase_shift": 0.0,
+}
 
 
 def electron_wavelength(voltage_kv: float | torch.Tensor) -> float | torch.Tensor:

@@ -41,6 +41,7 @@ from tomodrgn.reconstruct.reference_check import (
     ReferenceCheck,
     check_against_reference,
     load_reference,
+    resolve_reference,
     write_reference_check,
 )
 from tomodrgn.reconstruct.report import (
@@ -50,6 +51,7 @@ from tomodrgn.reconstruct.report import (
     spherical_mask,
     write_fsc_table,
 )
+from tomodrgn.runtime.device import resolve_device
 
 PHASE_FLIP_REGULARIZER = 0.01  # added to the accumulated weights (units: one image's full weight)
 
@@ -159,12 +161,6 @@ def _check_options(ctf: str, insertion: str, wiener_constant: float, lowpass: fl
         raise InputError(f"--lowpass must be a resolution > 0 Å, got {lowpass}")
 
 
-def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _reconstruct(series, particles, seed, dev, batch_size, reg, progress, options):
     """(two half maps, the full map, images inserted): each seeded half-set of ``particles`` accumulated into its
     own Fourier accumulator; ``progress(done, total)`` counts images."""
@@ -202,12 +198,22 @@ def _read_series(
     pixel_size: float | None,
     datadir: str | Path | None,
     tomograms_star: str | Path | None,
+    ctf: str = "phase-flip",
+    dose_weight: bool = False,
 ) -> ParticleSeries:
     """The particles: ``star`` itself when a :class:`ParticleSeries`, else read from the STAR path with
-    :func:`read_particles` (``pixel_size`` Å, ``datadir`` and ``tomograms_star`` passed on)."""
+    :func:`read_particles` (``pixel_size`` Å, ``datadir`` and ``tomograms_star`` passed on; the CTF columns not
+    read with ``ctf`` "none", the dose columns' absence warned about only with ``dose_weight``)."""
     if isinstance(star, ParticleSeries):
         return star
-    return read_particles(star, pixel_size=pixel_size, datadir=datadir, tomograms_star=tomograms_star)
+    return read_particles(
+        star,
+        pixel_size=pixel_size,
+        datadir=datadir,
+        tomograms_star=tomograms_star,
+        ctf="none" if ctf == "none" else "auto",
+        dose="auto" if dose_weight else "unused",
+    )
 
 
 def _half_map_fsc(
@@ -363,14 +369,16 @@ def backproject(
     prefixes the FSC and slice files, ``NAME_fsc.txt``). See the module docstring for the files written.
     """
     _check_options(ctf, insertion, wiener_constant, lowpass)
+    dev = resolve_device(device)  # an unavailable device is one line, before anything is read or written
     ref = load_reference(reference, reference_pixel_size) if reference is not None else None  # checked up front
     outdir = Path(outdir)
-    series = _read_series(star, pixel_size, datadir, tomograms_star)
+    series = _read_series(star, pixel_size, datadir, tomograms_star, ctf, dose_weight)
+    ref = resolve_reference(ref, series.box_size, series.pixel_size) if ref is not None else None
     particles = _particles_to_use(series.n_particles, indices, first)
     prepare_output_dir(outdir, overwrite)
     options = dict(ctf=ctf, invert=invert, insertion=insertion, dose_weight=dose_weight, tilt_weight=tilt_weight)
     reg = wiener_constant if ctf == "wiener" else PHASE_FLIP_REGULARIZER
-    half_maps, full, total = _reconstruct(series, particles, seed, _device(device), batch_size, reg, progress, options)
+    half_maps, full, total = _reconstruct(series, particles, seed, dev, batch_size, reg, progress, options)
     if flip_hand:
         half_maps, full = [mirror(h) for h in half_maps], mirror(full)
     return _assess_and_write(

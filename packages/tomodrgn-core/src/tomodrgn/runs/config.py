@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -13,8 +12,7 @@ from tomodrgn.io.errors import InputError
 from tomodrgn.io.pixel_size import check_pixel_size
 from tomodrgn.models.names import ENCODERS, POOLING_MODES, parse_arch
 from tomodrgn.runs.create import atomic_write_bytes
-
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+from tomodrgn.runtime.device import check_device_spec
 
 
 def option_name(field_name: str) -> str:
@@ -48,6 +46,7 @@ class TrainConfig:
     evenly across processes under torchrun). ``beta`` None → 1/(zdim + n_tilts·D²); ``beta_warmup_epochs`` > 0
     ramps β linearly from 0. ``dose_filter`` multiplies decoded slices by the exposure filter exp(−N/2Ne).
     ``phase_flip``: the encoder sees images multiplied by sign(CTF).
+    ``ctf``: False (``--no-ctf``) takes the images as free of any CTF (CTF ≡ 1; the STAR's CTF columns are not read).
     ``box_size`` Fourier-crops images on the fly (None: as on disk). ``device``: "auto" | "cpu" | "cuda[:i]".
     ``max_steps``: end the run after this many optimiser steps in all (None: after ``epochs``); the epoch in progress
     ends there and is written as the last, checkpoint and latents (all particles' with ``z_all_tilts``).
@@ -68,6 +67,7 @@ class TrainConfig:
     Every option is checked when the config is made: :class:`~tomodrgn.io.errors.InputError` names it as typed on
     the command line (``--lr``).
     ``tomograms_star``: the tomograms STAR of a RELION 5 / WarpTools 2-D stack set given by its particles STAR.
+    ``datadir``: the folder that the STAR's relative image paths are relative to (None: the STAR's own folder).
     ``val_tilts``: K > 0 holds K tilt images of every particle out of training and reports the error on them each
     epoch (see :mod:`tomodrgn.training.validation`).
     ``decoder_envelope``: the per-shell scale of the decoder's output (see :mod:`tomodrgn.models.decoder`):
@@ -107,6 +107,7 @@ class TrainConfig:
     n_features: int | None = None
     dose_filter: bool = True
     phase_flip: bool = True
+    ctf: bool = True
     seed: int = 0
     checkpoint_every: int = 1
     backend: str = "auto"
@@ -121,6 +122,7 @@ class TrainConfig:
     first: int | None = None
     ind: str | None = None
     tomograms_star: str | None = None
+    datadir: str | None = None
     val_tilts: int = 0
     decoder_envelope: str = "measured"
     weight_average_steps: int = 200
@@ -135,8 +137,7 @@ class TrainConfig:
                 raise InputError(
                     f"{option_name(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
-        if not isinstance(self.device, str) or not _DEVICE.match(self.device):
-            raise InputError(f"--device must be auto, cpu, mps or cuda[:i], got {self.device!r}")
+        check_device_spec(self.device)
         for name in ("enc_arch_a", "enc_arch_b", "dec_arch"):
             try:
                 parse_arch(getattr(self, name))
@@ -170,6 +171,8 @@ class TrainConfig:
             )
         if self.ind is not None:  # recorded absolute in config.json, so --resume works from any folder
             self.ind = str(Path(self.ind).absolute())
+        if self.datadir is not None:
+            self.datadir = str(Path(self.datadir).absolute())
         if self.pixel_size is not None:  # overrides the STAR's and the MRC headers' pixel size
             check_pixel_size(self.pixel_size, "pixel_size (--pixel-size)")
         _number(self, "val_tilts", int, 0)
@@ -215,3 +218,32 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+#: the options a resumed run may change; every other one is the run's own (its config.json)
+RESUMABLE_OPTIONS = ("epochs", "max_steps", "num_workers", "device", "checkpoint_every", "amp")
+
+
+def resumed_config(run: TrainConfig, asked: TrainConfig) -> TrainConfig:
+    """The settings of a resumed run: the run's own, with each resumable option that ``asked`` sets (to other than
+    its default) taken from ``asked``. Any other option that ``asked`` sets to a value the run does not have is
+    refused, each one named (:class:`InputError`): a resumed run cannot change its model, data or optimiser. An
+    option given at its default value cannot be told from one not given, and keeps the run's value."""
+    taken, differ = {}, []
+    for f in fields(TrainConfig):
+        new, old = getattr(asked, f.name), getattr(run, f.name)
+        if new == f.default or new == old:
+            continue
+        if f.name in RESUMABLE_OPTIONS:
+            taken[f.name] = new
+        elif f.name == "mode":
+            differ.append(f"{'train_nn' if new == 'homogeneous' else 'train_vae'} on a {old} run")
+        else:
+            differ.append(f"{option_name(f.name)} {new} (the run has {old})")
+    if differ:
+        raise InputError(
+            f"--resume continues the run with its own settings; these differ: {'; '.join(differ)}. Only "
+            f"{', '.join(option_name(n) for n in RESUMABLE_OPTIONS)} can change; start a new run (another -o, or "
+            "--overwrite) to change the others"
+        )
+    return TrainConfig.from_dict({**run.to_dict(), **taken})

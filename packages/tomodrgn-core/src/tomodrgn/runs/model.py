@@ -44,7 +44,13 @@ def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfi
     series = (
         star_or_series
         if isinstance(star_or_series, ParticleSeries)
-        else read_particles_checked(star_or_series, pixel_size=config.pixel_size, tomograms_star=config.tomograms_star)
+        else read_particles_checked(
+            star_or_series,
+            pixel_size=config.pixel_size,
+            tomograms_star=config.tomograms_star,
+            datadir=config.datadir,
+            ctf="auto" if config.ctf else "none",
+        )
     )
     rows = heldout_split(series, config.val_tilts, config.seed)[0] if config.val_tilts else None
     return TiltSeriesDataset(
@@ -58,6 +64,7 @@ def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfi
         norm=norm,
         tilt_rows=rows,
         window=config.window_radii,
+        ctf=config.ctf,
     )
 
 

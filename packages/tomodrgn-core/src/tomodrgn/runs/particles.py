@@ -51,5 +51,12 @@ def training_particles(run: Any, epoch: int | None = None) -> ParticleSeries:
     star = meta.get("star_path")
     if not star:
         raise InputError(f"{where} does not record its training STAR: give the STAR file")
-    series = read_particles(star, pixel_size=config.get("pixel_size"), tomograms_star=config.get("tomograms_star"))
+    series = read_particles(
+        star,
+        pixel_size=config.get("pixel_size"),
+        tomograms_star=config.get("tomograms_star"),
+        datadir=config.get("datadir"),
+        ctf="unused",  # the run's own CTF choice applies where its images are used (runs.model.make_dataset)
+        dose="unused",
+    )
     return apply_run_selection(series, config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import threading
 import time
@@ -33,7 +34,7 @@ from tomodrgn.io.particles import ParticleSeries
 from tomodrgn.io.selection import read_particles_checked, select_particles
 from tomodrgn.kernels import half_lattice
 from tomodrgn.runs import checkpoint as ck
-from tomodrgn.runs.config import TrainConfig
+from tomodrgn.runs.config import TrainConfig, resumed_config
 from tomodrgn.runs.folder import RunFolder
 from tomodrgn.runs.model import build_model, dataset_metadata, encode_particles, make_dataset
 from tomodrgn.runtime.batch_size import (
@@ -43,6 +44,7 @@ from tomodrgn.runtime.batch_size import (
     out_of_memory_message,
 )
 from tomodrgn.runtime.distributed import DistContext, all_gather_objects, all_reduce_sum
+from tomodrgn.runtime.huge_pages import allocator_note
 from tomodrgn.runtime.mmap_threshold import fix_mmap_threshold, threshold_note
 from tomodrgn.runtime.precision import precision_note
 from tomodrgn.training.averaging import averaging_horizon, weight_average
@@ -52,9 +54,6 @@ from tomodrgn.training.loss import beta_at, combine, default_beta
 from tomodrgn.training.signal_profile import set_decoder_envelope
 from tomodrgn.training.step import batch_forward, particle_noise, training_trial
 from tomodrgn.training.validation import evaluate_heldout, heldout_set, write_heldout
-
-#: the options a resumed run may change; every other one comes from its checkpoint
-RESUMABLE_OPTIONS = ("epochs", "max_steps", "num_workers", "device", "checkpoint_every", "amp")
 
 
 @dataclass
@@ -85,7 +84,8 @@ class _EpochLatents:
 
 class Trainer:
     """One training run (module docstring). ``config`` None: the defaults, or with ``resume`` the saved config;
-    with ``resume`` a ``config`` given only changes :data:`RESUMABLE_OPTIONS`."""
+    with ``resume`` a ``config`` given may change only :data:`~tomodrgn.runs.config.RESUMABLE_OPTIONS`
+    (:func:`~tomodrgn.runs.config.resumed_config`)."""
 
     def __init__(
         self,
@@ -154,17 +154,18 @@ class Trainer:
         if saved is None:
             return config if config is not None else TrainConfig()
         resumed = TrainConfig.from_dict(saved["config"])
-        if config is None:  # a resumed run keeps its model and data settings; these may change
-            return resumed
-        keep = {k: getattr(config, k) for k in RESUMABLE_OPTIONS}
-        return TrainConfig.from_dict({**resumed.to_dict(), **keep})
+        return resumed if config is None else resumed_config(resumed, config)
 
     def _set_up_data(self, star_or_series, saved: dict | None) -> None:
         config = self.config
         norm = tuple(saved["dataset"]["norm"]) if saved is not None else None
         if not isinstance(star_or_series, ParticleSeries):
             star_or_series = read_particles_checked(
-                star_or_series, pixel_size=config.pixel_size, tomograms_star=config.tomograms_star
+                star_or_series,
+                pixel_size=config.pixel_size,
+                tomograms_star=config.tomograms_star,
+                datadir=config.datadir,
+                ctf="auto" if config.ctf else "none",
             )
         self.ds = make_dataset(select_particles(star_or_series, first=config.first, ind=config.ind), config, norm=norm)
         self.voltage = float(np.median(self.ds.series.voltage))
@@ -212,7 +213,7 @@ class Trainer:
             f"# start epoch {s.epoch} step {s.step}: {len(self.ds)} particles, D={self.ds.box_size}, "
             f"{ctx.world_size} process(es), device {self.device}, beta {self.beta:.3g}"
         )
-        self._log(f"# {precision_note(self.config.amp, self.device)}; {threshold_note()}")
+        self._log(f"# {precision_note(self.config.amp, self.device)}; {allocator_note(os.environ)}; {threshold_note()}")
         if self.envelope_note is not None:
             self._log(f"# {self.envelope_note}")
         if self.batch_choice is not None:
