@@ -5,6 +5,7 @@ one line, no "Traceback") fail on it exactly as they would on a subprocess."""
 
 import subprocess
 import traceback
+import warnings
 
 
 def run_cli(capsys, *argv) -> subprocess.CompletedProcess:
@@ -21,6 +22,14 @@ def run_cli(capsys, *argv) -> subprocess.CompletedProcess:
         code, tb = 1, traceback.format_exc()
     out = capsys.readouterr()
     return subprocess.CompletedProcess(["tomodrgn", *argv], code, out.out, out.err + tb)
+
+
+def run_cli_as_user(capsys, *argv) -> subprocess.CompletedProcess:
+    """:func:`run_cli` with the warning filters of a fresh process (Python's default: each warning once per place;
+    ``pytest -W ignore`` would hide them), so the ``warning:`` lines are those a user sees."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        return run_cli(capsys, *argv)
 
 
 def assert_user_error(res: subprocess.CompletedProcess, *culprits: str) -> str:

@@ -20,7 +20,7 @@ import pytest
 import starfile
 import torch
 import torch_ctf
-from _cli_inprocess import assert_user_error, run_cli
+from _cli_inprocess import assert_user_error, run_cli_as_user
 from _independent_sim import blob_projection, blob_volume, gaussian_blobs, make_dataset, relion_matrix
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
@@ -77,15 +77,8 @@ def no_ctf(tmp_path_factory):
 
 @pytest.fixture
 def cli_in(capsys):
-    """The command in this process with the warning filters of a fresh one (Python's default: each warning once per
-    place; ``pytest -W ignore`` would hide them), so the warning lines are those a user sees."""
-
-    def run(*argv):
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            return run_cli(capsys, *argv)
-
-    return run
+    """The command in this process, its warning lines as a user sees them (:func:`run_cli_as_user`)."""
+    return lambda *argv: run_cli_as_user(capsys, *argv)
 
 
 def warning_lines(res, word: str) -> list[str]:

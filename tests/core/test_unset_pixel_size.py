@@ -14,7 +14,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
-from _cli_inprocess import run_cli
+from _cli_inprocess import run_cli_as_user
 from test_no_ctf import PX, write_no_ctf_set
 
 from tomodrgn.io.errors import InputError
@@ -46,15 +46,8 @@ def data(tmp_path_factory):
 
 @pytest.fixture
 def cli_in(capsys):
-    """The command in this process with the warning filters of a fresh one (Python's default: each warning once per
-    place; ``pytest -W ignore`` would hide them), so the warning lines are those a user sees."""
-
-    def run(*argv):
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            return run_cli(capsys, *argv)
-
-    return run
+    """The command in this process, its warning lines as a user sees them (:func:`run_cli_as_user`)."""
+    return lambda *argv: run_cli_as_user(capsys, *argv)
 
 
 def assert_one_error(res, *culprits: str) -> None:
