@@ -7,7 +7,7 @@ not load torch.
 
 from __future__ import annotations
 
-import importlib
+from tomodrgn.lazy import lazy_getattr
 
 _WHERE = {
     "HartleyDecoder": "decoder",
@@ -27,8 +27,4 @@ _WHERE = {
 }
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _WHERE)
