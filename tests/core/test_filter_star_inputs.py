@@ -1,7 +1,7 @@
 """``filter_star`` on the inputs users bring (issue 32, item 7): an empty selection is one line and writes nothing,
-``-o`` naming a folder is one line and leaves no ``.tmp``, the stacks need not exist (only STAR rows are filtered),
-and relative image names stay relative and still resolve from the output's folder (read back with
-``tomodrgn.api.read_particles``). Real files, the real command line in this process."""
+``-o`` naming a folder or an input file is one line and leaves no ``.tmp``, the stacks need not exist (only STAR rows
+are filtered, 2-D stack sets too), and relative image names stay relative and still resolve from the output's folder
+(read back with ``tomodrgn.api.read_particles``). Real files, the real command line in this process."""
 
 import shutil
 
@@ -162,3 +162,61 @@ def test_relion_project_names_stay_project_relative(sim, tmp_path, cli, monkeypa
     assert all(n.split("@")[1].startswith("Extract/job001/particles/") for n in names), names[:2]
     monkeypatch.chdir(tmp_path)
     _same_images(out, full, [1, 3, 5])
+
+
+@pytest.fixture(scope="module")
+def stack_set_dir(tmp_path_factory):
+    """A simulated RELION 5 / WarpTools 2-D stack set: ``sim/optimisation_set.star`` → ``relion5_particles.star``
+    naming ``particles/NAME.mrcs`` relative to it, and ``tomograms.star``."""
+    sim = simulate_dataset(tmp_path_factory.mktemp("fs5") / "sim", preset="homogeneous", n_particles=4, box_size=16,
+                           n_tilts=5, drop_tilts=2, format="relion5", seed=2)  # fmt: skip
+    return sim.star_path.parent
+
+
+def _particle_table(star):
+    return starfile.read(star, always_dict=True)["particles"]
+
+
+def test_stack_set_is_filtered_without_its_stacks(stack_set_dir, tmp_path, cli, monkeypatch):
+    shutil.copytree(stack_set_dir, tmp_path / "sim")
+    opt = tmp_path / "sim" / "optimisation_set.star"
+    full = read_particles(opt)
+    full_images = full.read_images(np.arange(full.n_images))
+    rows = _particle_table(tmp_path / "sim" / "relion5_particles.star")
+    shutil.move(tmp_path / "sim" / "particles", tmp_path / "elsewhere")  # the stacks are not where the STAR says
+    (tmp_path / "ind.txt").write_text("3\n1\n")
+    monkeypatch.chdir(tmp_path)
+
+    res = cli("filter_star", opt, "-o", tmp_path / "sel" / "optimisation_set.star", "--indices", tmp_path / "ind.txt")
+    assert res.returncode == 0, res.stderr
+    warning = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "2 image stack(s) named in" in warning[0] and "not found" in warning[0], res.stderr
+    got = _particle_table(tmp_path / "sel" / "particles.star")
+    assert list(got.columns) == list(rows.columns)
+    assert list(got["rlnTomoParticleName"]) == [full.particle_names[1], full.particle_names[3]]
+    assert list(got["rlnImageName"]) == [rows["rlnImageName"][1], rows["rlnImageName"][3]]  # kept as written
+
+    # with --datadir the stacks are found, so their names are re-pointed and the subset reads back whole
+    out = tmp_path / "sel2" / "optimisation_set.star"
+    res = cli("filter_star", opt, "-o", out, "--indices", tmp_path / "ind.txt", "--datadir", tmp_path / "elsewhere")
+    assert res.returncode == 0 and "warning:" not in res.stderr, res.stderr
+    sub = read_particles(out)
+    assert sub.particle_names == [full.particle_names[1], full.particle_names[3]]
+    chosen = np.concatenate([full.image_indices[1], full.image_indices[3]])
+    np.testing.assert_array_equal(sub.read_images(np.arange(sub.n_images)), full_images[chosen])
+
+
+def test_output_that_would_replace_an_input_is_one_line(sim, stack_set_dir, tmp_path, cli):
+    (tmp_path / "ind.txt").write_text("0\n")
+    before = sim.read_bytes()
+    assert_user_error(cli("filter_star", sim, "-o", sim, "--indices", tmp_path / "ind.txt"), f"-o {sim}",
+                      "would replace the input", str(sim))  # fmt: skip
+    assert sim.read_bytes() == before
+    shutil.copytree(stack_set_dir, tmp_path / "set")
+    opt = tmp_path / "set" / "optimisation_set.star"
+    particles = tmp_path / "set" / "relion5_particles.star"
+    before = particles.read_bytes()
+    out = tmp_path / "set" / "relion5_optimisation_set.star"  # whose particles STAR would be the input's
+    assert_user_error(cli("filter_star", opt, "-o", out, "--indices", tmp_path / "ind.txt"), "would replace the input",
+                      str(particles))  # fmt: skip
+    assert particles.read_bytes() == before and not out.exists()

@@ -118,6 +118,10 @@ def test_reference_with_unset_header_at_another_box_is_refused(data, tmp_path, c
     res = cli_in("backproject", star, "-o", tmp_path / "a", "--device", "cpu", "--reference", ref, "--ctf", "none")
     assert_one_error(res, "big.mrc", "1 Å/px", "box (40 px) is not ours (32 px)", "--reference-pixel-size")
     assert not (tmp_path / "a").exists()  # before any work
+    for command in ("train_nn", "train_vae"):  # checked against the training grid before training, not after it
+        res = cli_in(command, star, "-o", tmp_path / command, "--device", "cpu", "--reference", ref, "--epochs", "1")
+        assert_one_error(res, "big.mrc", "1 Å/px", "box (40 px) is not ours (32 px)", "--reference-pixel-size")
+        assert not (tmp_path / command).exists()
 
 
 def test_reference_pixel_size_far_from_ours_at_our_box_warns(data, tmp_path, cli_in):

@@ -85,6 +85,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     "trained models": {
         "TrainedModel": ("tomodrgn.runs.trained", "TrainedModel"),
         "check_run_against_reference": ("tomodrgn.analysis.run_commands", "check_run_against_reference"),
+        "reference_for_training": ("tomodrgn.analysis.run_commands", "reference_for_training"),
         "decode_volumes": ("tomodrgn.analysis.run_commands", "decode_volumes"),
         "postprocess_volume": ("tomodrgn.analysis.run_commands", "postprocess_volume"),
         "embed_particles": ("tomodrgn.analysis.run_commands", "embed_particles"),

@@ -288,7 +288,8 @@ def _cluster_series(a: _Analysis, star: Path | None, cfg: dict, star_given: bool
     from tomodrgn.io.particles import read_particles
 
     try:
-        series = read_particles(star, pixel_size=cfg.get("pixel_size"), tomograms_star=tomograms_star)
+        series = read_particles(star, pixel_size=cfg.get("pixel_size"), tomograms_star=tomograms_star, ctf="unused",
+                                dose="unused")  # fmt: skip
         if not star_given:  # the run's training STAR: only the particles it was trained on (--first / --ind)
             series = apply_run_selection(series, cfg)
         if series.n_particles != len(a.z):

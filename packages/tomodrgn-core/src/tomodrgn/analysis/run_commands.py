@@ -19,9 +19,11 @@ from tomodrgn.analysis.volume_space import VolumeSpaceResult, analyze_volumes
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.index_lists import read_labels, read_values
 from tomodrgn.io.output_dir import CommandOutputs, check_output_dir
+from tomodrgn.runs.config import TrainConfig, resumed_config
 from tomodrgn.runs.folder import RunFolder
 
 if TYPE_CHECKING:
+    from tomodrgn.io.particles import ParticleSeries
     from tomodrgn.reconstruct.reference_check import Reference
 
 
@@ -140,6 +142,23 @@ def graph_traversal_for_run(
     return graph_traversal_run(model.decode, z, anchors, out, model.pixel_size, k, progress, path)
 
 
+def reference_for_training(
+    star: str | Path, config: TrainConfig, reference: Reference, resume_dir: str | Path | None = None
+) -> tuple[ParticleSeries, Reference]:
+    """(the particles of ``star`` read as training reads them, ``reference`` with its pixel size decided against the
+    training grid): so that a reference that cannot be compared with the run's map is refused before training,
+    not after it, and its warnings come first (:func:`~tomodrgn.reconstruct.reference_check.resolve_reference`).
+    ``resume_dir``: the run being resumed, whose saved settings apply. Give the particles to
+    :func:`~tomodrgn.training.loop.train`, so they are read once."""
+    from tomodrgn.reconstruct.reference_check import resolve_reference
+    from tomodrgn.runs.model import read_training_series, training_grid
+
+    if resume_dir is not None and RunFolder(resume_dir).config.is_file():
+        config = resumed_config(TrainConfig.load(RunFolder(resume_dir).config), config)
+    series = read_training_series(star, config)
+    return series, resolve_reference(reference, *training_grid(series, config))
+
+
 def check_run_against_reference(
     run_dir: str | Path,
     reference: str | Path | Reference,
@@ -223,7 +242,7 @@ def subtomo2chimerax(
     if run_dir is not None:
         model, z, epoch = load_vae_run(run_dir, epoch, device)
     if star is not None:
-        series = read_particles(star, tomograms_star=tomograms_star)
+        series = read_particles(star, tomograms_star=tomograms_star, ctf="unused", dose="unused")  # positions only
     elif model is not None:
         series = training_particles(model)  # the run's training particles (its --first / --ind selection)
         star = series.star_path
@@ -350,9 +369,8 @@ def embed_particles(
         if trained_on and Path(star).absolute() == Path(trained_on).absolute():
             tomograms_star = tomograms_star if tomograms_star is not None else model.config.tomograms_star
             datadir = datadir if datadir is not None else model.config.datadir
-        star = read_particles_checked(
-            star, pixel_size=model.config.pixel_size, tomograms_star=tomograms_star, datadir=datadir
-        )
+        star = read_particles_checked(star, pixel_size=model.config.pixel_size, tomograms_star=tomograms_star,
+                                      datadir=datadir, ctf="auto" if model.config.ctf else "none")  # fmt: skip
     return model.embed(select_particles(star, first=first, ind=ind), n_tilts=n_tilts, sequential=sequential)
 
 
@@ -433,7 +451,7 @@ def _mapback_particles(
     from tomodrgn.io.volume_series import read_volume_series
 
     try:
-        series = read_particles(star)
+        series = read_particles(star, ctf="unused", dose="unused")  # positions and poses only
         tomos, pos = particle_positions(series)
     except InputError:
         if star_pixel_size is None:

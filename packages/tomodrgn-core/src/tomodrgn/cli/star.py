@@ -29,6 +29,7 @@ def cmd_filter_star(args: argparse.Namespace) -> None:
         invert=args.exclude,
         labels_name=f"--labels {args.labels}",
         tomograms_star=args.tomograms_star,
+        datadir=args.datadir,
     )
     print(f"wrote {out}")
 
@@ -43,5 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help="one label per particle, .txt/.npy/.pkl (cryoDRGN labels.pkl), with --keep")
     p.add_argument("--keep", type=int, nargs="+", help="label values to keep")
     p.add_argument("--exclude", action="store_true", help="write the complement of the selection")
+    p.add_argument(
+        "--datadir",
+        type=Path,
+        default=None,
+        help="folder of the image stacks, where the STAR's image paths are relative to another folder: used to re-point"
+        " them for the output's folder (the stacks are not read; default: the STAR's folder)",
+    )
     add_tomograms_star(p)
     p.set_defaults(func=cmd_filter_star)

@@ -112,11 +112,14 @@ def _cmd_train(args: argparse.Namespace, mode: str) -> None:
     if not args.star.is_file():
         raise FileNotFoundError(2, "No such file or directory", str(args.star))
 
-    reference = None
-    if args.reference is not None:  # read and checked before training, not after
+    reference, particles = None, args.star
+    if args.reference is not None:  # read and checked against the training grid before training, not after
         reference = api.load_reference(args.reference, args.reference_pixel_size)
+        particles, reference = api.reference_for_training(
+            args.star, config, reference, args.outdir if args.resume else None
+        )
 
-    res = api.train(args.star, args.outdir, config, resume=args.resume, overwrite=args.overwrite)
+    res = api.train(particles, args.outdir, config, resume=args.resume, overwrite=args.overwrite)
     if not res.history:  # a resumed run that had already finished
         print(
             f"nothing to do: {args.outdir} has finished its {res.epochs_completed} epochs (checkpoint "

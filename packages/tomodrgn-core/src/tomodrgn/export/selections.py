@@ -7,7 +7,6 @@ particle), one integer per line; ``#`` starts a comment. They are read as text, 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +16,12 @@ import pandas as pd
 
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.output_dir import check_writable
-from tomodrgn.io.particle_series import PROJECT_LEVELS, resolve_stack
-from tomodrgn.io.particles import ParticleSeries, read_particles, write_particle_subset
-from tomodrgn.io.read_relion5 import is_optimisation_set, is_stack_set
+from tomodrgn.io.particles import ParticleSeries, write_particle_subset
+from tomodrgn.io.read_relion5 import is_optimisation_set, is_stack_set, stack_set_files
 from tomodrgn.io.read_rows import _group_images, detect_flavour
 from tomodrgn.io.star import find_particle_block, read_star, require_columns, write_star
+from tomodrgn.io.star_paths import moved_image_names
+from tomodrgn.io.write_relion5 import stack_subset_files, write_stack_subset
 
 
 def select_indices(
@@ -64,29 +64,47 @@ def filter_star(
     invert: bool = False,
     labels_name: str = "labels",
     tomograms_star: str | Path | None = None,
+    datadir: str | Path | None = None,
 ) -> Path:
     """Write the selected particles of ``star`` (a STAR path or a read :class:`ParticleSeries`; see
     :func:`select_indices`) as a STAR file of the input's flavour with every column kept, for re-refinement in
     RELION / Warp / M. ``labels`` must hold one label per particle of ``star`` (InputError naming ``labels_name``,
     the STAR and both counts otherwise); a selection of no particle is an InputError and writes nothing (a STAR
-    without particles cannot be refined or trained on).
+    without particles cannot be refined or trained on); so is an ``out_star`` that would replace an input file.
 
-    Image-row STARs (Warp/M, RELION 5 rows, nextPYP) are filtered as STAR rows: the stacks need not exist, and
-    their names are kept as written (:func:`moved_stack_name`). A RELION 5 / WarpTools 2-D stack set is read
-    whole (``tomograms_star`` as :func:`~tomodrgn.io.particles.read_particles`) and written as a set
-    (:func:`~tomodrgn.io.particles.write_particle_subset`)."""
+    A STAR path is filtered as STAR rows, without opening a stack: image-row STARs (Warp/M, RELION 5 rows, nextPYP)
+    as they are, a RELION 5 / WarpTools 2-D stack set (``tomograms_star`` as
+    :func:`~tomodrgn.io.particles.read_particles`) as a set (:func:`~tomodrgn.io.write_relion5.write_stack_subset`).
+    Stack names are re-pointed for ``out_star``'s folder where the stacks are found (next to the STAR, its parents,
+    ``datadir``), else kept as written (:func:`~tomodrgn.io.star_paths.moved_image_names`)."""
     out_star = _check_out_star(out_star)
-    series = star if isinstance(star, ParticleSeries) else None
-    rows = None if series is not None else _star_rows(Path(star).absolute())
-    if rows is None and series is None:  # a 2-D stack set: read whole
-        series = read_particles(star, tomograms_star=tomograms_star, ctf="unused", dose="unused")
-    if series is not None:
-        rows = _StarRows(series.star_path, series.blocks, series.image_block, series.images, series.image_indices,
-                         series.datadir)  # fmt: skip
-    chosen = _chosen(rows, indices, labels, keep, invert, labels_name)
-    if series is not None and series.stack_set is not None:
-        return write_particle_subset(series, chosen, out_star)
+    if isinstance(star, ParticleSeries):
+        ss = star.stack_set
+        _check_not_input(out_star, [star.star_path] + ([ss.particles_star, ss.tomograms_star] if ss else []))
+        chosen = _chosen(star.n_particles, star.star_path, indices, labels, keep, invert, labels_name)
+        return write_particle_subset(star, chosen, out_star)
+    path = Path(star).absolute()
+    ddir = None if datadir is None else Path(datadir).absolute()
+    blocks = read_star(path)
+    if is_optimisation_set(blocks) or is_stack_set(blocks):
+        ss, blocks = stack_set_files(path, blocks, tomograms_star)
+        _check_not_input(out_star, [path, ss.particles_star, ss.tomograms_star])
+        chosen = _chosen(len(ss.particle_rows), path, indices, labels, keep, invert, labels_name)
+        return write_stack_subset(ss, blocks, chosen, out_star, ddir)
+    _check_not_input(out_star, [path])
+    rows = _star_rows(path, blocks, ddir)
+    chosen = _chosen(rows.n_particles, path, indices, labels, keep, invert, labels_name)
     return _write_rows(rows, chosen, out_star)
+
+
+def _check_not_input(out_star: Path, inputs: list[Path]) -> None:
+    """InputError when ``out_star`` (or, for a 2-D stack set, the particles / tomograms STAR written next to it) would
+    replace one of the ``inputs``."""
+    written = [out_star, *stack_subset_files(out_star)]
+    for target in written:
+        for given in inputs:
+            if target.exists() and given.exists() and target.resolve() == given.resolve():
+                raise InputError(f"-o {out_star}: would replace the input {given}; give another name")
 
 
 @dataclass
@@ -107,14 +125,11 @@ class _StarRows:
         return len(self.image_indices)
 
 
-def _star_rows(path: Path) -> _StarRows | None:
-    """The particles of an image-row STAR, from the STAR alone (no stack is opened); None for a 2-D stack set."""
-    blocks = read_star(path)
-    if is_optimisation_set(blocks) or is_stack_set(blocks):
-        return None
+def _star_rows(path: Path, blocks: dict, datadir: Path | None) -> _StarRows:
+    """The particles of an image-row STAR (``blocks`` its blocks), from the STAR alone (no stack is opened)."""
     block = find_particle_block(blocks, path)
     _, image_indices = _group_images(blocks[block], detect_flavour(blocks[block], path), path)
-    return _StarRows(path, blocks, block, blocks[block], image_indices)
+    return _StarRows(path, blocks, block, blocks[block], image_indices, datadir)
 
 
 def _check_out_star(out_star: str | Path) -> Path:
@@ -127,13 +142,13 @@ def _check_out_star(out_star: str | Path) -> Path:
     return out_star
 
 
-def _chosen(rows: _StarRows, indices, labels, keep, invert: bool, labels_name: str) -> np.ndarray:
+def _chosen(n: int, path: Path, indices, labels, keep, invert: bool, labels_name: str) -> np.ndarray:
     """The selected particle indices (:func:`select_indices`); InputError for a label count that does not match the
     STAR, and for an empty selection (naming the labels kept and those present)."""
-    n, keep = rows.n_particles, None if keep is None else list(keep)
+    keep = None if keep is None else list(keep)
     if labels is not None and len(np.atleast_1d(labels)) != n:
         raise InputError(
-            f"{labels_name}: {len(np.atleast_1d(labels))} labels but {rows.path} has {n} particles; labels of a run "
+            f"{labels_name}: {len(np.atleast_1d(labels))} labels but {path} has {n} particles; labels of a run "
             "trained on a subset (--first / --ind in its config.json) cover only those particles: use the cluster "
             "STARs of its analyze folder, or give the STAR of that subset"
         )
@@ -142,77 +157,23 @@ def _chosen(rows: _StarRows, indices, labels, keep, invert: bool, labels_name: s
         if labels is not None:
             present = ", ".join(str(v) for v in np.unique(np.asarray(labels))[:10])
             what = "every particle of" if invert else "no particle of"
-            raise InputError(f"--keep {' '.join(str(k) for k in keep)}: {what} {rows.path} has one of these labels "
+            raise InputError(f"--keep {' '.join(str(k) for k in keep)}: {what} {path} has one of these labels "
                              f"in {labels_name} (labels present: {present}); nothing written")  # fmt: skip
-        raise InputError(f"the selection keeps no particle of {rows.path}; nothing written")
+        raise InputError(f"the selection keeps no particle of {path}; nothing written")
     return chosen
 
 
 def _write_rows(rows: _StarRows, chosen: np.ndarray, out_star: Path) -> Path:
     """Write the image rows of particles ``chosen`` (file order kept) with every block of the input, stack names
-    re-pointed for ``out_star``'s folder (:func:`moved_stack_name`)."""
+    re-pointed for ``out_star``'s folder (:func:`~tomodrgn.io.star_paths.moved_image_names`)."""
     picked = np.sort(np.concatenate([rows.image_indices[p] for p in chosen]))
     subset = rows.images.iloc[picked].reset_index(drop=True).copy()
     if "rlnImageName" in subset:
-        subset["rlnImageName"] = _moved_names(subset["rlnImageName"].astype(str), rows, out_star.parent)
+        subset["rlnImageName"] = moved_image_names(subset["rlnImageName"].astype(str), rows.path, out_star.parent,
+                                                   rows.datadir)  # fmt: skip
     blocks = dict(rows.blocks)
     blocks[rows.image_block] = subset
     return write_star(blocks, out_star)
-
-
-def _moved_names(names, rows: _StarRows, out_dir: Path) -> list[str]:
-    """``index@stack`` names with each stack re-pointed once (:func:`moved_stack_name`); one warning when stacks
-    were not found and the output goes to another folder."""
-    moved: dict[str, str] = {}
-    missing: list[str] = []
-    out = []
-    for name in names:
-        idx, at, stack = name.rpartition("@") if "@" in name else ("", "", name)
-        if stack not in moved:
-            moved[stack] = moved_stack_name(stack, rows.path.parent, out_dir, rows.datadir)
-            if moved[stack] is None:
-                missing.append(stack)
-                moved[stack] = stack
-        out.append(f"{idx}{at}{moved[stack]}")
-    if missing:
-        warnings.warn(
-            f"{len(missing)} image stack(s) named in {rows.path} not found (e.g. {missing[0]}): their names are "
-            f"written as they are; check that they resolve from {out_dir}",
-            UserWarning,
-            stacklevel=4,
-        )
-    return out
-
-
-def moved_stack_name(stack: str, star_dir: Path, out_dir: Path, datadir: Path | None = None) -> str | None:
-    """How a STAR in ``out_dir`` names the stack that a STAR in ``star_dir`` names ``stack``, so that RELION (which
-    reads names relative to its project folder, the working directory) and our readers (the STAR's folder, its
-    parents, the working directory) find the same file: as written when absolute, when ``out_dir`` is ``star_dir``,
-    or when it resolves to that file from ``out_dir`` or one of its parents (RELION's project-relative names, the
-    output inside the project); else relative to the working directory when that resolves from ``out_dir`` or its
-    parents; else absolute. None when the stack is not found (its name cannot be re-pointed)."""
-    if Path(stack).is_absolute() or out_dir.resolve() == star_dir.resolve():
-        return stack
-    found = resolve_stack(stack, star_dir, datadir)
-    if found is None:
-        return None
-    if _resolves_from(stack, out_dir, found):
-        return stack
-    try:
-        relative = str(found.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(found)
-    return relative if _resolves_from(relative, out_dir, found) else str(found)
-
-
-def _resolves_from(name: str, folder: Path, target: Path) -> bool:
-    """Whether a relative stack name in a STAR in ``folder`` names ``target`` from that folder or a parent (not the
-    working directory, which changes between sessions)."""
-    for base in [folder, *list(folder.parents)[:PROJECT_LEVELS]]:
-        candidate = base / name
-        if candidate.is_file() and candidate.resolve() == target:
-            return True
-    return False
 
 
 def write_index_list(path: str | Path, indices: Iterable[int], comment: str | None = None) -> Path:
@@ -274,7 +235,8 @@ def filter_star_rows(
     :func:`select_indices` over its rows, all columns kept. Refuses an empty selection, and an ``out_star`` that is a
     folder."""
     out_star = _check_out_star(out_star)
-    path = Path(star)
+    path = Path(star).absolute()
+    _check_not_input(out_star, [path])
     blocks = read_star(path)
     name = find_particle_block(blocks, path)
     rows = select_indices(len(blocks[name]), indices=indices, labels=labels, keep=keep, invert=invert)

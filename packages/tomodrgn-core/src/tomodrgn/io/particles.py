@@ -116,7 +116,7 @@ def write_particle_subset(series: ParticleSeries, particle_indices, out_star: st
     chosen = np.zeros(series.n_particles, dtype=bool)
     chosen[particle_indices] = True
     if series.stack_set is not None:
-        return write_stack_subset(series, np.flatnonzero(chosen), out_star)
+        return write_stack_subset(series.stack_set, series.blocks, np.flatnonzero(chosen), out_star, series.datadir)
     rows = np.sort(np.concatenate([series.image_indices[p] for p in np.flatnonzero(chosen)] or [np.empty(0, int)]))
     subset = series.images.iloc[rows].reset_index(drop=True).copy()
     if "rlnImageName" in subset:

@@ -278,19 +278,29 @@ def _image_rows(df, names, tomo, path: Path, ddir, tomograms_blocks, tomograms_s
     )
 
 
-def _set_files(
-    path: Path, blocks: dict[str, Block], tomograms_star: str | Path | None
-) -> tuple[Path, dict[str, Block], Path, dict[str, Block], Path | None, dict[str, Block] | None]:
-    """(particles STAR, its blocks, tomograms STAR (absolute), its blocks, optimisation set, its blocks) of a 2-D
-    stack set read from ``path`` (optimisation set or particles STAR); refuses 3-D subtomograms
-    (``_rlnTomoSubTomosAre2DStacks 0``)."""
+def stack_set_files(
+    path: Path, blocks: dict[str, Block], tomograms_star: str | Path | None = None
+) -> tuple[StackSet, dict[str, Block]]:
+    """The files of a 2-D stack set read from ``path`` (optimisation set or particles STAR; ``blocks`` its blocks),
+    without opening a stack: its :class:`StackSet` (one particle per row of the particle block) and the particles
+    STAR's blocks. Refuses 3-D subtomograms (``_rlnTomoSubTomosAre2DStacks 0``)."""
     path, blocks, tomograms_star, optimisation_set, optimisation_blocks = _from_optimisation_set(
         path, blocks, tomograms_star
     )
     if any(str(v).strip() in ("0", "0.0", "False") for v in _flag_blocks(blocks)):
         raise InputError(f"{path}: _rlnTomoSubTomosAre2DStacks is 0: {_NO_3D}")
     tomograms_star = Path(tomograms_star).absolute() if tomograms_star is not None else _find_tomograms_star(path)
-    return path, blocks, tomograms_star, read_star(tomograms_star), optimisation_set, optimisation_blocks
+    particle_block = find_particle_block(blocks, path)
+    ss = StackSet(
+        particles_star=path,
+        tomograms_star=tomograms_star,
+        particle_block=particle_block,
+        particle_rows=np.arange(len(blocks[particle_block]), dtype=np.int64),
+        tomograms_blocks=read_star(tomograms_star),
+        optimisation_set=optimisation_set,
+        optimisation_blocks=optimisation_blocks,
+    )
+    return ss, blocks
 
 
 def _particle_table(path: Path, blocks: dict[str, Block]) -> tuple[str, pd.DataFrame]:
@@ -410,9 +420,8 @@ def read_stack_set(
 ) -> ParticleSeries:
     """Read a 2-D stack set from its optimisation set or particles STAR (``blocks`` are ``path``'s blocks; ``ctf``
     and ``dose`` as :func:`tomodrgn.io.particles.read_particles`)."""
-    path, blocks, tomograms_star, tomograms_blocks, optimisation_set, optimisation_blocks = _set_files(
-        path, blocks, tomograms_star
-    )
+    ss, blocks = stack_set_files(path, blocks, tomograms_star)
+    path, tomograms_star, tomograms_blocks = ss.particles_star, ss.tomograms_star, ss.tomograms_blocks
     glob = global_table(tomograms_blocks, tomograms_star)
     particle_block, df = _particle_table(path, blocks)
     premultiplied = _premultiplied(df, path)  # images × CTF at extraction: modelled as CTF² (ctf_power 2)
@@ -436,7 +445,7 @@ def read_stack_set(
     images = _images_table(names, tomo, ip, frame, stack_path, stack_index)
     class_label = pd.to_numeric(df["rlnClassNumber"], errors="coerce").to_numpy() if "rlnClassNumber" in df else None
     return ParticleSeries(
-        star_path=optimisation_set or path,
+        star_path=ss.optimisation_set or path,
         flavour="relion5",
         blocks=blocks,
         images=images,
@@ -453,13 +462,5 @@ def read_stack_set(
         class_label=class_label,
         datadir=ddir,
         ctf_premultiplied=premultiplied[ip] if premultiplied is not None and with_ctf else None,
-        stack_set=StackSet(
-            particles_star=path,
-            tomograms_star=tomograms_star,
-            particle_block=particle_block,
-            particle_rows=np.arange(n, dtype=np.int64),
-            tomograms_blocks=tomograms_blocks,
-            optimisation_set=optimisation_set,
-            optimisation_blocks=optimisation_blocks,
-        ),
+        stack_set=ss,
     )

@@ -33,12 +33,16 @@ def read_star(path: str | Path) -> dict[str, Block]:
 
 
 def write_star(blocks: dict[str, Block], path: str | Path) -> Path:
-    """Write blocks to a STAR file (written to a temporary name, then renamed)."""
+    """Write blocks to a STAR file (written to a temporary name, then renamed; no temporary file is left when either
+    fails)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    starfile.write(blocks, tmp, float_format="%.6f", overwrite=True)
-    os.replace(tmp, path)
+    try:
+        starfile.write(blocks, tmp, float_format="%.6f", overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # left only when writing or renaming failed
     return path
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tomodrgn.io.particle_series import ParticleSeries, StackSet
+from tomodrgn.io.particle_series import StackSet
 from tomodrgn.io.star import Block, write_star
+from tomodrgn.io.star_paths import moved_image_names
 from tomodrgn.io.tomograms import find_relative
 
 
@@ -26,28 +27,31 @@ def _star_path(target: Path, base: Path) -> str:
     return str(rel) if found is not None and found == target else str(target)
 
 
-def write_stack_subset(series: ParticleSeries, particles: np.ndarray, out_star: str | Path) -> Path:
-    """Write particles ``particles`` (sorted indices) of a 2-D stack set as a 2-D stack set: the optimisation set at
-    ``out_star``, ``<stem>_particles.star`` (every block and column of the input, the chosen rows) and
-    ``<stem>_tomograms.star`` (the input's tomograms STAR) next to it. Paths that no longer resolve from the new
-    folder are made absolute."""
-    ss = series.stack_set
+def stack_subset_files(out_star: Path) -> tuple[Path, Path]:
+    """The particles and tomograms STARs that :func:`write_stack_subset` writes next to the optimisation set
+    ``out_star``: ``<stem>_particles.star`` and ``<stem>_tomograms.star`` (``optimisation_set`` left out of the
+    stem)."""
+    stem = out_star.stem.replace("optimisation_set", "").strip("_")
+    return (out_star.with_name(f"{stem}_particles.star" if stem else "particles.star"),
+            out_star.with_name(f"{stem}_tomograms.star" if stem else "tomograms.star"))  # fmt: skip
+
+
+def write_stack_subset(
+    ss: StackSet, blocks: dict[str, Block], particles: np.ndarray, out_star: str | Path, datadir: Path | None = None
+) -> Path:
+    """Write particles ``particles`` (sorted indices) of a 2-D stack set (``blocks``: its particles STAR's blocks)
+    as a 2-D stack set: the optimisation set at ``out_star`` and, next to it (:func:`stack_subset_files`), the
+    particles STAR (every block and column of the input, the chosen rows) and the input's tomograms STAR. Stack and
+    STAR paths are re-pointed for the new folder (:mod:`tomodrgn.io.star_paths`); no stack is opened."""
     out_star = Path(out_star).absolute()
     folder = out_star.parent
-    stem = out_star.stem.replace("optimisation_set", "").strip("_")
-    particles_out = folder / (f"{stem}_particles.star" if stem else "particles.star")
-    tomograms_out = folder / (f"{stem}_tomograms.star" if stem else "tomograms.star")
+    particles_out, tomograms_out = stack_subset_files(out_star)
     rows = ss.particle_rows[np.asarray(particles, dtype=np.int64)]
-    subset = series.blocks[ss.particle_block].iloc[rows].reset_index(drop=True).copy()
-    stacks = {}
-    for p, name in zip(particles, subset["rlnImageName"].astype(str)):
-        image_rows = series.image_indices[int(p)]
-        if len(image_rows):
-            stacks[name] = _star_path(Path(series.stack_path[image_rows[0]]), folder)
-    subset["rlnImageName"] = [stacks.get(name, name) for name in subset["rlnImageName"].astype(str)]
-    blocks = dict(series.blocks)
-    blocks[ss.particle_block] = subset
-    write_star(blocks, particles_out)
+    subset = blocks[ss.particle_block].iloc[rows].reset_index(drop=True).copy()
+    if "rlnImageName" in subset:
+        names = subset["rlnImageName"].astype(str)
+        subset["rlnImageName"] = moved_image_names(names, ss.particles_star, folder, datadir)
+    write_star({**blocks, ss.particle_block: subset}, particles_out)
     write_star(moved_tomograms_blocks(ss, folder), tomograms_out)
     entries = {"rlnTomoParticlesFile": _star_path(particles_out, folder),
                "rlnTomoTomogramsFile": _star_path(tomograms_out, folder)}  # fmt: skip

@@ -40,17 +40,28 @@ def build_model(config: TrainConfig, D: int, n_tilts: int) -> TomoDRGN:
     )
 
 
+def read_training_series(star: str | Path, config: TrainConfig) -> ParticleSeries:
+    """The particles of ``star`` read as a run with ``config`` reads them (its pixel size, tomograms STAR, stack
+    folder and CTF choice); every particle, before the run's ``--first`` / ``--ind`` selection."""
+    return read_particles_checked(
+        star,
+        pixel_size=config.pixel_size,
+        tomograms_star=config.tomograms_star,
+        datadir=config.datadir,
+        ctf="auto" if config.ctf else "none",
+    )
+
+
+def training_grid(series: ParticleSeries, config: TrainConfig) -> tuple[int, float]:
+    """(box in px, pixel size in Å) of the images a run with ``config`` trains on, and so of its maps: the stacks'
+    box Fourier-cropped to ``--box-size`` when given (as :class:`~tomodrgn.data.dataset.TiltSeriesDataset`)."""
+    box = series.box_size if config.box_size is None else int(config.box_size)
+    return box, series.pixel_size * series.box_size / box
+
+
 def make_dataset(star_or_series: str | Path | ParticleSeries, config: TrainConfig, norm=None) -> TiltSeriesDataset:
     series = (
-        star_or_series
-        if isinstance(star_or_series, ParticleSeries)
-        else read_particles_checked(
-            star_or_series,
-            pixel_size=config.pixel_size,
-            tomograms_star=config.tomograms_star,
-            datadir=config.datadir,
-            ctf="auto" if config.ctf else "none",
-        )
+        star_or_series if isinstance(star_or_series, ParticleSeries) else read_training_series(star_or_series, config)
     )
     rows = heldout_split(series, config.val_tilts, config.seed)[0] if config.val_tilts else None
     return TiltSeriesDataset(

@@ -31,12 +31,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tomodrgn.data.dataset import collate
 from tomodrgn.io.errors import InputError
 from tomodrgn.io.particles import ParticleSeries
-from tomodrgn.io.selection import read_particles_checked, select_particles
+from tomodrgn.io.selection import select_particles
 from tomodrgn.kernels import half_lattice
 from tomodrgn.runs import checkpoint as ck
 from tomodrgn.runs.config import TrainConfig, resumed_config
 from tomodrgn.runs.folder import RunFolder
-from tomodrgn.runs.model import build_model, dataset_metadata, encode_particles, make_dataset
+from tomodrgn.runs.model import build_model, dataset_metadata, encode_particles, make_dataset, read_training_series
 from tomodrgn.runtime.batch_size import (
     BatchChoice,
     choose_batch_size,
@@ -160,13 +160,7 @@ class Trainer:
         config = self.config
         norm = tuple(saved["dataset"]["norm"]) if saved is not None else None
         if not isinstance(star_or_series, ParticleSeries):
-            star_or_series = read_particles_checked(
-                star_or_series,
-                pixel_size=config.pixel_size,
-                tomograms_star=config.tomograms_star,
-                datadir=config.datadir,
-                ctf="auto" if config.ctf else "none",
-            )
+            star_or_series = read_training_series(star_or_series, config)
         self.ds = make_dataset(select_particles(star_or_series, first=config.first, ind=config.ind), config, norm=norm)
         self.voltage = float(np.median(self.ds.series.voltage))
         self.lattice = half_lattice(self.ds.box_size, self.ds.pixel_size, self.voltage).to(self.device)
