@@ -39,6 +39,12 @@ from tomodrgn.runs.folder import RunFolder
 
 DEFAULT_THRESHOLDS = {"knn_preservation": 0.4, "cca_mean": 0.9, "volume_cc": 0.95}
 """Minimum value of each criterion for a pair of epochs to count as stable (criteria absent from a row are skipped)."""
+FSC_CONSECUTIVE = 0.5
+"""FSC level at which ``convergence_nn`` reads the resolution of two consecutive epochs' maps (its verdict)."""
+FSC_REFERENCE = (0.5, 0.143)
+"""FSC levels at which ``convergence_nn`` reads the resolution against a reference map."""
+LATENT_COLUMNS = ("knn_preservation", "cca_mean", "procrustes_r2", "r2_linear", "kmeans_ari")
+"""The latent criteria drawn in ``latent_stability.png``."""
 
 
 def knn_indices(z: np.ndarray, k: int) -> np.ndarray:
@@ -207,7 +213,7 @@ def convergence_vae(
     per epoch and map, the best CC of the compared particles' volumes with it (the published tomoDRGN's
     ``--ground-truth``)."""
     from tomodrgn.analysis import plots
-    from tomodrgn.analysis.report import image, table, write_report
+    from tomodrgn.analysis.report import table, write_report
     from tomodrgn.runs.trained import load_model
 
     run_dir = Path(run_dir)
@@ -229,10 +235,7 @@ def convergence_vae(
     df = pd.DataFrame(rows)
     files = {"table": out / "convergence.csv"}
     df.to_csv(files["table"], index=False)
-    latent_cols = ["knn_preservation", "cca_mean", "procrustes_r2", "r2_linear", "kmeans_ari"]
-    files["latent_plot"] = plots.plot_metrics(df, latent_cols, out / "latent_stability.png", "latent stability")
-    if decode:
-        files["volume_plot"] = plots.plot_metrics(df, ["volume_cc"], out / "volume_stability.png", "volume CC")
+    files.update(_stability_plots(df, thresholds, out, decode))
     if ground_truth and decode and picks is not None:
         files["ground_truth"] = out / "ground_truth_cc.csv"
         ground_truth_cc(ground_truth, zs, dec, picks).to_csv(files["ground_truth"], index=False)
@@ -250,9 +253,46 @@ def convergence_vae(
     lines.append(f"k = {k} nearest neighbours; {len(zs[epochs[0]])} particles; epochs {epochs}.")
     if picks is not None:
         lines.append(f"Volumes decoded for particles {picks.tolist()} (nearest the last epoch's k-means centres).")
-    lines += table(rows) + [image(p, out) for key, p in files.items() if key not in ("table", "ground_truth")]
+    lines += table(rows) + _pictures(files, out)
     report = write_report(out / "report.md", f"Convergence of {run_dir.name}", [("Verdict and criteria", lines)])
     return ConvergenceResult(df, line, stable_from(rows, thresholds), files, report, held)
+
+
+def _pictures(files: Mapping[str, Path], out: Path) -> list[str]:
+    """Markdown image lines (captioned with their names) for every PNG of ``files``, relative to ``out``."""
+    from tomodrgn.analysis.report import image
+
+    return [image(p, out, p.stem.replace("_", " ")) for p in files.values() if Path(p).suffix == ".png"]
+
+
+def stability_figures(df: pd.DataFrame, thresholds: Mapping[str, float], volumes: bool = True) -> dict:
+    """{``latent_stability``, ``volume_stability`` (``volumes`` and a ``volume_cc`` column)}: Figures of the
+    criteria per pair of consecutive epochs (rows of ``df``), each with a dashed line at the threshold the verdict
+    uses for it (``thresholds``, default :data:`DEFAULT_THRESHOLDS`)."""
+    from tomodrgn.analysis import plots
+
+    xlabel = "epoch (compared with the previous saved epoch)"
+    figures = {
+        "latent_stability": plots.metrics_figure(
+            df, LATENT_COLUMNS, "latent stability", thresholds=thresholds,
+            ylabel="agreement with the previous epoch (1 = same)", xlabel=xlabel,
+        )
+    }  # fmt: skip
+    if volumes and "volume_cc" in df:
+        figures["volume_stability"] = plots.metrics_figure(
+            df, ["volume_cc"], "volume stability", thresholds=thresholds,
+            ylabel="real-space CC with the previous epoch's volume", xlabel=xlabel,
+        )  # fmt: skip
+    return figures
+
+
+def _stability_plots(df: pd.DataFrame, thresholds: Mapping[str, float], out: Path, volumes: bool) -> dict:
+    """Write :func:`stability_figures` as ``latent_stability.png`` (``latent_plot``) and ``volume_stability.png``
+    (``volume_plot``); returns {key: path}."""
+    from tomodrgn.analysis.plots import save_figure
+
+    keys = {"latent_stability": "latent_plot", "volume_stability": "volume_plot"}
+    return {keys[n]: save_figure(f, out / f"{n}.png") for n, f in stability_figures(df, thresholds, volumes).items()}
 
 
 def ground_truth_cc(maps: Sequence[str | Path], zs: dict, decode: Callable, picks: np.ndarray) -> pd.DataFrame:
@@ -290,7 +330,7 @@ def convergence_nn(
     stays at Nyquist (within 1 px) from there on. ``flip_hand``: the maps mirrored (a ``reference`` then compares in
     the mirrored hand)."""
     from tomodrgn.analysis import plots
-    from tomodrgn.analysis.report import image, table, write_report
+    from tomodrgn.analysis.report import table, write_report
     from tomodrgn.io.mrc import read_mrc, write_mrc
     from tomodrgn.runs.checkpoint import list_checkpoints
     from tomodrgn.runs.trained import load_model
@@ -321,18 +361,21 @@ def convergence_nn(
     for a, b in zip(epochs[:-1], epochs[1:]):
         freq, curve = fsc(maps[a], maps[b], px, m)
         curves[f"{a}→{b}"] = (freq, curve)
-        row = {"epoch_prev": a, "epoch": b, "fsc05_A": resolution_at(freq, curve, 0.5), "cc": cc(maps[a], maps[b], m)}
+        row = {"epoch_prev": a, "epoch": b, "fsc05_A": resolution_at(freq, curve, FSC_CONSECUTIVE),
+               "cc": cc(maps[a], maps[b], m)}  # fmt: skip
         if ref is not None:
             rf, rc = fsc(maps[b], ref, px, m)
             ref_curves[f"epoch {b}"] = (rf, rc)
-            row["ref_fsc05_A"] = resolution_at(rf, rc, 0.5)
-            row["ref_fsc0143_A"] = resolution_at(rf, rc, 0.143)
+            row["ref_fsc05_A"], row["ref_fsc0143_A"] = (resolution_at(rf, rc, t) for t in FSC_REFERENCE)
         rows.append(row)
     df = pd.DataFrame(rows)
-    files = {"table": out / "convergence_nn.csv", "fsc_epochs": plots.plot_fsc(curves, out / "fsc_epochs.png")}
+    files = {"table": out / "convergence_nn.csv"}
+    files["fsc_epochs"] = plots.plot_fsc(curves, out / "fsc_epochs.png", (FSC_CONSECUTIVE,), "FSC between epochs")
     df.to_csv(files["table"], index=False)
     if ref_curves:
-        files["fsc_reference"] = plots.plot_fsc(ref_curves, out / "fsc_reference.png", title="FSC to reference")
+        files["fsc_reference"] = plots.plot_fsc(
+            ref_curves, out / "fsc_reference.png", FSC_REFERENCE, "FSC to reference"
+        )
     nyquist = 2.0 * px
     limit = 1.0 / (1.0 / nyquist - 1.0 / (len(maps[epochs[-1]]) * px))  # one shell below Nyquist
     for r in rows:
@@ -344,6 +387,6 @@ def convergence_nn(
         else f"not yet stable at epoch {epochs[-1]}: consecutive maps agree to {rows[-1]['fsc05_A']:.3g} Å (FSC 0.5)"
     )
     (out / "verdict.txt").write_text(line + "\n")
-    lines = [f"**{line}**", *table(rows), *(image(p, out) for key, p in files.items() if key != "table")]
+    lines = [f"**{line}**", *table(rows), *_pictures(files, out)]
     report = write_report(out / "report.md", f"Convergence of {run_dir.name}", [("Verdict and FSC", lines)])
     return ConvergenceResult(df, line, stable, files, report)

@@ -2,12 +2,14 @@
 
 Outputs of ``analyze_run`` under ``<run_dir>/analyze.<epoch>/`` (``docs/architecture.md``, "Analysis outputs")::
 
-    z_pca.png, z_pca_variance.png, z_umap.png, loss.png     latent plots (density + k-means colours), loss curve
+    z_pca.png, z_pca_variance.png, z_umap.png, loss.png     latent plots (k-means colours and numbers over a faint
+                                                            density), explained variance, loss curve
     z_pca.npy, z_umap.npy                                   2-D coordinates per particle
     kmeans<k>/labels.npy, centres.npy, centre_indices.txt   k-means labels (STAR particle order) and on-data centres
     kmeans<k>/cluster_NNN.txt (.star)                       per-cluster particle index lists (and filtered STARs)
     kmeans<k>/vol_NNN.mrc                                   volume at the particle nearest each centre
     pc1/vol_NNN.mrc, pc1/z_values.txt (pc2 likewise)        volumes along PC traversals (5th→95th percentile)
+    pc1/path.png (pc2 likewise)                             the traversal over the particles' PC1/PC2
     spatial/neighbours.csv, spatial/summary_same_cluster.csv  nearest neighbours in tomograms (when the STAR has
                                                             coordinates), chimerax/<tomogram>.cxc placing them
     report.md                                               links to all of the above
@@ -259,7 +261,9 @@ def _latent_outputs(a: _Analysis, run: RunFolder, k_eff: int, seed: int, umap: b
     pc2d = _as_2d(res_pca.coords)
     centres_pc = _as_2d((centres - res_pca.mean) @ res_pca.components.T)
     np.save(out / "z_pca.npy", res_pca.coords)
-    files["z_pca"] = plots.plot_latent(pc2d, out / "z_pca.png", labels, centres_pc, ("PC1", "PC2"), "z PCA")
+    files["z_pca"] = plots.plot_latent(
+        pc2d, out / "z_pca.png", labels, centres_pc, ("PC1", "PC2"), "z PCA", res_pca.explained_variance_ratio
+    )
     files["z_pca_variance"] = plots.plot_explained_variance(
         res_pca.explained_variance_ratio, out / "z_pca_variance.png"
     )
@@ -347,8 +351,19 @@ def _traversal_outputs(a: _Analysis, n_points: int) -> dict[int, np.ndarray]:
         paths = [pdir / f"vol_{j:03d}.mrc" for j in range(n_points)]
         a.decode_to(zp, paths, f"PC{pc} traversal")
         a.files[f"pc{pc}_volumes"] = paths
+        a.files[f"pc{pc}_path"] = _traversal_plot(a.z, zp, pdir / "path.png", f"PC{pc} traversal")
         traversals[pc] = values
     return traversals
+
+
+def _traversal_plot(z: np.ndarray, z_path: np.ndarray, out: Path, title: str) -> Path:
+    """``out``: the points ``z_path`` (m, zdim) over the particles' z (n, zdim) in their PC1/PC2 plane, the first
+    and last (5th and 95th percentile) marked."""
+    res = pca(z, 2)
+    coords, path = _as_2d(res.coords), _as_2d((z_path - res.mean) @ res.components.T)
+    names = ("start: percentile 5", "end: percentile 95")
+    return plots.plot_path(coords, path, out, ("PC1", "PC2"), title, [0, len(path) - 1], names,
+                           res.explained_variance_ratio)  # fmt: skip
 
 
 def _write_analysis_report(a: _Analysis, run_name: str, epoch, labels, centre_idx, spatial_lines, traversals) -> Path:
@@ -380,7 +395,10 @@ def _write_analysis_report(a: _Analysis, run_name: str, epoch, labels, centre_id
         sections.append(
             (
                 f"PC{pc} traversal",
-                [f"PC{pc} from {values[0]:.3g} to {values[-1]:.3g} (5th to 95th percentile)."]
+                [
+                    f"PC{pc} from {values[0]:.3g} to {values[-1]:.3g} (5th to 95th percentile).",
+                    image(files[f"pc{pc}_path"], out, f"PC{pc} traversal over the particles"),
+                ]
                 + [link(p, out) for p in files[f"pc{pc}_volumes"]],
             )
         )

@@ -95,9 +95,12 @@ def write_traversal(
     particles: np.ndarray | None = None,
     title: str = "",
     progress: Callable[[int, int], None] | None = None,
+    anchors: Sequence[int] | None = None,
+    anchor_names: Sequence[str] | None = None,
 ) -> Traversal:
     """Decode ``z_points`` (m, zdim) into ``vol_NNN.mrc`` under ``outdir`` and write ``z_values.txt``, ``path.png``
-    (over the PCA of ``z_all``) and ``path_particles.txt`` when ``particles`` is given."""
+    (over the PCA of ``z_all``; every anchor marked: positions ``anchors`` in the path named ``anchor_names``,
+    default the start and the end) and ``path_particles.txt`` when ``particles`` is given."""
     from tomodrgn.analysis import plots
     from tomodrgn.export.selections import write_index_list
     from tomodrgn.io.mrc import write_mrc
@@ -114,11 +117,26 @@ def write_traversal(
     np.savetxt(out / "z_values.txt", z_points, header=f"{title}; values: {np.round(values, 4).tolist()}")
     if particles is not None:
         write_index_list(out / "path_particles.txt", particles, f"{title}: particles visited, in path order")
-    res = pca(z_all, 2)
-    proj = (z_points - res.mean) @ res.components.T
-    pad = lambda c: c if c.shape[1] >= 2 else np.pad(c, ((0, 0), (0, 2 - c.shape[1])))  # noqa: E731
-    plots.plot_path(pad(res.coords), pad(proj), out / "path.png", title=title)
+    plots.save_figure(traversal_figure(z_all, z_points, title, anchors, anchor_names), out / "path.png")
     return Traversal(z_points, paths, particles, np.asarray(values, dtype=np.float64), out)
+
+
+def traversal_figure(
+    z_all: np.ndarray,
+    z_points: np.ndarray,
+    title: str = "",
+    anchors: Sequence[int] | None = None,
+    anchor_names: Sequence[str] | None = None,
+):
+    """The path ``z_points`` (m, zdim) over the particles ``z_all`` (n, zdim) in their PC1/PC2 plane (axes with
+    their % of variance), every anchor marked (:func:`tomodrgn.analysis.plots.path_figure`): a Figure."""
+    from tomodrgn.analysis import plots
+
+    res = pca(z_all, 2)
+    proj = (np.atleast_2d(z_points) - res.mean) @ res.components.T
+    pad = lambda c: c if c.shape[1] >= 2 else np.pad(c, ((0, 0), (0, 2 - c.shape[1])))  # noqa: E731
+    return plots.path_figure(pad(res.coords), pad(proj), ("PC1", "PC2"), title, anchors, anchor_names,
+                             res.explained_variance_ratio)  # fmt: skip
 
 
 def pc_traversal_run(
@@ -140,10 +158,31 @@ def pc_traversal_run(
         if pc > min(z.shape):
             raise InputError(f"PC{pc} does not exist: z has {min(z.shape)} principal components")
         zp, values = pc_traversal(z, pc, n_points, lo_percentile, hi_percentile)
-        out[pc] = write_traversal(
-            decode, zp, Path(outdir) / f"pc{pc}", pixel_size, z, values, title=f"PC{pc}", progress=progress
-        )
+        ends = (f"start: percentile {lo_percentile:g}", f"end: percentile {hi_percentile:g}")
+        out[pc] = write_traversal(decode, zp, Path(outdir) / f"pc{pc}", pixel_size, z, values, title=f"PC{pc}",
+                                  progress=progress, anchors=[0, len(zp) - 1], anchor_names=ends)  # fmt: skip
     return out
+
+
+def anchor_positions(path: np.ndarray, anchors: Sequence[int]) -> list[int]:
+    """Position of each of ``anchors`` (particle indices, in visiting order) in ``path`` (particle indices of
+    :func:`graph_path`): each searched from the previous one's position on; anchors not on the path are left out."""
+    path = np.asarray(path)
+    out, start = [], 0
+    for a in anchors:
+        hits = np.flatnonzero(path[start:] == int(a))
+        if hits.size:
+            start += int(hits[0])
+            out.append(start)
+    return out
+
+
+def graph_anchor_marks(path: np.ndarray, anchors: Sequence[int]) -> tuple[list[int], list[str]]:
+    """(positions in ``path`` of every anchor (:func:`anchor_positions`), their names: ``start: particle i``,
+    ``via: particle j`` …, ``end: particle k``) for the path picture."""
+    at = anchor_positions(path, anchors)
+    role = lambda i: "start" if i == 0 else "end" if i == len(at) - 1 else "via"  # noqa: E731
+    return at, [f"{role(i)}: particle {int(path[p])}" for i, p in enumerate(at)]
 
 
 def graph_traversal_run(
@@ -163,7 +202,8 @@ def graph_traversal_run(
     steps = np.linalg.norm(np.diff(z[idx], axis=0), axis=1)
     values = np.concatenate([[0.0], np.cumsum(steps)])
     title = "graph path " + " → ".join(str(int(a)) for a in anchors)
-    return write_traversal(decode, z[idx], outdir, pixel_size, z, values, idx, title, progress)
+    at, names = graph_anchor_marks(idx, anchors)
+    return write_traversal(decode, z[idx], outdir, pixel_size, z, values, idx, title, progress, at, names)
 
 
 def truth_coordinate_near(z: np.ndarray, coordinate: np.ndarray, z_points: np.ndarray, n_near: int = 10) -> np.ndarray:

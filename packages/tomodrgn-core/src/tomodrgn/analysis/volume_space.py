@@ -191,9 +191,8 @@ def _write_volume_pca(res: VolumePCA, vlabels: np.ndarray, centre_vols: np.ndarr
 
     np.save(out / "vol_pca_coords.npy", res.coords)
     np.save(out / "labels_volumes.npy", vlabels)
-    coords2 = res.coords[:, :2] if res.coords.shape[1] >= 2 else np.pad(res.coords, ((0, 0), (0, 1)))
-    files["pca_plot"] = plots.plot_latent(
-        coords2, out / "vol_pca.png", vlabels, coords2[centre_vols], ("volume PC1", "volume PC2"), "volume PCA"
+    files["pca_plot"] = plots.plot_volume_pca(
+        res.coords, vlabels, centre_vols, res.explained_variance_ratio, out / "vol_pca.png"
     )
     files["variance_plot"] = plots.plot_explained_variance(
         res.explained_variance_ratio, out / "vol_pca_variance.png", "PCA of volumes"
