@@ -265,7 +265,7 @@ def test_subtomo2chimerax(run, tmp_path, capsys):
     sim, rd = run
     # per particle, coloured by latent PC1
     out = tmp_path / "cx"
-    main(["subtomo2chimerax", str(out), "--run", str(rd), "--color-by", "PC1"])
+    main(["subtomo2chimerax", "-o", str(out), "--run", str(rd), "--color-by", "PC1"])
     capsys.readouterr()
     scripts = sorted(out.glob("*.cxc"))
     assert [s.stem for s in scripts] == ["tomo00"]
@@ -278,7 +278,7 @@ def test_subtomo2chimerax(run, tmp_path, capsys):
     labels = np.arange(24) % 2
     np.save(tmp_path / "labels.npy", labels)
     vols = [out / "volumes" / "particle_00000.mrc", out / "volumes" / "particle_00001.mrc"]
-    main(["subtomo2chimerax", str(tmp_path / "cl"), "--star", str(sim.star_path), "--labels",
+    main(["subtomo2chimerax", "-o", str(tmp_path / "cl"), "--star", str(sim.star_path), "--labels",
           str(tmp_path / "labels.npy"), "--volumes", *map(str, vols)])  # fmt: skip
     text = (tmp_path / "cl" / "tomo00.cxc").read_text()
     opened = re.findall(r"open (\S+)", text)

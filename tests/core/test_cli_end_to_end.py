@@ -14,7 +14,7 @@ TINY_TRAIN = ["--epochs", "1", "--batch-size", "4", "--n-tilts", "5", "--dec-arc
 def sim_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "sim"
     # float16 stacks (MRC mode 12, as RELION writes with --float16): every command below reads them
-    main(["simulate", str(out), "--n-particles", "12", "-D", "16", "--n-tilts", "9", "--seed", "1", "--tomogram",
+    main(["simulate", "-o", str(out), "--n-particles", "12", "-D", "16", "--n-tilts", "9", "--seed", "1", "--tomogram",
           "--float16"])  # fmt: skip
     return out
 

@@ -142,7 +142,7 @@ def test_train_nn_bad_number(sim, tmp_path, cli_in):
         (["eval_images", "{run}", "{star}", "--n-tilts", "0", "-o", "{tmp}/z.npy"], "--n-tilts"),
         (["eval_vol", "{run}", "-o", "{tmp}/v", "--z", "0", "0", "0"], "--z"),
         (["analyze", "{run}", "--ksample", "0", "-o", "{tmp}/an"], "k = 0"),
-        (["filter_star", "{star}", "-o", "{tmp}/f.star", "--indices", "{tmp}/ind.txt"], "index 99"),
+        (["filter_star", "{star}", "-o", "{tmp}/f.star", "--ind", "{tmp}/ind.txt"], "index 99"),
         (["simulate", "{tmp}/s", "-D", "15"], "15"),
     ],
 )
@@ -185,8 +185,12 @@ def test_epoch_lines_on_stdout_without_progress_noise(run, sim, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "\r" not in res.stdout and "\r" not in res.stderr
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("epoch ")]
-    assert [ln.split()[1] for ln in lines] == ["1/2", "2/2"]
-    assert all("loss" in ln and "mse" in ln and "kl" in ln and "s/epoch" in ln and "particles/s" in ln for ln in lines)
+    assert [ln.split()[1:3] for ln in lines] == [["0", "(1/2)"], ["1", "(2/2)"]]  # counted from 0, as the files
+    assert [ln.split("-> ")[1] for ln in lines] == ["weights.0.pt", "weights.1.pt"]
+    assert all("loss" in ln and "mse" in ln and "s/epoch" in ln and "particles/s" in ln for ln in lines)
+    assert not any(" kl " in ln for ln in lines)  # a homogeneous run has no KL term
+    log = (tmp_path / "nn" / "train.log").read_text()
+    assert "# epochs are counted from 0" in log and "\nepoch 0 loss" in log and "\nepoch 1 loss" in log
 
 
 def test_diverging_run_stops_and_keeps_its_last_good_checkpoint(sim, tmp_path, cli_in):

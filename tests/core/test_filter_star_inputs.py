@@ -65,7 +65,7 @@ def test_empty_selection_is_one_line_and_writes_nothing(sim, tmp_path, cli):
         "nothing written",
     )
     (tmp_path / "none.txt").write_text("# no particle\n")
-    assert_user_error(cli("filter_star", sim, "-o", out, "--indices", tmp_path / "none.txt"), "keeps no particle")
+    assert_user_error(cli("filter_star", sim, "-o", out, "--ind", tmp_path / "none.txt"), "keeps no particle")
     assert not out.exists() and not out.with_name("f.star.tmp").exists()
     with pytest.raises(InputError, match="keeps no particle"):  # the API too
         filter_star(sim, out, indices=[])
@@ -77,11 +77,11 @@ def test_output_that_is_a_folder_is_one_line_and_leaves_no_tmp(sim, tmp_path, cl
     folder.mkdir()
     (folder / "mine.txt").write_text("keep me")
     (tmp_path / "ind.txt").write_text("0\n2\n")
-    res = cli("filter_star", sim, "-o", folder, "--indices", tmp_path / "ind.txt")
+    res = cli("filter_star", sim, "-o", folder, "--ind", tmp_path / "ind.txt")
     assert_user_error(res, f"-o {folder}", "is a folder", "particles.star")
     assert [p.name for p in folder.iterdir()] == ["mine.txt"]
     assert not list(tmp_path.glob("*.tmp")) and not list(folder.glob("*.tmp"))
-    res = cli("filter_star", sim, "-o", folder / "sub.star", "--indices", tmp_path / "ind.txt")  # a file name in it
+    res = cli("filter_star", sim, "-o", folder / "sub.star", "--ind", tmp_path / "ind.txt")  # a file name in it
     assert res.returncode == 0, res.stderr
     _same_images(folder / "sub.star", read_particles(sim), [0, 2])
 
@@ -94,14 +94,14 @@ def test_stacks_need_not_exist_and_names_are_kept(sim, tmp_path, cli):
     chosen_names = [chosen_names[1], chosen_names[4]]
     expected = full_rows[full_rows["rlnGroupName"].isin(chosen_names)].reset_index(drop=True)
 
-    res = cli("filter_star", sim, "-o", sim.parent / "sub.star", "--indices", tmp_path / "ind.txt")  # beside it
+    res = cli("filter_star", sim, "-o", sim.parent / "sub.star", "--ind", tmp_path / "ind.txt")  # beside it
     assert res.returncode == 0 and "warning:" not in res.stderr, res.stderr
     got = _rows(sim.parent / "sub.star")
     assert list(got.columns) == list(full_rows.columns)
     assert list(got["rlnImageName"]) == list(expected["rlnImageName"])  # relative names, verbatim
     np.testing.assert_allclose(got["rlnDefocusU"], expected["rlnDefocusU"])
 
-    res = cli("filter_star", sim, "-o", tmp_path / "other" / "sub.star", "--indices", tmp_path / "ind.txt")
+    res = cli("filter_star", sim, "-o", tmp_path / "other" / "sub.star", "--ind", tmp_path / "ind.txt")
     assert res.returncode == 0, res.stderr
     warning = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and warning[0].startswith("warning: 2 image stack(s) named in"), res.stderr
@@ -115,7 +115,7 @@ def test_relative_names_stay_relative_and_resolve_from_the_output(sim, tmp_path,
     chosen = [0, 3, 5]
     # below the input's folder: the names resolve through its parents, kept as written
     out = sim.parent / "Select" / "job002" / "sub.star"
-    assert cli("filter_star", sim, "-o", out, "--indices", tmp_path / "ind.txt").returncode == 0
+    assert cli("filter_star", sim, "-o", out, "--ind", tmp_path / "ind.txt").returncode == 0
     names = list(_rows(out)["rlnImageName"])
     assert all(n.split("@")[1].startswith("particles/") for n in names), names[:2]
     _same_images(out, full, chosen)
@@ -123,7 +123,7 @@ def test_relative_names_stay_relative_and_resolve_from_the_output(sim, tmp_path,
     # elsewhere, run from the common project folder: relative to it (RELION's project-relative form)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "Select" / "job003" / "sub.star"
-    assert cli("filter_star", sim, "-o", out, "--indices", tmp_path / "ind.txt").returncode == 0
+    assert cli("filter_star", sim, "-o", out, "--ind", tmp_path / "ind.txt").returncode == 0
     names = list(_rows(out)["rlnImageName"])
     assert all(n.split("@")[1].startswith("sim/particles/") for n in names), names[:2]
     monkeypatch.chdir(out.parent)  # read back from another working directory: found through the output's parents
@@ -134,7 +134,7 @@ def test_relative_names_stay_relative_and_resolve_from_the_output(sim, tmp_path,
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     out = tmp_path / "far" / "sub.star"
-    assert cli("filter_star", sim, "-o", out, "--indices", tmp_path / "ind.txt").returncode == 0
+    assert cli("filter_star", sim, "-o", out, "--ind", tmp_path / "ind.txt").returncode == 0
     names = list(_rows(out)["rlnImageName"])
     assert all(n.split("@")[1].startswith(str(sim.parent.resolve()) + "/particles/") for n in names), names[:2]
     _same_images(out, full, chosen)
@@ -187,7 +187,7 @@ def test_stack_set_is_filtered_without_its_stacks(stack_set_dir, tmp_path, cli, 
     (tmp_path / "ind.txt").write_text("3\n1\n")
     monkeypatch.chdir(tmp_path)
 
-    res = cli("filter_star", opt, "-o", tmp_path / "sel" / "optimisation_set.star", "--indices", tmp_path / "ind.txt")
+    res = cli("filter_star", opt, "-o", tmp_path / "sel" / "optimisation_set.star", "--ind", tmp_path / "ind.txt")
     assert res.returncode == 0, res.stderr
     warning = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "2 image stack(s) named in" in warning[0] and "not found" in warning[0], res.stderr
@@ -198,7 +198,7 @@ def test_stack_set_is_filtered_without_its_stacks(stack_set_dir, tmp_path, cli, 
 
     # with --datadir the stacks are found, so their names are re-pointed and the subset reads back whole
     out = tmp_path / "sel2" / "optimisation_set.star"
-    res = cli("filter_star", opt, "-o", out, "--indices", tmp_path / "ind.txt", "--datadir", tmp_path / "elsewhere")
+    res = cli("filter_star", opt, "-o", out, "--ind", tmp_path / "ind.txt", "--datadir", tmp_path / "elsewhere")
     assert res.returncode == 0 and "warning:" not in res.stderr, res.stderr
     sub = read_particles(out)
     assert sub.particle_names == [full.particle_names[1], full.particle_names[3]]
@@ -209,7 +209,7 @@ def test_stack_set_is_filtered_without_its_stacks(stack_set_dir, tmp_path, cli, 
 def test_output_that_would_replace_an_input_is_one_line(sim, stack_set_dir, tmp_path, cli):
     (tmp_path / "ind.txt").write_text("0\n")
     before = sim.read_bytes()
-    assert_user_error(cli("filter_star", sim, "-o", sim, "--indices", tmp_path / "ind.txt"), f"-o {sim}",
+    assert_user_error(cli("filter_star", sim, "-o", sim, "--ind", tmp_path / "ind.txt"), f"-o {sim}",
                       "would replace the input", str(sim))  # fmt: skip
     assert sim.read_bytes() == before
     shutil.copytree(stack_set_dir, tmp_path / "set")
@@ -217,6 +217,6 @@ def test_output_that_would_replace_an_input_is_one_line(sim, stack_set_dir, tmp_
     particles = tmp_path / "set" / "relion5_particles.star"
     before = particles.read_bytes()
     out = tmp_path / "set" / "relion5_optimisation_set.star"  # whose particles STAR would be the input's
-    assert_user_error(cli("filter_star", opt, "-o", out, "--indices", tmp_path / "ind.txt"), "would replace the input",
+    assert_user_error(cli("filter_star", opt, "-o", out, "--ind", tmp_path / "ind.txt"), "would replace the input",
                       str(particles))  # fmt: skip
     assert particles.read_bytes() == before and not out.exists()

@@ -48,13 +48,13 @@ def _used(folder):
 @pytest.mark.parametrize(
     "argv",
     [
-        ["simulate", "{out}", "--n-particles", "2", "-D", "16", "--n-tilts", "3"],
+        ["simulate", "-o", "{out}", "--n-particles", "2", "-D", "16", "--n-tilts", "3"],
         ["eval_vol", "{run}", "-o", "{out}", "--z", "0", "0"],
         ["analyze", "{run}", "-o", "{out}", "--no-umap", "--ksample", "2"],
         ["analyze_volumes", "{run}", "-o", "{out}", "--n-volumes", "2"],
         ["pc_traversal", "{run}", "-o", "{out}", "--n-points", "2"],
         ["graph_traversal", "{run}", "-o", "{out}", "--anchors", "0", "1"],
-        ["subtomo2chimerax", "{out}", "--run", "{run}"],
+        ["subtomo2chimerax", "-o", "{out}", "--run", "{run}"],
         ["convergence_vae", "{run}", "-o", "{out}"],
         ["convergence_nn", "{run}", "-o", "{out}"],
         ["backproject", "{star}", "-o", "{out}", "--device", "cpu"],
@@ -75,9 +75,9 @@ def test_overwrite_writes_into_a_used_folder_and_keeps_other_files(subset_run, t
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt", "vol_000.mrc"]
     assert (out / "mine.txt").read_text() == "keep me"
     out = tmp_path / "s"
-    assert cli("simulate", out, "--n-particles", "2", "-D", "16", "--n-tilts", "3").returncode == 0
-    assert_user_error(cli("simulate", out, "--n-particles", "2", "-D", "16", "--n-tilts", "3"), str(out))
-    res = cli("simulate", out, "--n-particles", "3", "-D", "16", "--n-tilts", "3", "--overwrite")
+    assert cli("simulate", "-o", out, "--n-particles", "2", "-D", "16", "--n-tilts", "3").returncode == 0
+    assert_user_error(cli("simulate", "-o", out, "--n-particles", "2", "-D", "16", "--n-tilts", "3"), str(out))
+    res = cli("simulate", "-o", out, "--n-particles", "3", "-D", "16", "--n-tilts", "3", "--overwrite")
     assert res.returncode == 0, res.stderr
     assert read_particles(out / "particles.star").n_particles == 3
 

@@ -328,8 +328,8 @@ def starfile_free_truth(sim) -> np.ndarray:
 def test_cli_simulate_relion5_and_filter_star(tmp_path, capsys):
     from tomodrgn.cli import main
 
-    main(["simulate", str(tmp_path / "sim"), "--format", "relion5", "--preset", "homogeneous", "--n-particles", "4",
-          "-D", "16", "--n-tilts", "5", "--drop-tilts", "2", "--seed", "2"])  # fmt: skip
+    main(["simulate", "-o", str(tmp_path / "sim"), "--format", "relion5", "--preset", "homogeneous", "--n-particles",
+          "4", "-D", "16", "--n-tilts", "5", "--drop-tilts", "2", "--seed", "2"])  # fmt: skip
     assert "optimisation_set.star" in capsys.readouterr().out
     (tmp_path / "keep.txt").write_text("1\n3\n")
     main(["filter_star", str(tmp_path / "sim/relion5_particles.star"), "--tomograms-star",

@@ -107,7 +107,7 @@ def test_index_list_wrong_content_names_the_file(tmp_path, monkeypatch, name, wr
 def test_filter_star_indices_pkl_keeps_exactly_those_particles(sim, tmp_path, cli_in):
     ind = np.array([8, 1, 4])
     _pickle(tmp_path / "ind.pkl", ind)
-    res = cli_in("filter_star", sim.star_path, "-o", tmp_path / "sub.star", "--indices", tmp_path / "ind.pkl")
+    res = cli_in("filter_star", sim.star_path, "-o", tmp_path / "sub.star", "--ind", tmp_path / "ind.pkl")
     assert res.returncode == 0, res.stderr
     full, sub = read_particles(sim.star_path), read_particles(tmp_path / "sub.star")
     assert sub.particle_names == [full.particle_names[i] for i in sorted(ind)]
@@ -126,14 +126,12 @@ def test_filter_star_indices_pkl_keeps_exactly_those_particles(sim, tmp_path, cl
 
 def test_filter_star_wrong_index_file_is_one_line(sim, tmp_path, cli_in):
     _pickle(tmp_path / "ind.pkl", {"not": "indices"})
-    assert_user_error(
-        cli_in("filter_star", sim.star_path, "-o", tmp_path / "x.star", "--indices", tmp_path / "ind.pkl")
-    )
-    res = cli_in("filter_star", sim.star_path, "-o", tmp_path / "x.star", "--indices", tmp_path / "ind.pkl")
+    assert_user_error(cli_in("filter_star", sim.star_path, "-o", tmp_path / "x.star", "--ind", tmp_path / "ind.pkl"))
+    res = cli_in("filter_star", sim.star_path, "-o", tmp_path / "x.star", "--ind", tmp_path / "ind.pkl")
     assert "ind.pkl" in res.stderr
     _pickle(tmp_path / "far.pkl", np.array([0, 99]))
     assert_user_error(
-        cli_in("filter_star", sim.star_path, "-o", tmp_path / "x.star", "--indices", tmp_path / "far.pkl"), "99"
+        cli_in("filter_star", sim.star_path, "-o", tmp_path / "x.star", "--ind", tmp_path / "far.pkl"), "99"
     )
     assert not (tmp_path / "x.star").exists()
 

@@ -71,6 +71,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "ENCODERS": ("tomodrgn.models.names", "ENCODERS"),
         "EpochEvent": ("tomodrgn.training.events", "EpochEvent"),
         "RunFolder": ("tomodrgn.runs.folder", "RunFolder"),
+        "EPOCH_COUNTING": ("tomodrgn.runs.folder", "EPOCH_COUNTING"),
         "RunResult": ("tomodrgn.training.events", "RunResult"),
         "StepEvent": ("tomodrgn.training.events", "StepEvent"),
         "TrainConfig": ("tomodrgn.runs.config", "TrainConfig"),

@@ -36,6 +36,7 @@ from tomodrgn.cli import (
     volumes,
 )
 from tomodrgn.cli import tomodrgn_compat as compat
+from tomodrgn.cli._options import HelpFormatter, take_positional_outdir
 
 # command families, in the order ``tomodrgn --help`` lists them
 COMMAND_MODULES = (
@@ -76,7 +77,11 @@ def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.A
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(prog="tomodrgn", description="tomoDRGN: heterogeneity from sub-tomogram tilt series")
+    parser = OneLineErrorParser(
+        prog="tomodrgn",
+        description="tomoDRGN: heterogeneity from sub-tomogram tilt series",
+        formatter_class=HelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"tomodrgn {__version__}")
     parser.add_argument(
         "--debug", action="store_true", help="show the full traceback of an error (accepted anywhere on the line)"
@@ -89,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         if id(command) not in seen:
             seen.add(id(command))
             compat.add_group(command, name)
+            command.formatter_class = HelpFormatter  # one formatter: every default shown once
     return parser
 
 
@@ -108,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
             if getattr(args, "device", None) is not None:  # an unusable device: one line, before any folder is made
                 api.resolve_device(args.device)
             compat.translate(args, _print_warning)  # its note: lines go where warnings go
+            problem = take_positional_outdir(args)  # the output folder spelled as earlier versions took it
+            if problem is not None:
+                _command_parser(parser, args.command).error(problem)
             args.func(args)
     except compat.CompatUsageError as e:
         prog = f"tomodrgn {args.command}"

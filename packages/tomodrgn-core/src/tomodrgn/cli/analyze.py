@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_hand_options, epoch_number
+from tomodrgn.cli._options import add_device_option, add_epoch_option, add_hand_options
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
@@ -40,9 +40,9 @@ def cmd_fsc(args: argparse.Namespace) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="PCA/UMAP, k-means, volumes, report for a training run")
     p.add_argument("run", type=Path, help="training run directory")
-    p.add_argument("--epoch", type=epoch_number, default=None, help="epoch (0-based; default or 'latest': the last)")
-    p.add_argument("--ksample", type=int, default=20, help="k-means clusters")
-    p.add_argument("--no-umap", action="store_true")
+    add_epoch_option(p, "the latents and model analysed")
+    p.add_argument("--ksample", type=int, default=20, help="number of k-means clusters (a volume and a STAR each)")
+    p.add_argument("--no-umap", action="store_true", help="skip the UMAP embedding of z (PCA only; faster)")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze.E)")
     p.add_argument(
         "--overwrite",
@@ -50,12 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
         " first",
     )
-    p.add_argument("--device", default="cpu", help="decode volumes on: cpu, cuda[:i], mps or auto (default: cpu)")
+    add_device_option(p)
     add_hand_options(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("fsc", help="Fourier shell correlation of two maps")
-    p.add_argument("vol1")
-    p.add_argument("vol2")
+    p.add_argument("vol1", help="first map (.mrc)")
+    p.add_argument("vol2", help="second map (.mrc, same box and pixel size)")
     p.add_argument("--mask", action="store_true", help="apply the soft mask of vol1 to both")
     p.set_defaults(func=cmd_fsc)

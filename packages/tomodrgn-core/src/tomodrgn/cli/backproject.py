@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_hand_options, add_reference_options, add_tomograms_star
+from tomodrgn.cli._options import (
+    DATADIR_HELP,
+    PIXEL_SIZE_HELP,
+    add_hand_options,
+    add_reference_options,
+    add_tomograms_star,
+)
 from tomodrgn.cli._progress import progress_bar
 
 
@@ -87,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random half-set split")
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (bounds the memory used)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
-    p.add_argument("--pixel-size", type=float, default=None, help="pixel size (Å) when the STAR file has none")
-    p.add_argument("--datadir", type=Path, default=None, help="folder of the image stacks (default: the STAR's)")
+    p.add_argument("--pixel-size", type=float, default=None, help=PIXEL_SIZE_HELP)
+    p.add_argument("--datadir", type=Path, default=None, help=DATADIR_HELP)
     add_tomograms_star(p)
     p.set_defaults(func=cmd_backproject, map_name="backproject")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tomodrgn.cli._options import add_device_option, add_epoch_option, add_outdir
+
 
 def cmd_subtomo2chimerax(args: argparse.Namespace) -> None:
     from tomodrgn import api
@@ -23,14 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Per cluster: --labels and --volumes (one .mrc per label). Per particle: a training RUN, each"
         " particle's own z decoded. Colours by label, or --color-by PCn / a file of per-particle values.",
     )
-    p.add_argument("outdir", type=Path, help="output folder for the .cxc scripts (and per-particle volumes)")
+    add_outdir(p, "output folder for the .cxc scripts (and per-particle volumes); required", positional_alias=True)
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--run", type=Path, default=None, help="training run (z, model, training STAR)")
     p.add_argument("--star", type=Path, default=None, help="particle STAR with positions (default: the run's)")
-    p.add_argument("--epoch", type=int, default=None, help="epoch of the run (default: latest)")
+    add_epoch_option(p, "the latents and model of --run")
     p.add_argument("--labels", type=Path, default=None, help="cluster label per particle (.npy or text)")
     p.add_argument("--volumes", type=Path, nargs="+", default=None, help="one volume per cluster label, in order")
     p.add_argument("--color-by", default=None, help="PCn of z, or a .npy/.txt of per-particle values (viridis)")
     p.add_argument("--level", type=float, default=None, help="display threshold of the volumes")
-    p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
+    add_device_option(p)
     p.set_defaults(func=cmd_subtomo2chimerax)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_hand_options
+from tomodrgn.cli._options import add_device_option, add_hand_options
 
 
 def cmd_convergence_vae(args: argparse.Namespace) -> None:
@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="known maps (same box): each epoch's compared volumes' best CC with them (ground_truth_cc.csv)",
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
+    add_device_option(p)
     p.set_defaults(func=cmd_convergence_vae)
 
     p = sub.add_parser(
@@ -94,6 +94,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         " tight (the last map ≥ ½ its 99.99th percentile)",
     )
     p.add_argument("--max-epoch", type=int, default=None, help="compare the checkpoints of epochs < N only")
-    p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
+    add_device_option(p)
     add_hand_options(p)
     p.set_defaults(func=cmd_convergence_nn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_tomograms_star
+from tomodrgn.cli._options import DATADIR_HELP, PIXEL_SIZE_HELP, add_box_size, add_tomograms_star
 
 
 def cmd_downsample(args: argparse.Namespace) -> None:
@@ -13,7 +13,7 @@ def cmd_downsample(args: argparse.Namespace) -> None:
 
     out = api.downsample_particles(
         args.star,
-        args.D,
+        args.box_size,
         args.outdir,
         datadir=args.datadir,
         pixel_size=args.pixel_size,
@@ -21,7 +21,7 @@ def cmd_downsample(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         tomograms_star=args.tomograms_star,
     )
-    print(f"wrote {out} (box {args.D} px)")
+    print(f"wrote {out} (box {args.box_size} px)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,21 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="particle image-series STAR file (Warp/M or nextPYP), or a RELION 5 / WarpTools 2-D stack set (its "
         "optimisation set or particles STAR)",
     )
-    p.add_argument(
-        "-D",
-        type=int,
-        metavar="NEW_BOX",
-        help="new box size (pixels): even, ≥ 8, smaller than the stacks'; required",
-    )
+    add_box_size(p, "new box size (px): even, ≥ 8, smaller than the stacks'; required", metavar="NEW_BOX")
     p.add_argument("-o", "--outdir", type=Path, help="folder for the new stacks and STAR; required")
-    p.add_argument("--datadir", type=Path, default=None, help="folder of the stacks (default: the STAR's folder)")
-    p.add_argument(
-        "--pixel-size",
-        type=float,
-        default=None,
-        help="pixel size of the input stacks in Å; overrides both the STAR's and the MRC headers' values (default:"
-        " the STAR's, else the MRC header's)",
-    )
+    p.add_argument("--datadir", type=Path, default=None, help=DATADIR_HELP)
+    p.add_argument("--pixel-size", type=float, default=None, help=PIXEL_SIZE_HELP)
     p.add_argument(
         "--source",
         default="auto",

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_hand_options, add_tomograms_star
+from tomodrgn.cli._options import (
+    add_box_size,
+    add_device_option,
+    add_epoch_option,
+    add_hand_options,
+    add_tomograms_star,
+)
 
 
 def _parse_z(args: argparse.Namespace, zdim: int):
@@ -84,18 +90,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, nargs="?", help="training run directory")
     p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (must be new or empty)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
-    p.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: latest)")
-    p.add_argument("--z", type=float, nargs="+", help="z values (zdim each)")
+    add_epoch_option(p)
+    p.add_argument(
+        "--z", type=float, nargs="+", help="latent coordinates of the volumes to decode: zdim numbers per volume"
+    )
     p.add_argument("--zfile", help=".txt, .npy or .pkl (cryoDRGN / tomoDRGN z.pkl) with one z per row")
     p.add_argument("--path", help=".txt/.npy with two z: decode --n-points along the line between them")
-    p.add_argument("--n-points", type=int, default=10)
+    p.add_argument("--n-points", type=int, default=10, help="volumes along --path")
     p.add_argument("--prefix", default="vol_", help="volume file names: PREFIXNNN.mrc")
-    p.add_argument(
-        "--box-size", type=int, default=None, help="Fourier-crop the volumes to this box (px, even; pixel size × D/N)"
-    )
+    add_box_size(p, "Fourier-crop the volumes to this box (px, even; pixel size × D/N)", default=None)
     p.add_argument("--lowpass", type=float, default=None, help="low-pass the volumes to this resolution (Å)")
     p.add_argument("--invert", action="store_true", help="write the volumes with inverted contrast")
-    p.add_argument("--device", default="cpu", help="decode on: cpu, cuda[:i], mps or auto (default: cpu)")
+    add_device_option(p)
     add_hand_options(p)
     p.set_defaults(func=cmd_eval_vol)
 
@@ -116,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="embed from this many tilts per particle (default: all when the run wrote all-tilt latents, else the"
         " training value)",
     )
-    p.add_argument("--epoch", type=int, default=None)
+    add_epoch_option(p, "the model that embeds")
     p.add_argument("--first", type=int, default=None, help="embed the first N particles only (STAR particle order)")
     p.add_argument("--ind", default=None, help="embed the particles of this index list (0-based; text, .npy or .pkl)")
     p.add_argument(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from tomodrgn.cli._options import add_box_size, add_outdir
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -13,7 +14,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         args.outdir,
         preset=args.preset,
         n_particles=args.n_particles,
-        box_size=args.D,
+        box_size=args.box_size,
         pixel_size=args.pixel_size,
         n_tilts=args.n_tilts,
         max_tilt=args.max_tilt,
@@ -37,23 +38,28 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="make a ground-truth tilt-series particle dataset")
-    p.add_argument("outdir", type=Path, help="output folder (must be new or empty)")
+    add_outdir(p, "output folder (must be new or empty); required", positional_alias=True)
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
-    p.add_argument("--preset", default="4-class", choices=["homogeneous", "2-class", "4-class", "continuous"])
-    p.add_argument("--n-particles", type=int, default=1000)
-    p.add_argument("-D", type=int, default=32, help="box size (pixels)")
+    p.add_argument(
+        "--preset",
+        default="4-class",
+        choices=["homogeneous", "2-class", "4-class", "continuous"],
+        help="the structures: one map, 2 or 4 discrete classes, or a continuous motion",
+    )
+    p.add_argument("--n-particles", type=int, default=1000, help="number of particles")
+    add_box_size(p, "box size (px)", default=32)
     p.add_argument("--pixel-size", type=float, default=None, help="Å/px (default: a 419.2 Å box)")
-    p.add_argument("--n-tilts", type=int, default=41)
+    p.add_argument("--n-tilts", type=int, default=41, help="tilt images per particle")
     p.add_argument("--max-tilt", type=float, default=60.0, help="largest tilt of the dose-symmetric scheme (°)")
     p.add_argument("--tilt-step", type=float, default=3.0, help="tilt increment (°)")
     p.add_argument("--phase-shift", type=float, default=0.0, help="CTF phase shift (°; 90 for a phase plate)")
     p.add_argument("--dose-per-tilt", type=float, default=3.0, help="e⁻/Å² per tilt")
-    p.add_argument("--snr", type=float, default=0.05)
+    p.add_argument("--snr", type=float, default=0.05, help="SNR of the 0° image (signal / noise variance)")
     p.add_argument("--drop-tilts", type=int, default=0, help="each particle loses up to this many tilts")
     p.add_argument(
         "--shift-std", type=float, default=None, help="rms in-plane origin per axis, Å (default: 1.5 px; 0: none)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (structures, poses, noise)")
     p.add_argument(
         "--format",
         default="warp",

@@ -12,14 +12,14 @@ def cmd_filter_star(args: argparse.Namespace) -> None:
     from tomodrgn import api
 
     indices = labels = None
-    if args.indices:
-        indices = api.read_index_list(args.indices)
+    if args.ind:
+        indices = api.read_index_list(args.ind)
     elif args.labels:
         if not args.keep:
             raise api.InputError(f"--labels {args.labels} needs --keep LABEL [LABEL ...]: the label values to keep")
         labels = api.read_labels(args.labels)
     else:
-        raise api.InputError("give --indices FILE, or --labels FILE with --keep")
+        raise api.InputError("give --ind FILE, or --labels FILE with --keep")
     out = api.filter_star(
         args.star,
         args.output,
@@ -36,13 +36,15 @@ def cmd_filter_star(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("filter_star", help="write a STAR subset (same flavour, all columns) for re-refinement")
-    p.add_argument("star", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument(
-        "--indices", help="particle indices (0-based): text (one per line), .npy, or .pkl (cryoDRGN ind.pkl)"
-    )
+    p.add_argument("star", type=Path, help="particle STAR file (any flavour we read), or a 2-D stack set")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the STAR file to write (a 2-D stack set: its"
+                   " optimisation set, with NAME_particles.star and NAME_tomograms.star beside it)")  # fmt: skip
+    p.add_argument("--ind", help="particle indices (0-based): text (one per line), .npy, or .pkl (cryoDRGN ind.pkl)")
+    p.add_argument("--indices", dest="ind", help=argparse.SUPPRESS)  # the spelling of earlier versions
     p.add_argument("--labels", help="one label per particle, .txt/.npy/.pkl (cryoDRGN labels.pkl), with --keep")
-    p.add_argument("--keep", type=int, nargs="+", help="label values to keep")
+    p.add_argument(
+        "--keep", type=int, nargs="+", help="label values to keep (e.g. cluster numbers of analyze's labels.npy)"
+    )
     p.add_argument("--exclude", action="store_true", help="write the complement of the selection")
     p.add_argument(
         "--datadir",

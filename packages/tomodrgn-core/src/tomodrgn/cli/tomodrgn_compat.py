@@ -221,7 +221,7 @@ OPTIONS: dict[str, list[Option]] = {
     ],
     "downsample": [
         SOURCE,
-        Option(("--downsample",), "= -D: new box size", {"type": int}, to="D"),
+        Option(("--downsample",), "= -D: new box size", {"type": int}, to="box_size"),
         Option(("--output",), "one stack F.mrcs of every image instead of -o", {"type": Path}),
         Option(("--batch-size",), "images per batch", {"type": int}, **_note("stacks are cropped one at a time")),
         Option(("--is-vol",), "the input is a volume", FLAG),
@@ -307,7 +307,6 @@ OPTIONS: dict[str, list[Option]] = {
         *MASK_OPTIONS,
     ],
     "subtomo2chimerax": [
-        Option(("--outdir",), "output folder (the positional is then the STAR file)", {"type": Path}),
         Option(
             ("--mode",), "markers, one volume, or a volume per particle", {"choices": ("volumes", "volume", "markers")}
         ),  # fmt: skip
@@ -341,7 +340,6 @@ OPTIONS: dict[str, list[Option]] = {
         ),  # fmt: skip
         Option(("--tomogram",), "keep one tomogram only", {}),
         Option(("--tomo-id-col",), "the column naming tomograms (with --tomogram)", {}),
-        Option(("--ind",), "= --indices", {}, to="indices"),
         Option(("--ind-type",), "indices of particles or images", {"choices": ("particle", "image")}),
         Option(("--labels-sel",), "= --keep: labels kept", {"type": int, "nargs": "+"}, to="keep"),
     ],
@@ -568,7 +566,7 @@ def _backproject(args: argparse.Namespace, note: Callable[[str], None]) -> None:
 
 
 def _downsample(args: argparse.Namespace, note: Callable[[str], None]) -> None:
-    _required(args, "D", "-D (or --downsample)")
+    _required(args, "box_size", "-D (or --downsample)")
     if args.td_is_vol:
         _required(args, "td_output", "--output (the downsampled map)")
         args.func = _downsample_map
@@ -589,9 +587,9 @@ def _downsample_map(args: argparse.Namespace) -> None:
     vol, pixel_size = api.read_mrc(args.star)
     if vol.ndim != 3:
         raise api.InputError(f"{args.star}: --is-vol needs a map (D, D, D), got shape {vol.shape}")
-    small, pixel_size = api.postprocess_volume(vol, pixel_size, box_size=args.D)
+    small, pixel_size = api.postprocess_volume(vol, pixel_size, box_size=args.box_size)
     api.write_mrc(args.td_output, small, pixel_size)
-    print(f"wrote {args.td_output} (box {args.D} px, {pixel_size:.3f} Å/px)")
+    print(f"wrote {args.td_output} (box {args.box_size} px, {pixel_size:.3f} Å/px)")
 
 
 def _one_stack(func: Callable, stack: Path, with_star: bool, note: Callable[[str], None]) -> Callable:
@@ -741,10 +739,12 @@ def _analyze_volumes(args: argparse.Namespace, note: Callable[[str], None]) -> N
 
 
 def _subtomo2chimerax(args: argparse.Namespace, note: Callable[[str], None]) -> None:
-    if args.td_outdir is None:
+    """tomoDRGN's ``subtomo2chimerax STAR --outdir DIR``: the positional is the STAR (ours is -o DIR alone)."""
+    if args.positional_outdir is None or args.outdir is None:
         return
+    args.tomodrgn_spelling = True
     _volume_options(args, note, "maps are placed in the particles' own hand (a mirrored map would sit wrongly)")
-    args.star, args.outdir = args.outdir, args.td_outdir
+    args.star, args.positional_outdir = args.positional_outdir, None
     args.labels = None if args.labels is None else labels_file(args.labels)
     args.func = _chimerax_mode
     _replaces(args, args.outdir, note)
@@ -796,7 +796,7 @@ def _filter_rows(args: argparse.Namespace) -> None:
     from tomodrgn import api
 
     labels = api.read_labels(args.labels) if args.labels else None
-    indices = api.read_index_list(args.indices) if args.indices else None
+    indices = api.read_index_list(args.ind) if args.ind else None
     out = api.filter_star_rows(args.star, args.output, indices=indices, labels=labels, keep=args.keep,
                                invert=args.exclude)  # fmt: skip
     print(f"wrote {out}")

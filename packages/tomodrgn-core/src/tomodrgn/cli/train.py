@@ -9,31 +9,41 @@ import typing
 from pathlib import Path
 
 from tomodrgn import api
-from tomodrgn.cli._options import add_reference_options
+from tomodrgn.cli._options import DATADIR_HELP, PIXEL_SIZE_HELP, add_reference_options
 
 TRAIN_HELP = {
     "zdim": "latent dimension",
     "enc_arch_a": "encoder 'nodes x layers': the reference-frame encoder's MLP, or encoder A (per tilt)",
     "enc_arch_b": "encoder B architecture, 'nodes x layers' (per-tilt encoder)",
     "dec_arch": "decoder architecture, 'nodes x layers'",
+    "embed_dim": "dimension of each tilt's embedding from encoder A (per-tilt encoder)",
+    "epochs": f"epochs to train ({api.EPOCH_COUNTING})",
+    "lr": "learning rate of the AdamW optimiser (per step)",
+    "weight_decay": "AdamW weight decay (per step, × lr)",
+    "beta_warmup_epochs": "epochs over which the KL weight β ramps linearly from 0 to --beta",
+    "feat_sigma": "scale σ of the decoder's random Gaussian Fourier features (cryoDRGN's feat_sigma), as a fraction of"
+    " the box's D/2 frequencies",
+    "n_features": "number of the decoder's Fourier features (default 3·D/2)",
+    "phase_flip": "the encoder sees images multiplied by sign(CTF)",
+    "seed": "random seed (weights, tilt sampling, batches)",
+    "num_workers": "data-loader processes that read images (0: in this process)",
     "encoder": "reference-frame (tilt pixels placed in the volume frame by their poses: learns classes in far fewer"
     " epochs) or per-tilt (the published tomoDRGN encoder)",
     "z_all_tilts": "write latents from an encoder pass over all tilts (default: yes for the reference-frame encoder)",
     "pooling": "pooling of per-tilt embeddings (per-tilt encoder): concatenate, max, mean, median, set",
-    "enc_mask": "radius (px) of the encoder's input pixels (default D/2; reference-frame: min(D/4, 12))",
+    "enc_mask": "radius (px) of the encoder's input pixels (default: D/2; reference-frame: min(D/4, 12))",
     "n_tilts": "tilts sampled per particle (default: the minimum tilt count)",
     "sequential_tilts": "use the first n tilts in file order instead of a random subset each time",
     "batch_size": "particles per (global) batch, or auto: the largest batch whose trial step fits --memory-limit"
     " (logged in train.log, saved in config.json as the number chosen)",
     "memory_limit": "GiB this process may use, for --batch-size auto (default: the GPU's free memory on CUDA, the"
     " available RAM on CPU)",
-    "beta": "KL weight (default 1/(zdim + n_tilts·D²))",
-    "box_size": "Fourier-crop images to this box size (pixels) on the fly",
-    "pixel_size": "pixel size of the stacks in Å; overrides both the STAR's and the MRC headers' values (default:"
-    " the STAR's, else the MRC header's)",
+    "beta": "KL weight β (default: 1/(zdim + n_tilts·D²))",
+    "box_size": "Fourier-crop images to this box size (px) on the fly (default: the stacks' box)",
+    "pixel_size": PIXEL_SIZE_HELP,
     "backend": "lattice-mask kernels: auto (Triton on CUDA), torch or triton",
-    "device": "auto, cpu or cuda[:i]",
-    "checkpoint_every": "write a checkpoint every N epochs",
+    "device": "auto, cpu, cuda[:i] or mps",
+    "checkpoint_every": "write a checkpoint every N epochs (and after the last)",
     "max_steps": "end the run after N optimiser steps in all: the epoch in progress is the last (its checkpoint and"
     " latents written); e.g. to time a large set",
     "dose_filter": "multiply decoded slices by the exposure filter exp(-N/2Ne)",
@@ -42,8 +52,7 @@ TRAIN_HELP = {
     "amp": "mixed precision: bf16 autocast of the networks on CUDA and on CPUs with native bf16 (loss, reductions and"
     " optimiser state fp32); elsewhere fp32. --no-amp: fp32 everywhere",
     "preload": "load all images into RAM (default: memory-mapped, read lazily)",
-    "datadir": "folder of the image stacks, where the STAR's image paths are relative to another folder (default: the"
-    " STAR's folder)",
+    "datadir": DATADIR_HELP,
     "invert": "invert image contrast",
     "first": "train on the first N particles only (STAR particle order; the first N of --ind when given)",
     "ind": "train on the particles of this index list (0-based; text, .npy or a cryoDRGN .pkl; e.g. .keep.txt)",
@@ -57,7 +66,9 @@ TRAIN_HELP = {
     "weight_average_steps": "save, for evaluation, an exponential moving average of the weights over about this many"
     " optimiser steps (runs of at least 10× as many steps; 0: off)",
 }
-LATENT_ONLY = ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "pooling")
+LATENT_ONLY = ("zdim", "encoder", "z_all_tilts", "enc_arch_a", "enc_arch_b", "pooling", "embed_dim", "enc_mask", "beta",
+               "beta_warmup_epochs")  # fmt: skip
+SHORT_FLAGS = {"box_size": "-D"}  # the box is -D/--box-size in every command
 
 
 def _batch_size(text: str) -> int | str:
@@ -76,17 +87,18 @@ def _add_train_options(p: argparse.ArgumentParser, mode: str) -> None:
     for f in dataclasses.fields(TrainConfig):
         if f.name == "mode" or (mode == "homogeneous" and f.name in LATENT_ONLY):
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flags = [SHORT_FLAGS[f.name]] if f.name in SHORT_FLAGS else []
+        flags.append("--" + f.name.replace("_", "-"))
         kind = hints[f.name]
         if f.name == "batch_size":
             kind = _batch_size
         elif isinstance(kind, types.UnionType):  # "int | None" → int
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
-        help_ = TRAIN_HELP.get(f.name, "") + f" (default: {f.default})"
+        help_ = TRAIN_HELP[f.name]  # every option has its help (tests/core/test_cli_vocabulary.py)
         if kind is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
+            p.add_argument(*flags, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
         else:
-            p.add_argument(flag, type=kind, default=f.default, help=help_)
+            p.add_argument(*flags, type=kind, default=f.default, help=help_)
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in -o")
     p.add_argument(
         "--overwrite",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_hand_options
+from tomodrgn.cli._options import add_device_option, add_epoch_option, add_hand_options
 
 
 def cmd_pc_traversal(args: argparse.Namespace) -> None:
@@ -40,7 +40,7 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument(
         "run", type=Path, help="training run directory (or a z file, tomoDRGN's z.N.train.pkl: the path in z only)"
     )
-    p.add_argument("--epoch", type=int, default=None, help="epoch (default: latest)")
+    add_epoch_option(p, "the latents and model traversed")
     p.add_argument("-o", "--outdir", type=Path, default=None, help=f"output folder (default RUN/{name}.E)")
     p.add_argument(
         "--overwrite",
@@ -48,7 +48,7 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
         help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
         " first",
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
+    add_device_option(p)
     add_hand_options(p)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_hand_options
+from tomodrgn.cli._options import add_device_option, add_epoch_option, add_hand_options
 from tomodrgn.cli._progress import progress_bar
 
 
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="decode volumes at many latent positions, PCA and k-means in volume space, cluster STARs, report",
     )
     p.add_argument("run", type=Path, nargs="?", help="training run directory")
-    p.add_argument("--epoch", type=int, default=None, help="epoch (default: latest)")
+    add_epoch_option(p, "the latents and model analysed")
     p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze_volumes.E)")
     p.add_argument(
         "--overwrite",
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-pcs", type=int, default=3, help="volume principal components")
     p.add_argument("--ksample", type=int, default=5, help="k-means clusters in volume space")
     p.add_argument("--n-pc-points", type=int, default=5, help="volumes written along each volume PC")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu, cuda[:i] or auto")
+    p.add_argument("--seed", type=int, default=0, help="random seed (the sampled latent positions, k-means)")
+    add_device_option(p)
     add_hand_options(p)
     p.set_defaults(func=cmd_analyze_volumes)

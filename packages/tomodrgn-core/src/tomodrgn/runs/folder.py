@@ -35,6 +35,11 @@ WEIGHTS_LINK = "weights.pt"
 Z_LINK = "z.npy"
 LOGVAR_LINK = "z.logvar.npy"
 ANALYSIS = "analyze"
+#: how epochs are counted, the same in files, train.log, the screen and every --epoch option (as cryoDRGN's and the
+#: published tomoDRGN's files): said in train.log's header and the --epochs / --epoch help
+EPOCH_COUNTING = (
+    "epochs are counted from 0: epoch E writes weights.E.pt and z.E.npy (analyze.E); --epochs N trains epochs 0…N-1"
+)
 
 #: names of the files and folders a training run (and ``tomodrgn analyze`` inside it) writes; ``--overwrite``
 #: deletes exactly these

@@ -34,6 +34,7 @@ class EpochEvent:
     checkpoint: Path | None = None
     n_epochs: int | None = None  # epochs of the whole run (``config.epochs``)
     val_loss: float | None = None  # held-out tilts' weighted error (config.val_tilts > 0), comparable with mse
+    latent: bool = True  # a VAE run (a homogeneous run has no KL term)
 
 
 @dataclass

@@ -19,13 +19,13 @@ class TrainingDiverged(InputError):
 
 
 def divergence_message(what: str, epoch: int, step: int, steps_per_epoch: int, config: TrainConfig, kept) -> str:
-    """One line: where training diverged (epoch counted from 1, as in the epoch lines), which checkpoint is the last
-    good one, and the likely causes."""
+    """One line: where training diverged (epoch counted from 0 as in the files, k/N as in the epoch lines), which
+    checkpoint is the last good one, and the likely causes."""
     keep = f"the last good checkpoint is {kept}" if kept else "no checkpoint was written"
     lr = config.lr
     return (
-        f"training stopped: {what} in epoch {epoch + 1}/{config.epochs} at step {step}/{steps_per_epoch}; {keep}. "
-        "Likely causes: a learning "
+        f"training stopped: {what} in epoch {epoch} ({epoch + 1}/{config.epochs}) at step {step}/{steps_per_epoch}; "
+        f"{keep}. Likely causes: a learning "
         f"rate too high (--lr {lr:g}), a wrong pixel size (--pixel-size / _rlnDetectorPixelSize), NaN or extreme pixel "
         "values in the images, or wrong CTF/dose values in the STAR file"
     )

@@ -64,12 +64,14 @@ def iter_train(
 
 
 def epoch_line(ev: EpochEvent) -> str:
-    """``epoch N/M loss … mse … kl … s/epoch … particles/s [val_loss …]`` (N counted from 1; the checkpoint written,
-    if any)."""
-    total = f"/{ev.n_epochs}" if ev.n_epochs else ""
+    """``epoch E (k/N) loss … mse … [kl …] s/epoch … particles/s [val_loss …] [-> weights.E.pt]``: E counted from 0
+    as in the files and train.log (:data:`~tomodrgn.runs.folder.EPOCH_COUNTING`), k = E + 1 of N epochs; kl for a VAE
+    run only."""
+    count = f" ({ev.epoch + 1}/{ev.n_epochs})" if ev.n_epochs else ""
     return (
-        f"epoch {ev.epoch + 1}{total} loss {ev.loss:.5f} mse {ev.mse:.5f} kl {ev.kl:.3f} "
-        f"{ev.seconds:.1f} s/epoch {ev.particles_per_s:.1f} particles/s"
+        f"epoch {ev.epoch}{count} loss {ev.loss:.5f} mse {ev.mse:.5f} "
+        + (f"kl {ev.kl:.3f} " if ev.latent else "")
+        + f"{ev.seconds:.1f} s/epoch {ev.particles_per_s:.1f} particles/s"
         + (f" val_loss {ev.val_loss:.5f}" if ev.val_loss is not None else "")
         + (f" -> {ev.checkpoint.name}" if ev.checkpoint else "")
     )
@@ -100,7 +102,7 @@ def train(
     for ev in iter_train(star_or_series, outdir, config, stop_event, resume, overwrite):
         if isinstance(ev, StepEvent):
             if bar is None and show_bar:
-                bar = tqdm(total=ev.steps_per_epoch, desc=f"epoch {ev.epoch + 1}", unit="batch", leave=False)
+                bar = tqdm(total=ev.steps_per_epoch, desc=f"epoch {ev.epoch}", unit="batch", leave=False)
                 bar.n = ev.step - 1
             if bar is not None:
                 bar.update(1)

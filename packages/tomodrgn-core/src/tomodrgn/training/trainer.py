@@ -35,7 +35,7 @@ from tomodrgn.io.selection import select_particles
 from tomodrgn.kernels import half_lattice
 from tomodrgn.runs import checkpoint as ck
 from tomodrgn.runs.config import TrainConfig, resumed_config
-from tomodrgn.runs.folder import RunFolder
+from tomodrgn.runs.folder import EPOCH_COUNTING, RunFolder
 from tomodrgn.runs.model import build_model, dataset_metadata, encode_particles, make_dataset, read_training_series
 from tomodrgn.runtime.batch_size import (
     BatchChoice,
@@ -208,6 +208,7 @@ class Trainer:
             f"{ctx.world_size} process(es), device {self.device}, beta {self.beta:.3g}"
         )
         self._log(f"# {precision_note(self.config.amp, self.device)}; {allocator_note(os.environ)}; {threshold_note()}")
+        self._log(f"# {EPOCH_COUNTING}")
         if self.envelope_note is not None:
             self._log(f"# {self.envelope_note}")
         if self.batch_choice is not None:
@@ -385,7 +386,7 @@ class Trainer:
         path = self.save(epoch, 0, z) if write else None
         n = max(sums[3], 1.0)
         ev = EpochEvent(epoch, *(float(v) for v in sums[:3] / n), float(sums[3] / max(secs, 1e-9)), secs, path,
-                        config.epochs)  # fmt: skip
+                        config.epochs, latent=config.latent_dim > 0)  # fmt: skip
         if self.val is not None:
             ev.val_loss = self.validate(epoch, z, write)
         self._log(
