@@ -28,6 +28,9 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         format=args.format,
         float16=args.float16,
         overwrite=args.overwrite,
+        pose_error_deg=args.pose_error_deg,
+        pose_error_px=args.pose_error_px,
+        tilt_shift_error_px=args.tilt_shift_error_px,
     )
     print(f"wrote {sim.star_path} ({len(sim.particle_names)} particles, D={sim.box_size}, {sim.pixel_size:.3f} Å/px)")
     print(f"ground truth: {', '.join(str(p) for p in sim.volume_paths)}; labels {sim.labels_path}")
@@ -72,5 +75,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write particle stacks as float16 (MRC mode 12, as RELION's --float16): half the disk",
     )
+    _add_pose_errors(p)
     p.add_argument("--tomogram", action="store_true", help="also write small tomograms with the particles pasted")
     p.set_defaults(func=cmd_simulate)
+
+
+def _add_pose_errors(p: argparse.ArgumentParser) -> None:
+    """The upstream pose errors written to the STARs (the images keep the true poses; truth.npz has both)."""
+    g = p.add_argument_group(
+        "pose errors",
+        "the images are made with the true poses, the STARs carry perturbed ones (as after subtomogram averaging); "
+        "truth.npz keeps both",
+    )
+    g.add_argument(
+        "--pose-error-deg",
+        type=float,
+        default=0.0,
+        help="rms angle (°) of one random rotation error per particle, about a uniformly random axis (median ≈ "
+        "0.89 × this; default 0: none)",
+    )
+    g.add_argument(
+        "--pose-error-px",
+        type=float,
+        default=0.0,
+        help="rms 3-D origin error per particle, px per axis (projected into every tilt's 2-D origin; default 0: none)",
+    )
+    g.add_argument(
+        "--tilt-shift-error-px",
+        type=float,
+        default=0.0,
+        help="rms 2-D shift error per tilt image, px per axis (Warp/M particles.star only: a RELION 5 set has no "
+        "per-image shift; default 0: none)",
+    )

@@ -15,7 +15,14 @@ Outputs under ``outdir``:
   (acquisition index), ``image_tilt``, ``image_dose``, ``image_rotation``, ``image_shift`` (Å),
   ``image_defocus_u/v/angle``; ``origin_angstrom`` (n, 3) (3-D origins, zero for "warp"), ``format``; and
   ``tilt_scheme``, ``dose_scheme``, ``pixel_size``, ``box_size``, ``noise_std`` (σ₀), ``snr``, ``preset``, ``seed``,
-  ``tomogram_names``, ``tomogram_shape``.
+  ``tomogram_names``, ``tomogram_shape``. ``rotation``, ``image_rotation``, ``image_shift`` and ``origin_angstrom``
+  are the true poses, those the images were made with. Pose errors (:mod:`tomodrgn.simulate.pose_errors`; all zero
+  or identity without them): the scales ``pose_error_deg`` (°), ``pose_error_px``, ``tilt_shift_error_px`` (px);
+  per particle the errors drawn, ``rotation_error`` (n, 3, 3) ΔR and its angle ``rotation_error_deg`` (°),
+  ``origin_error_angstrom`` (n, 3) e, and the poses written, ``star_rotation`` (n, 3, 3) = ΔR · ``rotation`` and
+  ``star_origin_angstrom`` (n, 3) = ``origin_angstrom`` + e; per image (STAR row order) ``image_shift_error``
+  (N, 2) Å δ, and the Warp/M rows' pose ``image_star_rotation`` (N, 3, 3) and origin ``image_star_shift`` (N, 2) Å
+  (what :func:`tomodrgn.io.particles.read_particles` reads from ``particles.star``).
 
 Default pixel size: 419.2 Å / D (a 419.2 Å box: 13.1 Å at D = 32, 6.55 Å at D = 64), as in ``docs/architecture.md``,
 "Physics".
@@ -37,6 +44,7 @@ from tomodrgn.io.output_dir import check_output_dir, prepare_output_dir
 from tomodrgn.physics.pose import matrix_to_euler
 from tomodrgn.simulate.forward import central_slices, filtered_images, half_grid, volume_spectra
 from tomodrgn.simulate.phantom import render, render_particle
+from tomodrgn.simulate.pose_errors import PoseErrors, StarPoses, draw_pose_errors, star_poses, warn_relion5_tilt_shifts
 from tomodrgn.simulate.relion5 import write_relion5
 from tomodrgn.simulate.truth import SimulationSpec, Truth, draw_truth
 
@@ -89,6 +97,9 @@ def simulate_dataset(
     format: str = "warp",
     float16: bool = False,
     overwrite: bool = False,
+    pose_error_deg: float = 0.0,
+    pose_error_px: float = 0.0,
+    tilt_shift_error_px: float = 0.0,
 ) -> SimulatedDataset:
     """Simulate a tilt-series particle dataset with known structure, poses, CTF and doses.
 
@@ -120,6 +131,8 @@ def simulate_dataset(
       in ``particles.star``; ``_rlnCoordinateX/Y/Z`` are the extraction points (true centre + origin / pixel size).
     - ``float16``: particle stacks in MRC mode 12 (half the disk; as RELION writes with ``--float16``); the rounding
       (relative 2⁻¹¹) is far below the noise. Ground-truth volumes stay float32.
+    - ``pose_error_deg`` (° rms), ``pose_error_px``, ``tilt_shift_error_px`` (px rms per axis; 0: none): the STARs'
+      poses carry upstream errors, the images keep the true ones (:mod:`tomodrgn.simulate.pose_errors`).
 
     The files written, and the keys of ``truth.npz``, are listed in the module docstring.
     """
@@ -130,8 +143,10 @@ def simulate_dataset(
         drop_tilts=drop_tilts, seed=seed, voltage=voltage, cs=cs, amplitude_contrast=amplitude_contrast,
         n_tomograms=n_tomograms, tomogram_shape=tomogram_shape, shift_std=shift_std, astigmatism=astigmatism,
         phase_shift=phase_shift, dose_filter=dose_filter, oversample=oversample, format=format,
-        float16=float16,
+        float16=float16, pose_error_deg=pose_error_deg, pose_error_px=pose_error_px,
+        tilt_shift_error_px=tilt_shift_error_px,
     ).resolved()  # fmt: skip
+    warn_relion5_tilt_shifts(spec)
     truth = draw_truth(spec)
     return _write_dataset(spec, truth, outdir, overwrite, progress)
 
@@ -257,12 +272,14 @@ def render_stacks(spec: SimulationSpec, truth: Truth, ref_vols: np.ndarray, outd
     return _Images(np.concatenate(img_particle), np.concatenate(img_tilt), noise_std)
 
 
-def _particles_table(spec: SimulationSpec, truth: Truth, images: _Images, extraction: np.ndarray) -> pd.DataFrame:
-    """The Warp/M image-series rows: one per image, in stack order."""
+def _particles_table(
+    spec: SimulationSpec, truth: Truth, images: _Images, extraction: np.ndarray, poses: StarPoses
+) -> pd.DataFrame:
+    """The Warp/M image-series rows: one per image, in stack order, with the poses and origins of ``poses``."""
     p_of, t_of = images.particle, images.tilt
     stack_index = np.concatenate([np.arange(1, c + 1) for c in truth.keep.sum(1)])  # 1-based, within each stack
-    rot_e, tilt_e, psi_e = matrix_to_euler(truth.tilt_rotation[p_of, t_of])
-    shift, ctf, dose = truth.shifts[p_of, t_of], truth.ctf[p_of, t_of], truth.doses[t_of]
+    rot_e, tilt_e, psi_e = matrix_to_euler(poses.tilt_rotation[p_of, t_of])
+    shift, ctf, dose = poses.shifts[p_of, t_of], truth.ctf[p_of, t_of], truth.doses[t_of]
     names = truth.names
     return pd.DataFrame(
         {
@@ -292,7 +309,8 @@ def write_metadata(
     spec: SimulationSpec, truth: Truth, images: _Images, outdir: Path, volume_paths: list[Path]
 ) -> SimulatedDataset:
     """``particles.star`` (optics + one row per image), the RELION 5 set (``format="relion5"``), ``labels.txt`` and
-    ``truth.npz`` (see the module docstring)."""
+    ``truth.npz`` (see the module docstring); the STARs hold the poses with the spec's errors
+    (:mod:`tomodrgn.simulate.pose_errors`), the stacks were made with the true ones."""
     d, apix, names = spec.box_size, spec.pixel_size, truth.names
     extraction = (
         truth.positions + truth.origins / apix
@@ -310,12 +328,14 @@ def write_metadata(
         }
     )
     star_path = outdir / "particles.star"
-    particles = _particles_table(spec, truth, images, extraction)
+    errors = draw_pose_errors(spec, truth)
+    poses = star_poses(spec, truth, errors)
+    particles = _particles_table(spec, truth, images, extraction, poses)
     starfile.write({"optics": optics, "particles": particles}, star_path, overwrite=True, float_format="%.6f")
     if spec.format == "relion5":
         star_path = write_relion5(
             outdir, particle_names=names, tomogram_names=truth.tomogram_names, tomogram_of=truth.tomogram_of,
-            extraction_px=extraction, origin=truth.origins, rotation=truth.rotation, tilt_deg=truth.angles,
+            extraction_px=extraction, origin=poses.origins, rotation=poses.rotation, tilt_deg=truth.angles,
             dose=truth.doses, keep=truth.keep, tilt_defocus=truth.tilt_defocus, pixel_size=apix, box_size=d,
             tomogram_shape=spec.tomogram_shape, voltage=spec.voltage, cs=spec.cs,
             amplitude_contrast=spec.amplitude_contrast, stack_names=[f"particles/{p}.mrcs" for p in names],
@@ -323,7 +343,7 @@ def write_metadata(
         )  # fmt: skip
     labels_path = outdir / "labels.txt"
     np.savetxt(labels_path, truth.conf.labels, fmt="%d")
-    truth_path = _write_truth(spec, truth, images, outdir / "truth.npz")
+    truth_path = _write_truth(spec, truth, images, outdir / "truth.npz", errors, poses)
     return SimulatedDataset(
         star_path=star_path,
         volume_paths=volume_paths,
@@ -340,7 +360,9 @@ def write_metadata(
     )
 
 
-def _write_truth(spec: SimulationSpec, truth: Truth, images: _Images, path: Path) -> Path:
+def _write_truth(
+    spec: SimulationSpec, truth: Truth, images: _Images, path: Path, errors: PoseErrors, poses: StarPoses
+) -> Path:
     """``truth.npz`` at ``path`` (its keys: see the module docstring); returns ``path``."""
     p_of, t_of = images.particle, images.tilt
     ctf, conf = truth.ctf[p_of, t_of], truth.conf
@@ -379,5 +401,16 @@ def _write_truth(spec: SimulationSpec, truth: Truth, images: _Images, path: Path
         seed=spec.seed,
         tomogram_names=np.array(truth.tomogram_names),
         tomogram_shape=np.array(spec.tomogram_shape),
+        pose_error_deg=float(spec.pose_error_deg),
+        pose_error_px=float(spec.pose_error_px),
+        tilt_shift_error_px=float(spec.tilt_shift_error_px),
+        rotation_error=errors.rotation,
+        rotation_error_deg=errors.angle_deg,
+        origin_error_angstrom=errors.origin,
+        image_shift_error=errors.tilt_shift[p_of, t_of],
+        star_rotation=poses.rotation,
+        star_origin_angstrom=poses.origins,
+        image_star_rotation=poses.tilt_rotation[p_of, t_of],
+        image_star_shift=poses.shifts[p_of, t_of],
     )
     return path

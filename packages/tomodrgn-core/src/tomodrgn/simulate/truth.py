@@ -8,6 +8,7 @@ Units: Å (pixel size, defocus, shifts), e⁻/Å² (dose), degrees (tilts), kV, 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,18 @@ DEFAULT_BOX_ANGSTROM = 419.2
 DEFAULT_SHIFT_STD_PX = 1.5  # rms in-plane origin per axis (px) of simulated images when shift_std is None
 PARTICLES_PER_TOMOGRAM = 50
 FORMATS = ("warp", "relion5")
+POSE_ERROR_STREAM = 8  # index of the pose errors' random stream of a seed (draw_truth's eight come first)
+
+
+def seed_streams(seed: int, n: int) -> list[np.random.Generator]:
+    """The first ``n`` independent random streams of ``seed`` (stream i is the same whatever ``n``)."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def _check_error_scale(name: str, value, unit: str) -> None:
+    """A pose-error scale must be a finite real number ≥ 0 (:class:`InputError` naming ``name`` and its unit)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (value >= 0 and math.isfinite(value)):
+        raise InputError(f"{name} must be a finite number ≥ 0 ({unit}), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,9 @@ class SimulationSpec:
     oversample: int = 2
     format: str = "warp"
     float16: bool = False
+    pose_error_deg: float = 0.0
+    pose_error_px: float = 0.0
+    tilt_shift_error_px: float = 0.0
 
     def resolved(self) -> SimulationSpec:
         """Checked (:class:`InputError` naming the option) and with every default resolved."""
@@ -72,6 +88,8 @@ class SimulationSpec:
         shift_std = DEFAULT_SHIFT_STD_PX * apix if self.shift_std is None else self.shift_std
         if not (shift_std >= 0 and math.isfinite(shift_std)):
             raise InputError(f"shift_std must be a finite number ≥ 0 Å, got {shift_std}")
+        for name, unit in (("pose_error_deg", "°"), ("pose_error_px", "px"), ("tilt_shift_error_px", "px")):
+            _check_error_scale(name, getattr(self, name), unit)
         n_tomo = max(1, min(int(n_tomo), self.n_particles))
         resolved = {"box_size": d, "pixel_size": apix, "tomogram_shape": shape, "n_tomograms": n_tomo}
         return SimulationSpec(**{**self.__dict__, **resolved, "shift_std": shift_std})
@@ -121,9 +139,7 @@ def draw_truth(spec: SimulationSpec) -> Truth:
     leaves the draws of the others as they were."""
     spec = spec.resolved()
     d, apix = spec.box_size, spec.pixel_size
-    r_conf, r_pose, r_ctf, r_drop, r_place, r_shift, r_noise, r_tomo = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(8)
-    )
+    r_conf, r_pose, r_ctf, r_drop, r_place, r_shift, r_noise, r_tomo = seed_streams(spec.seed, 8)
     preset = get_preset(spec.preset)
     angles, doses = tilt_series(spec.n_tilts, spec.max_tilt, spec.tilt_step, spec.dose_per_tilt)
     n, t = spec.n_particles, len(angles)
