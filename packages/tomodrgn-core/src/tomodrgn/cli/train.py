@@ -139,7 +139,8 @@ def _cmd_train(args: argparse.Namespace, mode: str) -> None:
         )
         return
     state = "stopped early" if res.stopped else "finished"
-    print(f"{state}: {res.epochs_completed} epochs, final loss {res.final_loss}, checkpoint {res.checkpoint}")
+    loss = "n/a" if res.final_loss is None else f"{res.final_loss:.5f}"
+    print(f"{state}: {res.epochs_completed} epochs, final loss {loss}, checkpoint {res.checkpoint}")
     if reference is not None:
         check = api.check_run_against_reference(args.outdir, reference)
         print("\n".join(check.lines()))
