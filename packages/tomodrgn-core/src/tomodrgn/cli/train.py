@@ -63,6 +63,13 @@ TRAIN_HELP = {
     "window": "soft circular real-space window on the images (0.75–0.95 of the box radius)",
     "decoder_envelope": "per-shell scale of the decoder's output: measured (the data's signal amplitude per Fourier"
     " shell, from two half-set back-projections before training), fixed (1 + 9·exp(-r²/8), r in px) or none",
+    "refine_poses": "learn corrections of the STAR's poses with the map: per particle a rotation and a 3-D origin,"
+    " per tilt image a 2-D shift (poses.E.npz in the run folder); one process only",
+    "refine_poses_after": "epochs trained with the STAR's poses before the corrections are learned",
+    "pose_prior_deg": "prior width of each particle's rotation correction, in degrees (rms angle)",
+    "pose_prior_px": "prior width of each particle's 3-D origin correction, px of the stacks per axis",
+    "tilt_shift_prior_px": "prior width of each tilt image's 2-D shift correction, px of the stacks per axis",
+    "pose_lr": "SparseAdam learning rate of the pose corrections, in prior widths per step",
     "weight_average_steps": "save, for evaluation, an exponential moving average of the weights over about this many"
     " optimiser steps (runs of at least 10× as many steps; 0: off)",
 }

@@ -82,6 +82,10 @@ class TrainConfig:
     ``batch_size`` ``"auto"``: the largest batch whose trial step fits ``memory_limit`` GiB (None: the device's free
     memory on CUDA, the available RAM on CPU), chosen at set-up and saved as a number
     (:mod:`tomodrgn.runtime.batch_size`).
+    ``refine_poses``: learn per-particle rotation and 3-D origin corrections and per-image 2-D shift corrections
+    with the decoder from epoch ``refine_poses_after`` on (:mod:`tomodrgn.models.pose_corrections`), under Gaussian
+    priors of widths ``pose_prior_deg`` (°), ``pose_prior_px`` and ``tilt_shift_prior_px`` (pixels of the stacks as
+    on disk), by SparseAdam at ``pose_lr`` (prior widths per step).
     """
 
     mode: str = "vae"
@@ -127,6 +131,12 @@ class TrainConfig:
     decoder_envelope: str = "measured"
     weight_average_steps: int = 200
     memory_limit: float | None = None
+    refine_poses: bool = False
+    refine_poses_after: int = 2
+    pose_prior_deg: float = 5.0
+    pose_prior_px: float = 1.5
+    tilt_shift_prior_px: float = 0.5
+    pose_lr: float = 0.05
 
     def __post_init__(self) -> None:
         choices = {"mode": ("vae", "homogeneous"), "encoder": ENCODERS, "pooling": POOLING_MODES}
@@ -176,6 +186,9 @@ class TrainConfig:
         if self.pixel_size is not None:  # overrides the STAR's and the MRC headers' pixel size
             check_pixel_size(self.pixel_size, "pixel_size (--pixel-size)")
         _number(self, "val_tilts", int, 0)
+        _number(self, "refine_poses_after", int, 0)
+        for name in ("pose_prior_deg", "pose_prior_px", "tilt_shift_prior_px", "pose_lr"):
+            _number(self, name, float, 0.0, strict=True)
         _number(self, "weight_average_steps", int, 0)
 
     @property

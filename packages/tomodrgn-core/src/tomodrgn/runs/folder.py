@@ -44,8 +44,8 @@ EPOCH_COUNTING = (
 #: names of the files and folders a training run (and ``tomodrgn analyze`` inside it) writes; ``--overwrite``
 #: deletes exactly these
 RUN_FILE = re.compile(
-    r"^(config\.json|train\.log|weights(\.\d+(\.step\d+)?)?\.pt|z(\.\d+)?((\.logvar)?\.npy|\.train\.pkl)|analyze(\.\d+)?)"
-    r"(\.tmp)?$"
+    r"^(config\.json|train\.log|weights(\.\d+(\.step\d+)?)?\.pt|poses\.\d+\.npz|"
+    r"z(\.\d+)?((\.logvar)?\.npy|\.train\.pkl)|analyze(\.\d+)?)(\.tmp)?$"
 )
 _CHECKPOINT = re.compile(r"^weights\.(\d+)(?:\.step(\d+))?\.pt$")
 _LATENT = re.compile(r"^z\.(\d+)\.npy$")
@@ -92,6 +92,10 @@ class RunFolder:
     def z(self, epoch: int) -> Path:
         """Latent means after ``epoch`` (0-based)."""
         return self.path / f"z.{epoch}.npy"
+
+    def poses(self, epoch: int) -> Path:
+        """Pose corrections after ``epoch`` (``--refine-poses``; :mod:`tomodrgn.models.pose_corrections`)."""
+        return self.path / f"poses.{epoch}.npz"
 
     def logvar(self, epoch: int) -> Path:
         """Latent log variances after ``epoch`` (0-based)."""

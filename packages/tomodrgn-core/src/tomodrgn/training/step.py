@@ -47,18 +47,26 @@ def batch_forward(
     config: TrainConfig,
     eps: torch.Tensor | None,
     backend: str,
+    refine: bool = False,
 ):
-    """Forward model on one batch (on device): returns (LossTerms, μ, log σ²)."""
+    """Forward model on one batch (on device): returns (LossTerms, μ, log σ²). ``refine``: the batch's poses and
+    shifts carry learned corrections (:mod:`tomodrgn.training.pose_refinement`): the kept points are rotated here,
+    differentiably, and the encoder sees the corrected poses without passing gradients to them."""
     b = batch["images"].shape[0]
+    rotation, shift = batch["rotation"], batch["shift"]
     with record_function("tomodrgn.lattice_mask"):
-        ml, point_particle = batch_lattice(lattice, batch, decoder_fm, backend)
+        ml, point_particle = batch_lattice(lattice, batch, None if refine else decoder_fm, backend)
+    if refine:  # the lattice kernels do not differentiate by the pose
+        n = rotation.shape[0] * rotation.shape[1]
+        ml.coords = torch.einsum("kj,kji->ki", lattice.coords[ml.point], rotation.reshape(n, 3, 3)[ml.image])
+        rotation, shift = rotation.detach(), shift.detach()
     use_amp = amp_enabled(config.amp, batch["images"].device)
     enc_in = None
     if config.latent_dim:
         with record_function("tomodrgn.encoder_input"):
-            enc_in = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"], batch["shift"])
+            enc_in = encoder_images(batch["images"], batch["ctf"], lattice, config, batch["dose"], shift)
     with torch.autocast(device_type=batch["images"].device.type, dtype=torch.bfloat16, enabled=use_amp):
-        h_pos, h_neg, mu, logvar = model(enc_in, ml.coords, ml.features, point_particle, eps, batch["rotation"])
+        h_pos, h_neg, mu, logvar = model(enc_in, ml.coords, ml.features, point_particle, eps, rotation)
     if use_amp and mu is not None:  # the KL term (and the latents kept) in fp32
         mu, logvar = mu.float(), logvar.float()
     with record_function("tomodrgn.render_loss"):
@@ -79,7 +87,7 @@ def batch_lattice(
     n = b * t
     ml = masked_lattice(
         lattice,
-        batch["rotation"].reshape(n, 3, 3),
+        batch["rotation"].detach().reshape(n, 3, 3),
         batch["dose"].reshape(n),
         batch["mid_dose"].reshape(n),
         batch["tilt_weight"].reshape(n),

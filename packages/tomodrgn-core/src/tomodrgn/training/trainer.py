@@ -51,6 +51,7 @@ from tomodrgn.training.averaging import averaging_horizon, weight_average
 from tomodrgn.training.events import EpochEvent, StepEvent
 from tomodrgn.training.guard import TrainingDiverged, all_finite, divergence_message, prepare_outdir, remove_created
 from tomodrgn.training.loss import beta_at, combine, default_beta
+from tomodrgn.training.pose_refinement import pose_refinement
 from tomodrgn.training.signal_profile import set_decoder_envelope
 from tomodrgn.training.step import batch_forward, particle_noise, training_trial
 from tomodrgn.training.validation import evaluate_heldout, heldout_set, write_heldout
@@ -105,6 +106,7 @@ class Trainer:
         self.device = ctx.device
         self._set_up_data(star_or_series, saved)
         self._set_up_model(saved)
+        self.poses = pose_refinement(config, self.ds, self.device, saved, ctx.distributed)
         self.batch_choice = None
         if config.batch_size == "auto":
             self.batch_choice = self._auto_batch_size()
@@ -253,6 +255,10 @@ class Trainer:
         }
         if self.averaged is not None:
             ckpt["model_ema"], ckpt["ema_updates"] = self.averaged.module.state_dict(), int(self.averaged.n_averaged)
+        if self.poses is not None:
+            ckpt["poses"] = self.poses.state_dict()
+            if step_in_epoch == 0:
+                self.poses.write(self.run.poses(epoch), self.ds)
         path = ck.atomic_torch_save(ckpt, self.run.checkpoint(epoch, step_in_epoch))
         ck.link_latest(path, self.run.weights_link)
         if z is not None:
@@ -312,20 +318,29 @@ class Trainer:
         if config.latent_dim:
             eps = particle_noise(config.seed, epoch, index, config.latent_dim).to(self.device)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        terms, mu, logvar = batch_forward(self.ddp, self.fm, self.lattice, batch, config, eps, config.backend)
+        refine = self.poses is not None and self.poses.active(epoch)
+        if refine:
+            batch = self.poses.corrected(batch)
+        terms, mu, logvar = batch_forward(self.ddp, self.fm, self.lattice, batch, config, eps, config.backend, refine)
         n_local = terms.wsum.new_tensor(float(terms.n_particles))
         red = all_reduce_sum(torch.stack([terms.wsum.detach(), n_local]), self.ctx)
         b_eff = beta_at(self.beta, s.global_step, self.warmup)
         loss, mse, kl = combine(terms, red[0], red[1], b_eff, self.ctx.world_size)
+        if refine:
+            loss = loss + self.poses.prior_loss(batch, mse, red[0])
         stats = all_reduce_sum(torch.stack([mse, kl]).detach().float(), self.ctx).cpu().numpy()
         tot = float(stats[0] + b_eff * stats[1])
         if not math.isfinite(tot):  # stop before the bad step changes the weights
             self._diverged(f"loss {tot}", s.step + 1)
         self.optim.zero_grad(set_to_none=True)
+        if refine:
+            self.poses.optimizer.zero_grad(set_to_none=True)
         with record_function("tomodrgn.backward"):
             loss.backward()
         with record_function("tomodrgn.optimizer"):
             self.optim.step()
+            if refine:
+                self.poses.optimizer.step()
             if self.averaged is not None:
                 self.averaged.update_parameters(self.model)
         s.global_step += 1
