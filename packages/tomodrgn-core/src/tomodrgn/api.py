@@ -28,6 +28,7 @@ GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "ParticleSeries": ("tomodrgn.io.particles", "ParticleSeries"),
         "collect_one_stack": ("tomodrgn.io.downsample", "collect_one_stack"),
         "downsample_particles": ("tomodrgn.io.downsample", "downsample_particles"),
+        "export_poses": ("tomodrgn.export.poses", "export_poses"),
         "filter_star": ("tomodrgn.export.selections", "filter_star"),
         "filter_star_rows": ("tomodrgn.export.selections", "filter_star_rows"),
         "split_star_by_tomogram": ("tomodrgn.export.selections", "split_star_by_tomogram"),

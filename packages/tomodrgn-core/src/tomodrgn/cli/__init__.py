@@ -28,6 +28,7 @@ from tomodrgn.cli import (
     downsample,
     evaluate,
     movie,
+    poses,
     run_admin,
     simulate,
     star,
@@ -52,6 +53,7 @@ COMMAND_MODULES = (
     movie,
     chimerax,
     star,
+    poses,
     run_admin,
     demo,
 )
