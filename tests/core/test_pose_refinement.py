@@ -143,3 +143,33 @@ def test_bad_prior_is_one_line(perturbed, tmp_path, capsys):
                   "--pose-prior-deg", "0")  # fmt: skip
     assert_user_error(res, "--pose-prior-deg", "> 0")
     assert not (tmp_path / "x").exists()
+
+
+def test_analyze_reports_the_corrections_and_their_tail(tmp_path):
+    """pose_corrections.png (three histograms with the prior's tail marked) and pose_tails.txt naming the particles
+    planted beyond the prior's 99 % tail."""
+    from tomodrgn.analysis.pose_report import TAIL_WIDTHS, pose_correction_figure, write_pose_report
+
+    rng = np.random.default_rng(4)
+    sigma = np.array([0.05, 20.0, 6.0], dtype=np.float32)
+    poses = {
+        "rotation_rad": rng.normal(scale=sigma[0], size=(100, 3)),
+        "origin_A": rng.normal(scale=sigma[1], size=(100, 3)),
+        "tilt_shift_A": rng.normal(scale=sigma[2], size=(800, 2)),
+        "prior_widths": sigma,
+    }
+    poses["rotation_rad"][7] = [0.3, 0.0, 0.0]  # 6 prior widths
+    poses["origin_A"][42] = [0.0, 100.0, 0.0]  # 5 prior widths
+    inside = np.linalg.norm(poses["rotation_rad"] / sigma[0], axis=1) < TAIL_WIDTHS
+    inside &= np.linalg.norm(poses["origin_A"] / sigma[1], axis=1) < TAIL_WIDTHS
+    np.savez(tmp_path / "poses.3.npz", **poses)
+    files, lines = write_pose_report(tmp_path / "poses.3.npz", tmp_path)
+    listed = [int(x) for x in files["pose_tails"].read_text().split("\n")[1:] if x]
+    assert {7, 42} <= set(listed) and set(listed) == set(np.flatnonzero(~inside))
+    assert f"{len(listed)} of 100 particles" in lines[0] and files["pose_corrections"].stat().st_size > 10_000
+    fig = pose_correction_figure(poses)
+    axes = fig.axes
+    assert [ax.get_xlabel()[-3:] for ax in axes] == ["(°)", "(Å)", "(Å)"]
+    assert [ax.get_ylabel() for ax in axes] == ["particles", "particles", "images"]
+    tail_deg = np.degrees(sigma[0]) * TAIL_WIDTHS
+    assert axes[0].lines[0].get_xdata()[0] == pytest.approx(tail_deg, rel=1e-6)

@@ -18,7 +18,10 @@ from tomodrgn.io.output_dir import CommandOutputs, check_output_dir, prepare_out
 
 ANALYZE = CommandOutputs(
     "analyze",
-    re.compile(r"z_(pca|pca_variance|umap)\.(png|npy)|loss\.png|kmeans\d+|pc\d+|spatial|chimerax|report\.md"),
+    re.compile(
+        r"z_(pca|pca_variance|umap)\.(png|npy)|loss\.png|kmeans\d+|pc\d+|spatial|chimerax|report\.md"
+        r"|pose_corrections\.png|pose_tails\.txt"
+    ),
 )
 ANALYZE_VOLUMES = CommandOutputs(
     "analyze_volumes",

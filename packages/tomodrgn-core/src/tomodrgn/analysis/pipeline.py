@@ -32,6 +32,7 @@ from tomodrgn.analysis import plots
 from tomodrgn.analysis.latent import PCAResult, kmeans, nearest_to_centres, pc_traversal, pca, umap_embed
 from tomodrgn.analysis.metrics import ConfusionResult, adjusted_rand_index, cc, confusion_matrix
 from tomodrgn.analysis.outputs import ANALYZE, output_folder
+from tomodrgn.analysis.pose_report import write_pose_report
 from tomodrgn.analysis.report import image, link, table, write_report
 from tomodrgn.analysis.volumes import Decoder
 from tomodrgn.export.selections import write_index_list
@@ -202,6 +203,9 @@ def analyze_run(
     series = _cluster_series(a, Path(star) if star_given else _star_of(dataset, cfg), cfg, star_given, tomograms_star)
     spatial_lines = _cluster_outputs(a, labels, centres, centre_idx, series)
     traversals = _traversal_outputs(a, n_pc_traversal)
+    if run.poses(epoch).is_file():  # a --refine-poses run: the distribution of its corrections
+        files, a.pose_lines = write_pose_report(run.poses(epoch), out)
+        a.files.update(files)
     report = _write_analysis_report(a, run_dir.name, epoch, labels, centre_idx, spatial_lines, traversals)
     a.step("report")
     return AnalysisResult(out, epoch, z, res_pca, emb, labels, centres, centre_idx, pixel_size, a.files, report)
@@ -219,6 +223,7 @@ class _Analysis:
     progress: Progress | None
     files: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    pose_lines: list = field(default_factory=list)  # of a --refine-poses run (analysis.pose_report)
 
     def step(self, stage: str, done: int = 1, total: int = 1) -> None:
         if self.progress is not None:
@@ -402,6 +407,8 @@ def _write_analysis_report(a: _Analysis, run_name: str, epoch, labels, centre_id
                 + [link(p, out) for p in files[f"pc{pc}_volumes"]],
             )
         )
+    if "pose_corrections" in files:
+        sections.append(("Pose corrections", [*a.pose_lines, image(files["pose_corrections"], out, "corrections")]))
     return write_report(out / "report.md", f"tomoDRGN analysis of {run_name}", sections)
 
 

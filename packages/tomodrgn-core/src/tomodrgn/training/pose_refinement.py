@@ -49,14 +49,15 @@ class PoseRefinement:
 
     def write(self, path: Path, ds: TiltSeriesDataset) -> Path:
         """``poses.E.npz``: the corrections in physical units (:meth:`PoseCorrections.table`) with the particles'
-        names and each image row's particle, for export and analysis."""
+        names, each image row's particle and the prior widths (rad per axis, Å, Å), for export and analysis."""
         table = {k: v.numpy() for k, v in self.corrections.table().items()}
         series = ds.series
         image_particle = np.empty(series.n_images, dtype=np.int64)
         for p, rows in enumerate(series.image_indices):
             image_particle[rows] = p
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **table, particle_names=np.asarray(series.particle_names), image_particle=image_particle)
+        np.savez(tmp, **table, particle_names=np.asarray(series.particle_names), image_particle=image_particle,
+                 prior_widths=self.corrections.sigma.cpu().numpy())  # fmt: skip
         tmp.replace(path)
         return path
 
