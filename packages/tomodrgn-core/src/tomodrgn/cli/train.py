@@ -111,7 +111,7 @@ def _add_train_options(p: argparse.ArgumentParser, mode: str) -> None:
         "--overwrite",
         action="store_true",
         help="start afresh in a used -o folder: first delete the old run's files (config.json, train.log, weights*.pt,"
-        " z*.npy, analyze*/); other files are kept",
+        " z*.npy, poses.*.npz, analyze*/); other files are kept",
     )
 
 
