@@ -142,3 +142,17 @@ def test_convergence_between_epochs(tmp_path):
     assert rows[0]["r2_linear"] < 0.5 < rows[1]["r2_linear"]
     assert rows[1]["kmeans_ari"] == pytest.approx(1.0)
     assert rows[0]["volume_cc"] < 0.99 and rows[1]["volume_cc"] < 1.0
+
+
+def test_umap_leaves_torchs_thread_count_alone():
+    """numba (under UMAP) resets torch's thread count; a training after an analysis in the same process (the plugin,
+    a notebook) ran 5–10× slower on 2 cores before the count was put back."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        umap_embed(np.random.default_rng(0).normal(size=(60, 3)))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -6,6 +6,7 @@ Random seeds are explicit so every result is reproducible.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -66,12 +67,18 @@ def umap_embed(z: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: fl
         return np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
     import umap  # slow import (numba); only when needed
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
-        reducer = umap.UMAP(
-            n_components=2, n_neighbors=min(n_neighbors, z.shape[0] - 1), min_dist=min_dist, random_state=seed
-        )
-        return np.asarray(reducer.fit_transform(z), dtype=np.float64)
+    torch = sys.modules.get("torch")  # numba's threading layer resets torch's thread count: put it back after
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+            reducer = umap.UMAP(
+                n_components=2, n_neighbors=min(n_neighbors, z.shape[0] - 1), min_dist=min_dist, random_state=seed
+            )
+            return np.asarray(reducer.fit_transform(z), dtype=np.float64)
+    finally:
+        if threads is not None:
+            torch.set_num_threads(threads)
 
 
 def kmeans(z: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
