@@ -101,6 +101,18 @@ def add_outdir(p: argparse.ArgumentParser, help: str, *, positional_alias: bool 
         p.add_argument("positional_outdir", type=Path, nargs="?", default=None, help=argparse.SUPPRESS)
 
 
+def add_analysis_outdir(p: argparse.ArgumentParser, default: str) -> None:
+    """``-o/--outdir`` (default ``default``, a folder in the run) and ``--overwrite`` of the analysis commands: a used
+    folder needs ``--overwrite``, which removes what the command wrote there first."""
+    add_outdir(p, f"output folder (default {default})", default=None)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
+        " first",
+    )
+
+
 def take_positional_outdir(args: argparse.Namespace) -> str | None:
     """The output folder given the old way (positional) becomes ``args.outdir``; returns a usage error when the
     folder is missing or given both ways."""

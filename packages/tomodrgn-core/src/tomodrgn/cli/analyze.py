@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_device_option, add_epoch_option, add_hand_options
+from tomodrgn.cli._options import add_analysis_outdir, add_device_option, add_epoch_option, add_hand_options
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
@@ -43,13 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_epoch_option(p, "the latents and model analysed")
     p.add_argument("--ksample", type=int, default=20, help="number of k-means clusters (a volume and a STAR each)")
     p.add_argument("--no-umap", action="store_true", help="skip the UMAP embedding of z (PCA only; faster)")
-    p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze.E)")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
-        " first",
-    )
+    add_analysis_outdir(p, "RUN/analyze.E")
     add_device_option(p)
     add_hand_options(p)
     p.set_defaults(func=cmd_analyze)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_device_option, add_hand_options
+from tomodrgn.cli._options import add_analysis_outdir, add_device_option, add_hand_options
 
 
 def cmd_convergence_vae(args: argparse.Namespace) -> None:
@@ -45,13 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         " convergence.csv, PNG plots, verdict.txt and report.md.",
     )
     p.add_argument("run", type=Path, help="training run directory")
-    p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/convergence)")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
-        " first",
-    )
+    add_analysis_outdir(p, "RUN/convergence")
     p.add_argument(
         "--k", type=int, default=None, help="nearest neighbours per particle for the preservation score (default 5%%)"
     )
@@ -76,13 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="FSC between consecutive checkpoints' maps of a homogeneous run (and to a reference map)",
     )
     p.add_argument("run", type=Path, help="training run directory (train_nn)")
-    p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/convergence_nn)")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
-        " first",
-    )
+    add_analysis_outdir(p, "RUN/convergence_nn")
     p.add_argument("--reference", type=Path, default=None, help="reference map (.mrc, same box) for FSC curves")
     p.add_argument(
         "--mask",

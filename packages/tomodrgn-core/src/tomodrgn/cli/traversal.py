@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_device_option, add_epoch_option, add_hand_options
+from tomodrgn.cli._options import add_analysis_outdir, add_device_option, add_epoch_option, add_hand_options
 
 
 def cmd_pc_traversal(args: argparse.Namespace) -> None:
@@ -41,13 +41,7 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
         "run", type=Path, help="training run directory (or a z file, tomoDRGN's z.N.train.pkl: the path in z only)"
     )
     add_epoch_option(p, "the latents and model traversed")
-    p.add_argument("-o", "--outdir", type=Path, default=None, help=f"output folder (default RUN/{name}.E)")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
-        " first",
-    )
+    add_analysis_outdir(p, f"RUN/{name}.E")
     add_device_option(p)
     add_hand_options(p)
 

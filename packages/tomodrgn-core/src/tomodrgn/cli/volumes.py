@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomodrgn.cli._options import add_device_option, add_epoch_option, add_hand_options
+from tomodrgn.cli._options import add_analysis_outdir, add_device_option, add_epoch_option, add_hand_options
 from tomodrgn.cli._progress import progress_bar
 
 
@@ -31,13 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, nargs="?", help="training run directory")
     add_epoch_option(p, "the latents and model analysed")
-    p.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default RUN/analyze_volumes.E)")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an earlier output in the folder (-o or the default): what this command wrote there is removed"
-        " first",
-    )
+    add_analysis_outdir(p, "RUN/analyze_volumes.E")
     p.add_argument(
         "--resume", action="store_true", help="continue an interrupted call in the same folder (its volumes are kept)"
     )
